@@ -1,0 +1,81 @@
+"""pypi-appliance-build: the thin command line over config -> stage -> deb."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from pathlib import Path
+
+import click
+
+from builder import __version__, config as cfg, deb, stage
+
+# The source tree (debian/, templates/) this builder ships with.
+TREE = Path(__file__).resolve().parent.parent
+
+
+def _checked(check):
+    """Click callback running one of config's checks, turning ConfigError into a usage error."""
+
+    def callback(ctx, param, value):
+        try:
+            return check(value)
+        except cfg.ConfigError as err:
+            raise click.BadParameter(str(err), ctx=ctx, param=param) from None
+
+    return callback
+
+
+def default_epoch(tree: Path) -> int:
+    """SOURCE_DATE_EPOCH, else the last commit's time, else the newest file: same tree, same .deb."""
+    if os.environ.get("SOURCE_DATE_EPOCH", "").isdigit():
+        return int(os.environ["SOURCE_DATE_EPOCH"])
+    proc = subprocess.run(
+        ["git", "-C", str(tree), "log", "-1", "--format=%ct"],
+        capture_output=True, text=True, check=False,
+    )
+    if proc.returncode == 0 and proc.stdout.strip().isdigit():
+        return int(proc.stdout.strip())
+    return int(max(p.stat().st_mtime for d in ("debian", "templates") for p in (tree / d).rglob("*")))
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, "--builder-version", prog_name="pypi-appliance-build")
+def main() -> None:
+    """Build the pypi-appliance Debian package: a private PyPI server in one .deb."""
+
+
+@main.command()
+@click.option("--version", "version", default=__version__, show_default=True,
+              callback=_checked(cfg.check_version),
+              help="Debian version of the package, e.g. 1.2.3 or 1.2.3~rc1.")
+@click.option("--port", type=int, default=8080, show_default=True, callback=_checked(cfg.check_port),
+              help="Default TCP port the index listens on (admins can change it with debconf).")
+@click.option("--data-dir", default="/srv/pypi", show_default=True, callback=_checked(cfg.check_data_dir),
+              help="Absolute path on the host holding packages/ and auth/.")
+@click.option("--image", default=cfg.DEFAULT_IMAGE, show_default=True, callback=_checked(cfg.check_image),
+              help="pypiserver container image, pinned to a release tag or digest (never 'latest').")
+@click.option("--auth-actions", default=",".join(cfg.AUTH_ACTIONS), show_default=True,
+              callback=_checked(cfg.check_auth_actions),
+              help="Comma-separated actions that need a password: update (upload), download, list. "
+                   "'update' is always required.")
+@click.option("--fallback/--no-fallback", default=False, show_default=True,
+              help="Redirect unknown project names to pypi.org. Off by default: with it on, a "
+                   "public package that squats an internal name can be installed instead "
+                   "(dependency confusion).")
+@click.option("--output-dir", type=click.Path(file_okay=False, path_type=Path), default=Path("dist"),
+              show_default=True, help="Where the .deb is written.")
+@click.option("--build-dir", type=click.Path(file_okay=False, path_type=Path), default=Path("build"),
+              show_default=True, help="Scratch directory for the staged source tree.")
+def build(version, port, data_dir, image, auth_actions, fallback, output_dir, build_dir) -> None:
+    """Render debian/ and templates/ and build dist/pypi-appliance_VERSION_all.deb."""
+    config = cfg.Config(
+        version=version, port=port, data_dir=data_dir, image=image,
+        auth_actions=auth_actions, fallback=fallback, source_date_epoch=default_epoch(TREE),
+    )
+    staging = stage.stage(config, TREE, build_dir.resolve() / f"{config.package}-{config.version}")
+    try:
+        path = deb.build(config, staging, output_dir)
+    except deb.BuildError as err:
+        raise click.ClickException(str(err)) from None
+    click.echo(f"built {path}")

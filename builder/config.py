@@ -1,0 +1,112 @@
+"""The one typed value every build step reads, and the rules for its fields."""
+
+from __future__ import annotations
+
+import posixpath
+import re
+from dataclasses import dataclass, field
+
+PACKAGE = "pypi-appliance"
+DEFAULT_IMAGE = "pypiserver/pypiserver:v2.4.2"
+AUTH_ACTIONS = ("update", "download", "list")
+# Login names the appliance accepts; shared by the debconf script and the helper.
+# Never ':' (the htpasswd separator) nor whitespace.
+USERNAME_PATTERN = r"[A-Za-z0-9][A-Za-z0-9._@+-]{0,63}"
+
+# Debian policy 5.6.12 for a native package: no epoch, no revision, so no ':' and no '-'.
+_VERSION = re.compile(r"[0-9][A-Za-z0-9.+~]*")
+# docker/distribution reference grammar, with a mandatory tag or digest.
+_IMAGE = re.compile(
+    r"(?P<name>[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
+    r"(?::[0-9]+)?"  # a registry port on the first component
+    r"(?:/[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*)*)"
+    r"(?::(?P<tag>[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}))?"
+    r"(?:@(?P<digest>sha256:[0-9a-f]{64}))?"
+)
+# What the data dir may contain: it lands unquoted in compose and the config file.
+_PATH = re.compile(r"/[A-Za-z0-9._/+-]*")
+
+
+class ConfigError(ValueError):
+    """A value that cannot go into the package; the message says which and why."""
+
+
+def check_version(value: str) -> str:
+    if not _VERSION.fullmatch(value):
+        raise ConfigError(
+            f"version {value!r} is not a valid Debian native version: start with a digit and "
+            "use only letters, digits and '.+~' (for example 1.2.3 or 1.2.3~rc1)"
+        )
+    return value
+
+
+def check_port(value: int) -> int:
+    if not 1 <= value <= 65535:
+        raise ConfigError(f"port {value} is outside 1-65535")
+    return value
+
+
+def check_data_dir(value: str) -> str:
+    if not value.startswith("/"):
+        raise ConfigError(f"data dir {value!r} is not an absolute path; give one like /srv/pypi")
+    if not _PATH.fullmatch(value):
+        raise ConfigError(
+            f"data dir {value!r} may only contain letters, digits and '._/+-' "
+            "(it is used unquoted by docker compose)"
+        )
+    norm = posixpath.normpath(value)
+    if norm in ("/", "/etc", "/usr", "/var", "/proc", "/sys", "/dev", "/run", "/boot", "/tmp"):
+        raise ConfigError(f"data dir {value!r} is a system directory; use a dedicated one such as /srv/pypi")
+    return norm
+
+
+def check_image(value: str) -> str:
+    match = _IMAGE.fullmatch(value)
+    if not match:
+        raise ConfigError(
+            f"image {value!r} is not a valid image reference (expected NAME:TAG or NAME@sha256:..., "
+            "lowercase name, no spaces)"
+        )
+    if not match["tag"] and not match["digest"]:
+        raise ConfigError(f"image {value!r} has no tag; pin a release such as {DEFAULT_IMAGE}")
+    if match["tag"] == "latest":
+        raise ConfigError(f"image {value!r} uses 'latest'; pin a release such as {DEFAULT_IMAGE}")
+    return value
+
+
+def check_auth_actions(value: str) -> tuple[str, ...]:
+    actions = tuple(a.strip() for a in value.split(",") if a.strip())
+    unknown = [a for a in actions if a not in AUTH_ACTIONS]
+    if unknown:
+        raise ConfigError(
+            f"auth action(s) {', '.join(map(repr, unknown))} unknown; choose from {','.join(AUTH_ACTIONS)}"
+        )
+    if "update" not in actions:
+        raise ConfigError(f"auth actions {value!r} must include 'update': anonymous uploads are never allowed")
+    # pypiserver's order, whatever order was given, so builds are reproducible.
+    return tuple(a for a in AUTH_ACTIONS if a in actions)
+
+
+@dataclass(frozen=True)
+class Config:
+    version: str
+    port: int = 8080
+    data_dir: str = "/srv/pypi"
+    image: str = DEFAULT_IMAGE
+    auth_actions: tuple[str, ...] = AUTH_ACTIONS
+    fallback: bool = False
+    # Seconds since the epoch for the changelog date and file times (reproducible builds).
+    source_date_epoch: int = 0
+    package: str = field(default=PACKAGE, init=False)
+
+    def __post_init__(self) -> None:
+        check_version(self.version)
+        check_port(self.port)
+        if check_data_dir(self.data_dir) != self.data_dir:
+            raise ConfigError(f"data dir {self.data_dir!r} is not normalized")
+        check_image(self.image)
+        check_auth_actions(",".join(self.auth_actions))
+
+    @property
+    def deb_name(self) -> str:
+        return f"{self.package}_{self.version}_all.deb"

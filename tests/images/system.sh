@@ -1,0 +1,34 @@
+#!/bin/bash
+# Build the "system container" image: Debian trixie with systemd as PID 1 and
+# its own Docker engine, the host an admin would install pypi-appliance on.
+# Usage: system.sh IMAGE:TAG
+set -euo pipefail
+image=${1:?usage: system.sh IMAGE:TAG}
+mirror=${DEBIAN_MIRROR:-http://deb.debian.org/debian}
+
+root=$(mktemp -d /var/tmp/pypi-appliance-system.XXXXXX)
+trap 'rm -rf "$root"' EXIT
+
+# What the appliance's Depends pull in is preinstalled so installs need no network.
+debootstrap --variant=minbase \
+    --keyring=/usr/share/keyrings/debian-archive-keyring.gpg \
+    --include=systemd,systemd-sysv,dbus,docker.io,docker-cli,docker-compose,iptables,iproute2,procps,ca-certificates,debconf-utils,python3,python3-passlib,python3-bcrypt,curl \
+    trixie "$root" "$mirror" >/dev/null
+
+: >"$root/etc/machine-id"
+rm -f "$root/var/lib/dbus/machine-id"
+# Units that make no sense inside a container.
+for unit in getty@.service getty.target console-getty.service systemd-udevd.service \
+    systemd-udev-trigger.service systemd-udevd-control.socket systemd-udevd-kernel.socket \
+    systemd-firstboot.service systemd-remount-fs.service sys-kernel-debug.mount \
+    sys-kernel-tracing.mount sys-kernel-config.mount dev-hugepages.mount \
+    systemd-modules-load.service; do
+    ln -sf /dev/null "$root/etc/systemd/system/$unit"
+done
+rm -rf "$root"/var/cache/apt/archives/*.deb "$root"/var/lib/apt/lists/*
+printf 'deb [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] %s trixie main\n' "$mirror" \
+    >"$root/etc/apt/sources.list"
+
+tar -C "$root" -c . | docker import \
+    -c 'ENTRYPOINT ["/sbin/init"]' -c 'ENV container=docker' - "$image" >/dev/null
+echo "built $image"
