@@ -55,6 +55,9 @@ def main() -> None:
               help="Absolute path on the host holding packages/ and auth/.")
 @click.option("--image", default=cfg.DEFAULT_IMAGE, show_default=True, callback=_checked(cfg.check_image),
               help="pypiserver container image, pinned to a release tag or digest (never 'latest').")
+@click.option("--proxy-image", default=cfg.DEFAULT_PROXY_IMAGE, show_default=True,
+              callback=_checked(cfg.check_image),
+              help="nginx container image (with the njs module) for the front door, pinned like --image.")
 @click.option("--auth-actions", default=",".join(cfg.AUTH_ACTIONS), show_default=True,
               callback=_checked(cfg.check_auth_actions),
               help="Comma-separated actions that need a password: update (upload), download, list. "
@@ -67,10 +70,10 @@ def main() -> None:
               show_default=True, help="Where the .deb is written.")
 @click.option("--build-dir", type=click.Path(file_okay=False, path_type=Path), default=Path("build"),
               show_default=True, help="Scratch directory for the staged source tree.")
-def build(version, port, data_dir, image, auth_actions, fallback, output_dir, build_dir) -> None:
+def build(version, port, data_dir, image, proxy_image, auth_actions, fallback, output_dir, build_dir) -> None:
     """Render debian/ and templates/ and build dist/pypi-appliance_VERSION_all.deb."""
     config = cfg.Config(
-        version=version, port=port, data_dir=data_dir, image=image,
+        version=version, port=port, data_dir=data_dir, image=image, proxy_image=proxy_image,
         auth_actions=auth_actions, fallback=fallback, source_date_epoch=default_epoch(TREE),
     )
     staging = stage.stage(config, TREE, build_dir.resolve() / f"{config.package}-{config.version}")

@@ -8,6 +8,8 @@ from dataclasses import dataclass, field
 
 PACKAGE = "pypi-appliance"
 DEFAULT_IMAGE = "pypiserver/pypiserver:v2.4.2"
+# The front door; its official Alpine image ships the njs module the config loads.
+DEFAULT_PROXY_IMAGE = "nginx:1.28.0-alpine"
 AUTH_ACTIONS = ("update", "download", "list")
 # Login names the appliance accepts; shared by the debconf script and the helper.
 # Never ':' (the htpasswd separator) nor whitespace.
@@ -68,9 +70,9 @@ def check_image(value: str) -> str:
             "lowercase name, no spaces)"
         )
     if not match["tag"] and not match["digest"]:
-        raise ConfigError(f"image {value!r} has no tag; pin a release such as {DEFAULT_IMAGE}")
+        raise ConfigError(f"image {value!r} has no tag; pin a release tag (for example {DEFAULT_IMAGE})")
     if match["tag"] == "latest":
-        raise ConfigError(f"image {value!r} uses 'latest'; pin a release such as {DEFAULT_IMAGE}")
+        raise ConfigError(f"image {value!r} uses 'latest'; pin a release tag (for example {DEFAULT_IMAGE})")
     return value
 
 
@@ -93,6 +95,7 @@ class Config:
     port: int = 8080
     data_dir: str = "/srv/pypi"
     image: str = DEFAULT_IMAGE
+    proxy_image: str = DEFAULT_PROXY_IMAGE
     auth_actions: tuple[str, ...] = AUTH_ACTIONS
     fallback: bool = False
     # Seconds since the epoch for the changelog date and file times (reproducible builds).
@@ -105,6 +108,7 @@ class Config:
         if check_data_dir(self.data_dir) != self.data_dir:
             raise ConfigError(f"data dir {self.data_dir!r} is not normalized")
         check_image(self.image)
+        check_image(self.proxy_image)
         check_auth_actions(",".join(self.auth_actions))
 
     @property

@@ -1,0 +1,82 @@
+"""Driving one system container: commands, files and HTTP through 127.0.0.1."""
+
+from __future__ import annotations
+
+import base64
+import subprocess
+import time
+import urllib.error
+import urllib.request
+
+
+class System:
+    def __init__(self, name: str, port: int):
+        self.name = name
+        self.port = port
+
+    def sh(self, script: str, input: bytes | str | None = None, check: bool = True,
+           timeout: float = 300) -> subprocess.CompletedProcess:
+        """Run script with sh inside the container; secrets go in on stdin, never in argv."""
+        data = input.encode() if isinstance(input, str) else input
+        proc = subprocess.run(
+            ["docker", "exec", "-i", self.name, "sh", "-c", script],
+            input=data, capture_output=True, timeout=timeout,
+        )
+        proc.stdout = proc.stdout.decode(errors="replace")
+        proc.stderr = proc.stderr.decode(errors="replace")
+        if check and proc.returncode != 0:
+            raise AssertionError(
+                f"{script!r} exited {proc.returncode}\nstdout:\n{proc.stdout}\nstderr:\n{proc.stderr}"
+            )
+        return proc
+
+    def wait_booted(self, timeout: float = 120) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            state = self.sh("systemctl is-system-running || true").stdout.strip()
+            if state in ("running", "degraded") and self.sh("docker info", check=False).returncode == 0:
+                return
+            time.sleep(0.5)
+        raise TimeoutError(f"{self.name} did not boot with a Docker engine in {timeout} s (last: {state})")
+
+    def load_images(self, refs: list[str]) -> None:
+        save = subprocess.Popen(["docker", "save", *refs], stdout=subprocess.PIPE)
+        subprocess.run(["docker", "exec", "-i", self.name, "docker", "load", "-q"],
+                       stdin=save.stdout, check=True, capture_output=True, timeout=600)
+        save.stdout.close()
+        assert save.wait(timeout=60) == 0
+
+    def put(self, path: str, data: bytes) -> None:
+        # Streamed: docker cp into a tmpfs mount lands under the mount.
+        self.sh(f"cat > '{path}'", input=data)
+
+    def url(self, path: str) -> str:
+        return f"http://127.0.0.1:{self.port}{path}"
+
+    def http(self, path: str, user: str | None = None, password: str | None = None,
+             encoding: str = "utf-8", method: str = "GET", data: bytes | None = None,
+             headers: dict | None = None) -> int:
+        """Status code of one request; credentials encoded the way a given client would."""
+        request = urllib.request.Request(self.url(path), method=method, data=data, headers=headers or {})
+        if user is not None:
+            token = base64.b64encode(f"{user}:{password}".encode(encoding)).decode()
+            request.add_header("Authorization", f"Basic {token}")
+        try:
+            with urllib.request.urlopen(request, timeout=30) as response:
+                return response.status
+        except urllib.error.HTTPError as err:
+            return err.code
+
+    def wait_http(self, path: str, expect: int, timeout: float = 90, **kwargs) -> float:
+        """Seconds until path answers expect; raises after timeout."""
+        start = time.monotonic()
+        last = None
+        while time.monotonic() - start < timeout:
+            try:
+                last = self.http(path, **kwargs)
+                if last == expect:
+                    return time.monotonic() - start
+            except OSError as err:
+                last = err
+            time.sleep(0.5)
+        raise TimeoutError(f"{path} did not answer {expect} within {timeout} s (last: {last})")

@@ -1,0 +1,104 @@
+"""What the templates render to, read back as the tools that consume them would."""
+
+import configparser
+import re
+import subprocess
+
+import pytest
+import yaml
+
+from builder.cli import TREE
+from builder.config import USERNAME_PATTERN, Config
+from builder.stage import stage
+
+
+@pytest.fixture
+def staged(tmp_path):
+    def render(**overrides):
+        config = Config(version="1.2.3", source_date_epoch=1_700_000_000, **overrides)
+        return stage(config, TREE, tmp_path / "staging")
+
+    return render
+
+
+def compose(tree):
+    return yaml.safe_load((tree / "root/etc/pypi-appliance/compose.yaml").read_text())
+
+
+def test_compose_file_defaults(staged):
+    doc = compose(staged())
+    assert "version" not in doc
+    server = doc["services"]["pypiserver"]
+    assert server["image"] == "pypiserver/pypiserver:v2.4.2"
+    assert server["init"] is True
+    assert server["restart"] == "unless-stopped"
+    assert "ports" not in server, "pypiserver is reached only through the proxy"
+    command = server["command"]
+    assert command[0] == "run" and "--server=gunicorn" in command
+    assert "--authenticate=update,download,list" in command
+    assert "--passwords=/data/auth/htpasswd" in command
+    assert "--disable-fallback" in command
+    assert command[-1] == "/data/packages"
+    assert "/health" in " ".join(server["healthcheck"]["test"])
+    assert "curl" not in " ".join(server["healthcheck"]["test"])
+    assert "${PYPI_DATA_DIR:-/srv/pypi}/packages:/data/packages" in server["volumes"]
+    assert "${PYPI_DATA_DIR:-/srv/pypi}/auth:/data/auth:ro" in server["volumes"]
+    proxy = doc["services"]["proxy"]
+    assert proxy["ports"] == ["${PYPI_PORT:-8080}:8080"]
+    assert proxy["init"] is True and proxy["restart"] == "unless-stopped"
+
+
+def test_builder_options_reach_the_compose_file(staged):
+    doc = compose(staged(port=9000, data_dir="/data/pypi", image="registry.local/pypiserver:v9",
+                         auth_actions=("update",), fallback=True))
+    server = doc["services"]["pypiserver"]
+    assert server["image"] == "registry.local/pypiserver:v9"
+    assert "--authenticate=update" in server["command"]
+    assert "--disable-fallback" not in server["command"]
+    assert "${PYPI_DATA_DIR:-/data/pypi}/packages:/data/packages" in server["volumes"]
+    assert doc["services"]["proxy"]["ports"] == ["${PYPI_PORT:-9000}:8080"]
+
+
+def test_debconf_templates_and_defaults(staged):
+    tree = staged(port=9000)
+    templates = (tree / "debian/templates").read_text()
+    for name in ["admin-username", "admin-password", "admin-password-again", "port"]:
+        assert f"Template: pypi-appliance/{name}\n" in templates
+    assert re.search(r"Template: pypi-appliance/port\nType: string\nDefault: 9000\n", templates)
+    assert "Type: password" in templates
+
+
+def test_changelog_carries_version_and_fixed_date(staged):
+    changelog = (staged() / "debian/changelog").read_text()
+    assert changelog.startswith("pypi-appliance (1.2.3) unstable; urgency=medium")
+    assert "Tue, 14 Nov 2023 22:13:20 +0000" in changelog
+
+
+def test_unit_runs_compose_up_with_the_env_file(staged):
+    unit = configparser.ConfigParser(strict=False, interpolation=None)
+    unit.read_string((staged() / "debian/pypi-appliance.service").read_text())
+    start = unit["Service"]["ExecStart"]
+    assert start.startswith("/usr/bin/docker compose ")
+    assert "--env-file /etc/pypi-appliance/pypi-appliance.conf" in start
+    assert "--file /etc/pypi-appliance/compose.yaml" in start
+    assert start.endswith(" up --remove-orphans")
+    assert unit["Unit"]["Requires"] == "docker.service"
+    assert unit["Install"]["WantedBy"] == "multi-user.target"
+
+
+def test_username_rule_is_the_same_in_shell_and_python(staged):
+    tree = staged()
+    assert USERNAME_PATTERN in (tree / "debian/config").read_text()
+    assert USERNAME_PATTERN in (tree / "root/usr/sbin/pypi-appliance").read_text()
+    for name, ok in [("admin", True), ("ci.bot@example.com", True), ("a:b", False), ("a b", False),
+                     ("", False), ("-x", False), ("x" * 65, False)]:
+        grep = subprocess.run(["grep", "-Eqx", USERNAME_PATTERN], input=name + "\n", text=True)
+        assert (grep.returncode == 0) is ok, name
+        assert bool(re.fullmatch(USERNAME_PATTERN, name)) is ok, name
+
+
+def test_scripts_stay_executable(staged):
+    tree = staged()
+    for path in ["debian/rules", "debian/config", "debian/postinst", "debian/postrm",
+                 "root/usr/sbin/pypi-appliance"]:
+        assert (tree / path).stat().st_mode & 0o111, path
