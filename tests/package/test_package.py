@@ -1,0 +1,82 @@
+"""Checks on the built .deb with Debian's own tools."""
+
+import subprocess
+import sys
+
+import pytest
+
+from builder import __version__
+from tests.e2e import images
+
+
+def run(*cmd, **kwargs):
+    return subprocess.run(cmd, capture_output=True, text=True, **kwargs)
+
+
+@pytest.fixture(scope="module")
+def extracted(deb, tmp_path_factory):
+    root = tmp_path_factory.mktemp("deb")
+    subprocess.run(["dpkg-deb", "-R", str(deb), str(root)], check=True)
+    return root
+
+
+def test_lintian_is_clean(deb):
+    result = run("lintian", "--fail-on", "error,warning", "--display-level", ">=warning", str(deb))
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert not [line for line in result.stdout.splitlines() if line[:2] in ("E:", "W:")], result.stdout
+
+
+@pytest.mark.parametrize("script", ["config", "postinst", "postrm", "prerm"])
+def test_maintainer_scripts_pass_shellcheck(extracted, script):
+    # SC1091: debconf's confmodule is sourced from the target system.
+    result = run("shellcheck", "--shell=sh", "--exclude=SC1091", str(extracted / "DEBIAN" / script))
+    assert result.returncode == 0, result.stdout
+
+
+def test_unit_passes_systemd_analyze_verify(extracted):
+    unit = next(extracted.glob("*lib/systemd/system/pypi-appliance.service"))
+    # The man page is checked on the installed system in the e2e suite.
+    result = run("systemd-analyze", "verify", "--man=no", str(unit))
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "pypi-appliance.service" not in result.stderr, result.stderr
+
+
+def test_compose_file_validates(extracted, tmp_path):
+    compose = images.compose_binary(images.system_image())
+    env_file = tmp_path / "pypi-appliance.conf"
+    env_file.write_text("PYPI_PORT=8123\nPYPI_DATA_DIR=/srv/elsewhere\nPYPI_ADMIN_USER=admin\n")
+    result = run(str(compose), "--env-file", str(env_file),
+                 "--file", str(extracted / "etc/pypi-appliance/compose.yaml"), "config")
+    assert result.returncode == 0, result.stderr
+    assert "published: \"8123\"" in result.stdout
+    assert "source: /srv/elsewhere/packages" in result.stdout
+    assert not [line for line in result.stderr.splitlines() if "WARN" in line], result.stderr
+
+
+def test_conffiles_and_layout(extracted):
+    conffiles = (extracted / "DEBIAN/conffiles").read_text().split()
+    assert "/etc/pypi-appliance/compose.yaml" in conffiles
+    assert "/etc/pypi-appliance/nginx.conf" in conffiles
+    assert not list(extracted.glob("srv/**/*")), "nothing may ship under /srv"
+    assert (extracted / "usr/sbin/pypi-appliance").stat().st_mode & 0o111
+
+
+def test_control_fields(extracted):
+    control = (extracted / "DEBIAN/control").read_text()
+    assert f"Version: {__version__}\n" in control
+    assert "docker.io | docker-ce" in control
+    assert "docker-cli | docker-ce-cli | docker.io" in control
+    assert "docker-compose (>= 2) | docker-compose-v2 | docker-compose-plugin" in control
+    assert "python3-passlib" in control and "python3-bcrypt" in control
+
+
+def test_two_builds_are_byte_identical(deb, tmp_path):
+    built = []
+    for i in range(2):
+        out = tmp_path / f"out{i}"
+        result = run(sys.executable, "-m", "builder", "build", "--output-dir", str(out),
+                     "--build-dir", str(tmp_path / f"build{i}"))
+        assert result.returncode == 0, result.stdout + result.stderr
+        built.append((out / deb.name).read_bytes())
+    assert built[0] == built[1]
+    assert built[0] == deb.read_bytes(), "dist/ holds a .deb that this tree does not reproduce"
