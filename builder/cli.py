@@ -10,8 +10,19 @@ import click
 
 from builder import __version__, config as cfg, deb, stage
 
-# The source tree (debian/, templates/) this builder ships with.
+# The checkout this module sits in, when run from one; an installed builder
+# (the stdeb package) is pointed at a checkout with --tree.
 TREE = Path(__file__).resolve().parent.parent
+
+
+def _tree(ctx, param, value: Path) -> Path:
+    missing = [d for d in ("debian", "templates") if not (value / d).is_dir()]
+    if missing:
+        raise click.BadParameter(
+            f"{value} has no {' or '.join(d + '/' for d in missing)}; point --tree at a pypi-appliance checkout",
+            ctx=ctx, param=param,
+        )
+    return value.resolve()
 
 
 def _checked(check):
@@ -66,17 +77,21 @@ def main() -> None:
               help="Redirect unknown project names to pypi.org. Off by default: with it on, a "
                    "public package that squats an internal name can be installed instead "
                    "(dependency confusion).")
+@click.option("--tree", type=click.Path(file_okay=False, path_type=Path), callback=_tree,
+              default=TREE if (TREE / "templates").is_dir() else Path("."), show_default="this checkout",
+              help="Source tree holding debian/ and templates/.")
 @click.option("--output-dir", type=click.Path(file_okay=False, path_type=Path), default=Path("dist"),
               show_default=True, help="Where the .deb is written.")
 @click.option("--build-dir", type=click.Path(file_okay=False, path_type=Path), default=Path("build"),
               show_default=True, help="Scratch directory for the staged source tree.")
-def build(version, port, data_dir, image, proxy_image, auth_actions, fallback, output_dir, build_dir) -> None:
+def build(version, port, data_dir, image, proxy_image, auth_actions, fallback, tree, output_dir,
+          build_dir) -> None:
     """Render debian/ and templates/ and build dist/pypi-appliance_VERSION_all.deb."""
     config = cfg.Config(
         version=version, port=port, data_dir=data_dir, image=image, proxy_image=proxy_image,
-        auth_actions=auth_actions, fallback=fallback, source_date_epoch=default_epoch(TREE),
+        auth_actions=auth_actions, fallback=fallback, source_date_epoch=default_epoch(tree),
     )
-    staging = stage.stage(config, TREE, build_dir.resolve() / f"{config.package}-{config.version}")
+    staging = stage.stage(config, tree, build_dir.resolve() / f"{config.package}-{config.version}")
     try:
         path = deb.build(config, staging, output_dir)
     except deb.BuildError as err:

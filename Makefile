@@ -1,0 +1,33 @@
+# make deb   build dist/pypi-appliance_<version>_all.deb (VERSION=1.2.3 to choose it)
+# make test  every test: unit, package checks and the system-container e2e suite
+# Both install what they need on a Debian host, as root or through sudo.
+
+PYTHON ?= python3
+VENV := .venv
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+HOST_PACKAGES := python3-venv debhelper dpkg-dev
+
+.PHONY: deb test builder-deb clean
+
+$(VENV)/.installed: setup.cfg setup.py
+	@$(PYTHON) -c 'import ensurepip, venv' 2>/dev/null || \
+		{ $(SUDO) apt-get update -q && $(SUDO) apt-get install -y -q $(HOST_PACKAGES); }
+	$(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/pip install -q -e '.[test]'
+	touch $@
+
+deb: $(VENV)/.installed
+	$(VENV)/bin/python -m builder build $(if $(VERSION),--version '$(VERSION)')
+
+test: deb
+	tests/run.sh $(VENV)/bin/pytest -ra tests
+
+# The builder itself as a Debian package, made with stdeb and the system Python.
+builder-deb:
+	tests/host-packages.sh python3-stdeb python3-all dh-python python3-setuptools python3-jinja2 python3-click
+	rm -rf deb_dist
+	env PATH=/usr/sbin:/usr/bin:/sbin:/bin /usr/bin/python3 setup.py --command-packages=stdeb.command bdist_deb
+	mkdir -p dist && cp deb_dist/*.deb dist/
+
+clean:
+	rm -rf build dist deb_dist *.egg-info
