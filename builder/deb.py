@@ -28,7 +28,8 @@ def missing_build_deps(staging: Path) -> list[str]:
     if not match:
         raise BuildError(f"dpkg-checkbuilddeps failed: {proc.stderr.strip()}")
     # Drop version relations, take the first of alternatives; debhelper provides debhelper-compat.
-    firsts = [alt.split("|")[0] for alt in re.sub(r"\(.*?\)", "", match[1]).split()]
+    deps = re.sub(r"\s*\|\s*", "|", re.sub(r"\s*\(.*?\)", "", match[1]))
+    firsts = [alternatives.split("|")[0] for alternatives in deps.split()]
     return sorted({"debhelper" if n == "debhelper-compat" else n for n in firsts if n})
 
 
