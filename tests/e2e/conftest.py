@@ -3,13 +3,13 @@ Docker engine, started with pytest-docker, on which the real .deb is installed."
 
 from __future__ import annotations
 
-import subprocess
 import time
 from pathlib import Path
 
 import pytest
 
 from tests.e2e import images
+from tests.e2e.client import PASSWORD, USER, preseed
 from tests.e2e.system import System
 
 HERE = Path(__file__).resolve().parent
@@ -51,3 +51,15 @@ def system(docker_services, docker_compose_project_name, server_images) -> Syste
     host.wait_booted()
     host.load_images(server_images)
     return host
+
+
+@pytest.fixture(scope="session")
+def installed(system, deb):
+    system.put("/root/pypi-appliance.deb", deb.read_bytes())
+    system.sh("debconf-set-selections", input=preseed(USER, PASSWORD))
+    started = time.monotonic()
+    result = system.sh("DEBIAN_FRONTEND=noninteractive apt-get install -y /root/pypi-appliance.deb 2>&1")
+    seconds = system.wait_http("/simple/", 200, timeout=120, user=USER, password=PASSWORD)
+    print(f"\n[e2e] apt install to first authenticated 200: {time.monotonic() - started:.1f} s "
+          f"(serving {seconds:.1f} s after install returned)")
+    return result.stdout

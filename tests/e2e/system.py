@@ -30,6 +30,24 @@ class System:
             )
         return proc
 
+    def interact(self, script: str, lines: list[str], pause: float = 1.5, timeout: float = 60) -> tuple[int, str]:
+        """Run script on a terminal (script(1)) and type lines one by one, as a person would:
+        a password prompt flushes whatever was typed before it appeared."""
+        proc = subprocess.Popen(
+            ["docker", "exec", "-i", self.name, "script", "-qec", script, "/dev/null"],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+        )
+        for line in lines:
+            time.sleep(pause)
+            proc.stdin.write(line.encode() + b"\n")
+            proc.stdin.flush()
+        try:
+            out, _ = proc.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            out, _ = proc.communicate()
+        return proc.returncode, out.decode(errors="replace")
+
     def wait_booted(self, timeout: float = 120) -> None:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:

@@ -31,7 +31,19 @@ def helper(tmp_path):
         )
 
     run.htpasswd = data / "auth" / "htpasswd"
+    run.data = data
     return run
+
+
+def wheel_bytes(name="probe", version="1.0"):
+    import io
+    import zipfile
+
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as wheel:
+        wheel.writestr(f"{name}/__init__.py", "x = 1\n" * 1000)
+        wheel.writestr(f"{name}-{version}.dist-info/METADATA", f"Name: {name}\nVersion: {version}\n")
+    return buffer.getvalue()
 
 
 def test_user_lifecycle(helper):
@@ -96,3 +108,87 @@ def test_every_command_has_help(helper):
                  ["user", "remove"], ["user", "list"]]:
         result = helper(*args, "--help")
         assert result.returncode == 0 and "usage:" in result.stdout, args
+
+
+def test_client_config_covers_uv(helper):
+    out = helper("client-config", "--host", "10.1.2.3").stdout
+    assert '[[tool.uv.index]]\nname = "pypi-appliance"\nurl = "http://10.1.2.3:9123/simple/"' in out
+    assert "UV_INDEX_PYPI_APPLIANCE_PASSWORD" in out
+    assert "UV_DEFAULT_INDEX=http://admin@10.1.2.3:9123/simple/" in out
+
+
+@pytest.fixture
+def populated(helper):
+    packages = helper.data / "packages"
+    packages.mkdir()
+    (packages / "probe-1.0-py3-none-any.whl").write_bytes(wheel_bytes())
+    (packages / "probe-2.0-py3-none-any.whl").write_bytes(wheel_bytes(version="2.0"))
+    helper("user", "add", "--password-stdin", "admin", stdin=PASSWORD + "\n")
+    return helper
+
+
+def test_backup_leaves_out_a_file_still_being_uploaded(populated, tmp_path):
+    packages = populated.data / "packages"
+    (packages / "partial-1.0-py3-none-any.whl").write_bytes(wheel_bytes("partial")[:300])
+    archive = tmp_path / "b.tar.gz"
+    result = populated("backup", str(archive))
+    assert result.returncode == 0, result.stderr
+    assert "left out partial-1.0-py3-none-any.whl" in result.stderr
+    import tarfile
+
+    names = tarfile.open(archive).getnames()
+    assert "pypi-appliance-backup/packages/probe-1.0-py3-none-any.whl" in names
+    assert "pypi-appliance-backup/auth/htpasswd" in names
+    assert "pypi-appliance-backup/MANIFEST.sha256" in names
+    assert not any("partial" in n for n in names)
+    assert stat.S_IMODE(archive.stat().st_mode) == 0o600
+    assert not list(tmp_path.glob("*.partial"))
+
+
+def test_restore_replaces_packages_and_passwords(populated, tmp_path):
+    archive = tmp_path / "b.tar.gz"
+    assert populated("backup", str(archive)).returncode == 0
+    packages = populated.data / "packages"
+    (packages / "probe-1.0-py3-none-any.whl").unlink()
+    (packages / "later-1.0-py3-none-any.whl").write_bytes(wheel_bytes("later"))
+    populated("user", "passwd", "--password-stdin", "admin", stdin="changed\n")
+
+    result = populated("restore", str(archive))
+    assert result.returncode == 0, result.stderr
+    assert sorted(p.name for p in packages.iterdir()) == [
+        "probe-1.0-py3-none-any.whl", "probe-2.0-py3-none-any.whl"]
+    assert HtpasswdFile(str(populated.htpasswd)).check_password("admin", PASSWORD)
+    assert packages.stat().st_uid == 9898
+    assert stat.S_IMODE(populated.htpasswd.stat().st_mode) == 0o640
+    assert not [p for p in populated.data.iterdir() if p.name.startswith(".")]
+
+
+@pytest.mark.parametrize("damage", ["truncate", "flip", "tamper"])
+def test_restore_refuses_a_damaged_archive_and_touches_nothing(populated, tmp_path, damage):
+    import io
+    import tarfile
+
+    archive = tmp_path / "b.tar.gz"
+    assert populated("backup", str(archive)).returncode == 0
+    raw = archive.read_bytes()
+    if damage == "truncate":
+        archive.write_bytes(raw[: len(raw) // 2])
+    elif damage == "flip":
+        archive.write_bytes(raw[:200] + bytes([raw[200] ^ 0xFF]) + raw[201:])
+    else:  # a valid tar.gz whose member no longer matches the manifest
+        out = io.BytesIO()
+        with tarfile.open(archive) as src, tarfile.open(fileobj=out, mode="w:gz") as dst:
+            for member in src:
+                data = src.extractfile(member).read() if member.isfile() else None
+                if member.name.endswith("probe-2.0-py3-none-any.whl"):
+                    data = wheel_bytes("evil", "2.0")
+                    member.size = len(data)
+                dst.addfile(member, io.BytesIO(data) if data is not None else None)
+        archive.write_bytes(out.getvalue())
+    (populated.data / "packages" / "new-1.0-py3-none-any.whl").write_bytes(wheel_bytes("new"))
+    before = sorted(p.name for p in (populated.data / "packages").iterdir())
+
+    result = populated("restore", str(archive))
+    assert result.returncode == 1
+    assert "nothing was restored" in result.stderr
+    assert sorted(p.name for p in (populated.data / "packages").iterdir()) == before

@@ -1,0 +1,97 @@
+"""Client-side helpers for the e2e suite: credentials, wheels, twine and pip."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import urllib.parse
+import zipfile
+from pathlib import Path
+
+USER = "admin"
+# Breaks naive shell quoting, and non-ASCII: pip and twine send it Latin-1, curl UTF-8.
+PASSWORD = 'pä ss:"$\\wörd'
+NEW_PASSWORD = "n€w pass 'word' `x` \\ ; $(id)"
+PROJECT = "appliance-probe"
+REFUSED = (401, 403)  # pypiserver answers a wrong password with 403
+
+
+def preseed(user: str, password: str, port: int | None = None) -> str:
+    lines = [
+        f"pypi-appliance pypi-appliance/admin-username string {user}",
+        f"pypi-appliance pypi-appliance/admin-password password {password}",
+        f"pypi-appliance pypi-appliance/admin-password-again password {password}",
+    ]
+    if port:
+        lines.append(f"pypi-appliance pypi-appliance/port string {port}")
+    return "\n".join(lines) + "\n"
+
+
+def make_wheel(directory: Path, version: str = "1.0", project: str = PROJECT) -> Path:
+    """A minimal, valid pure-Python wheel, built without any network."""
+    name = project.replace("-", "_")
+    path = directory / f"{name}-{version}-py3-none-any.whl"
+    dist_info = f"{name}-{version}.dist-info"
+    files = {
+        f"{name}/__init__.py": f'VERSION = "{version}"\n',
+        f"{dist_info}/METADATA": f"Metadata-Version: 2.1\nName: {project}\nVersion: {version}\n"
+                                 "Summary: probe package for pypi-appliance tests\n",
+        f"{dist_info}/WHEEL": "Wheel-Version: 1.0\nGenerator: tests\nRoot-Is-Purelib: true\nTag: py3-none-any\n",
+    }
+    with zipfile.ZipFile(path, "w") as wheel:
+        for arcname, text in files.items():
+            wheel.writestr(arcname, text)
+        record = "".join(f"{arcname},,\n" for arcname in files) + f"{dist_info}/RECORD,,\n"
+        wheel.writestr(f"{dist_info}/RECORD", record)
+    return path
+
+
+def upload_form(wheel: Path, filename: str | None = None) -> tuple[bytes, str]:
+    """The multipart body of a legacy-API upload, as any non-twine client sends it."""
+    boundary = "pypi-appliance-test-boundary"
+    project, version = wheel.name.split("-")[:2]
+    fields = {":action": "file_upload", "protocol_version": "1", "name": project, "version": version}
+    parts = [f'--{boundary}\r\nContent-Disposition: form-data; name="{k}"\r\n\r\n{v}\r\n'.encode()
+             for k, v in fields.items()]
+    parts.append(f'--{boundary}\r\nContent-Disposition: form-data; name="content"; '
+                 f'filename="{filename or wheel.name}"\r\n'
+                 "Content-Type: application/octet-stream\r\n\r\n".encode() + wheel.read_bytes() + b"\r\n")
+    parts.append(f"--{boundary}--\r\n".encode())
+    return b"".join(parts), f"multipart/form-data; boundary={boundary}"
+
+
+def client_env(**extra) -> dict:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PIP_", "TWINE_"))}
+    env.update(PIP_CONFIG_FILE="/dev/null", PIP_DISABLE_PIP_VERSION_CHECK="1", **extra)
+    return env
+
+
+def twine_upload(system, wheel: Path, password: str) -> subprocess.CompletedProcess:
+    # Credentials through the environment, as a CI job would: never in argv.
+    return subprocess.run(
+        [sys.executable, "-m", "twine", "upload", "--non-interactive", "--disable-progress-bar",
+         "--repository-url", system.url("/"), str(wheel)],
+        capture_output=True, text=True, timeout=120,
+        env=client_env(TWINE_USERNAME=USER, TWINE_PASSWORD=password),
+    )
+
+
+def index_url(system, user: str, password: str) -> str:
+    quote = lambda s: urllib.parse.quote(s, safe="")  # noqa: E731
+    return f"http://{quote(user)}:{quote(password)}@127.0.0.1:{system.port}/simple/"
+
+
+def pip_install(system, tmp_path: Path, password: str, user: str = USER, project: str = PROJECT) -> str:
+    """pip install project through the appliance into a fresh dir; returns the imported VERSION."""
+    target = tmp_path / "site"
+    result = subprocess.run(
+        [sys.executable, "-m", "pip", "install", "--no-deps", "--target", str(target), project],
+        capture_output=True, text=True, timeout=180,
+        env=client_env(PIP_INDEX_URL=index_url(system, user, password)),
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    module = project.replace("-", "_")
+    probe = subprocess.run([sys.executable, "-c", f"import {module}; print({module}.VERSION)"],
+                           capture_output=True, text=True, env=dict(os.environ, PYTHONPATH=str(target)))
+    return probe.stdout.strip()

@@ -1,0 +1,156 @@
+"""Day-2 operations with the installed helper: users, status, logs, backup and restore."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+import tarfile
+import threading
+import time
+import zipfile
+
+import pytest
+
+from tests.e2e.client import PASSWORD, REFUSED, USER, make_wheel, pip_install, preseed, twine_upload, upload_form
+
+# Its own project, so these tests and the core ones do not depend on each other's order.
+PROJECT = "restore-probe"
+
+pytestmark = pytest.mark.e2e
+
+
+def started_at(system) -> str:
+    return system.sh("docker inspect -f '{{.State.StartedAt}}' pypi-appliance-pypiserver-1").stdout.strip()
+
+
+def test_users_change_without_a_restart(system, installed):
+    before = started_at(system)
+    system.sh("pypi-appliance user add --password-stdin ci-bot", input="ci secret ü\n")
+    assert system.sh("pypi-appliance user list").stdout.split() == sorted([USER, "ci-bot"])
+    assert system.http("/simple/", user="ci-bot", password="ci secret ü") == 200
+
+    system.sh("pypi-appliance user passwd --password-stdin ci-bot", input="rotated\n")
+    assert system.http("/simple/", user="ci-bot", password="rotated") == 200
+    assert system.http("/simple/", user="ci-bot", password="ci secret ü") in REFUSED
+
+    system.sh("pypi-appliance user remove ci-bot")
+    assert system.http("/simple/", user="ci-bot", password="rotated") in REFUSED
+    assert started_at(system) == before, "a user change restarted the server"
+
+
+def test_user_commands_refuse_bad_input(system, installed):
+    for script, stdin, message in [
+        ("pypi-appliance user add --password-stdin 'bad:name'", "x\n", "invalid username 'bad:name'"),
+        ("pypi-appliance user add --password-stdin 'bad name'", "x\n", "invalid username 'bad name'"),
+        ("pypi-appliance user add --password-stdin someone", "\n", "the password is empty"),
+        (f"pypi-appliance user add --password-stdin {USER}", "x\n", "already exists"),
+        (f"pypi-appliance user remove {USER}", None, "last user"),
+        ("pypi-appliance user passwd --password-stdin ghost", "x\n", "no user 'ghost'"),
+    ]:
+        result = system.sh(script, input=stdin, check=False)
+        assert result.returncode == 1 and message in result.stderr, (script, result.stderr)
+    assert system.sh("pypi-appliance user list").stdout.split() == [USER]
+    assert system.http("/simple/", user=USER, password=PASSWORD) == 200
+
+
+def test_interactive_password_prompt_asks_twice(system, installed):
+    # A real terminal through script(1): getpass reads from the tty, not argv.
+    code, out = system.interact("pypi-appliance user add tty-user", ["one", "two"])
+    assert code == 1 and "do not match" in out, out
+    assert "one" not in out and "two" not in out, "the password was echoed"
+    code, out = system.interact("pypi-appliance user add tty-user", ["same pw", "same pw"])
+    assert code == 0 and "Repeat the password" in out, out
+    assert system.http("/simple/", user="tty-user", password="same pw") == 200
+    system.sh("pypi-appliance user remove tty-user")
+
+
+def test_status_json_and_table(system, installed):
+    report = json.loads(system.sh("pypi-appliance status --json").stdout)
+    assert report["healthy"] is True and report["service"] == "active"
+    assert {c["name"] for c in report["containers"]} == {"pypi-appliance-proxy-1", "pypi-appliance-pypiserver-1"}
+    assert report["data_dir"] == "/srv/pypi" and report["disk_free_bytes"] > 0
+    assert report["files"] >= 0 and report["packages_bytes"] >= 0
+    assert all(url.endswith(":8080/simple/") for url in report["urls"])
+    table = system.sh("pypi-appliance status").stdout
+    for key in ("service", "container", "health", "url", "packages", "data dir"):
+        assert key in table
+    assert "MiB used" in table and "GiB free" in table
+
+
+def test_logs_are_readable_text(system, installed):
+    result = system.sh("pypi-appliance logs -n 200")
+    assert "Listening at: http://0.0.0.0:8080" in result.stdout
+    assert "\x1b" not in result.stdout and "blob data" not in result.stdout
+
+
+def test_help_man_page_and_completion(system, installed):
+    for args in ["", "status", "client-config", "logs", "backup", "restore", "user", "user add",
+                 "user passwd", "user remove", "user list"]:
+        result = system.sh(f"pypi-appliance {args} --help")
+        assert "usage: pypi-appliance" in result.stdout, args
+    system.sh("test -s /usr/share/man/man8/pypi-appliance.8.gz")
+    completion = system.sh("cat /usr/share/bash-completion/completions/pypi-appliance").stdout
+    assert "complete -F _pypi_appliance pypi-appliance" in completion
+
+
+def read_archive(raw: bytes) -> dict[str, bytes]:
+    """Members of a backup, after checking every one against the manifest."""
+    with tarfile.open(fileobj=io.BytesIO(raw)) as archive:
+        members = {m.name.split("/", 1)[1]: archive.extractfile(m).read() for m in archive if m.isfile()}
+    manifest = dict(reversed(line.split("  ", 1)) for line in members.pop("MANIFEST.sha256").decode().splitlines())
+    assert manifest == {name: hashlib.sha256(data).hexdigest() for name, data in members.items()}
+    return members
+
+
+def test_backup_during_an_upload_is_consistent(system, installed, tmp_path):
+    # A large, incompressible wheel keeps the server writing while backups run.
+    big = tmp_path / "bulky-1.0-py3-none-any.whl"
+    with zipfile.ZipFile(big, "w") as wheel:
+        wheel.writestr("bulky/data.bin", os.urandom(48 * 2**20))
+        wheel.writestr("bulky-1.0.dist-info/METADATA", "Metadata-Version: 2.1\nName: bulky\nVersion: 1.0\n")
+    body, content_type = upload_form(big)
+    statuses = []
+    upload = threading.Thread(target=lambda: statuses.append(system.http(
+        "/", user=USER, password=PASSWORD, method="POST", data=body, headers={"Content-Type": content_type})))
+    upload.start()
+    archives = []
+    deadline = time.monotonic() + 120
+    while (upload.is_alive() or not archives) and time.monotonic() < deadline:
+        system.sh(f"pypi-appliance backup /root/during-{len(archives)}.tar.gz")
+        archives.append(system.sh(f"base64 /root/during-{len(archives)}.tar.gz").stdout)
+    upload.join(timeout=120)
+    assert statuses and statuses[0] == 200
+    for encoded in archives:
+        import base64
+
+        members = read_archive(base64.b64decode(encoded))
+        assert "auth/htpasswd" in members and "config/pypi-appliance.conf" in members
+        for name, data in members.items():
+            if name.endswith(".whl"):
+                assert zipfile.ZipFile(io.BytesIO(data)).testzip() is None, name
+    print(f"\n[e2e] {len(archives)} backups taken during one 48 MiB upload, all consistent")
+    system.sh("rm -f /srv/pypi/packages/bulky-1.0-py3-none-any.whl /root/during-*.tar.gz")
+
+
+def test_backup_purge_reinstall_restore(system, installed, tmp_path):
+    upload = twine_upload(system, make_wheel(tmp_path, "2.5", project=PROJECT), PASSWORD)
+    assert upload.returncode == 0, upload.stdout
+    system.sh("pypi-appliance backup /root/site.tar.gz")
+    system.sh("apt-get purge -y pypi-appliance && rm -rf /srv/pypi")
+    assert system.sh("test -e /srv/pypi", check=False).returncode != 0
+
+    system.sh("debconf-set-selections", input=preseed(USER, "fresh install password"))
+    system.sh("DEBIAN_FRONTEND=noninteractive apt-get install -y /root/pypi-appliance.deb")
+    system.wait_http("/simple/", 200, user=USER, password="fresh install password")
+
+    corrupt = system.sh("head -c 2000 /root/site.tar.gz > /root/cut.tar.gz && pypi-appliance restore /root/cut.tar.gz",
+                        check=False)
+    assert corrupt.returncode == 1 and "nothing was restored" in corrupt.stderr
+    assert system.sh("ls -A /srv/pypi/packages").stdout == ""
+
+    system.sh("pypi-appliance restore /root/site.tar.gz")
+    system.wait_http("/simple/", 200, user=USER, password=PASSWORD)
+    assert system.http("/simple/", user=USER, password="fresh install password") in REFUSED
+    assert pip_install(system, tmp_path, PASSWORD, project=PROJECT) == "2.5"
