@@ -15,8 +15,13 @@ from builder.stage import stage
 PASSWORD = 'pä ss:"$\\wörd'
 
 
-@pytest.fixture
-def helper(tmp_path):
+# The venv's Python with libpass, and Debian's own python3 with python3-passlib,
+# which is what the package runs on.
+@pytest.fixture(params=[sys.executable, "/usr/bin/python3"], ids=["venv", "debian"])
+def helper(tmp_path, request):
+    probe = subprocess.run([request.param, "-c", "import passlib, bcrypt"], capture_output=True)
+    if probe.returncode != 0:
+        pytest.fail(f"{request.param} lacks passlib/bcrypt: install python3-passlib python3-bcrypt")
     tree = stage(Config(version="1.0"), TREE, tmp_path / "staging")
     data = tmp_path / "data"
     (data / "auth").mkdir(parents=True)
@@ -25,7 +30,7 @@ def helper(tmp_path):
 
     def run(*args, stdin=None):
         return subprocess.run(
-            [sys.executable, str(tree / "root/usr/sbin/pypi-appliance"), *args],
+            [request.param, str(tree / "root/usr/sbin/pypi-appliance"), *args],
             input=stdin, capture_output=True, text=True,
             env=dict(os.environ, PYPI_APPLIANCE_CONF=str(conf)),
         )
