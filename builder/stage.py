@@ -24,7 +24,8 @@ def context(config: Config) -> dict:
 
 
 def render_tree(config: Config, src: Path, dest: Path) -> list[Path]:
-    """Copy src to dest; files ending in .j2 are rendered and lose the suffix."""
+    """Copy src to dest; files ending in .j2 are rendered and lose the suffix.
+    Files starting with "_" are partials, only included by other templates."""
     env = jinja2.Environment(
         loader=jinja2.FileSystemLoader(str(src)),
         undefined=jinja2.StrictUndefined,
@@ -36,7 +37,7 @@ def render_tree(config: Config, src: Path, dest: Path) -> list[Path]:
     )
     values = context(config)
     written = []
-    for path in sorted(p for p in src.rglob("*") if p.is_file()):
+    for path in sorted(p for p in src.rglob("*") if p.is_file() and not p.name.startswith("_")):
         rel = path.relative_to(src)
         if path.name.endswith(SUFFIX):
             target = dest / rel.with_name(path.name[: -len(SUFFIX)])

@@ -62,7 +62,7 @@ def test_builder_options_reach_the_compose_file(staged):
 def test_debconf_templates_and_defaults(staged):
     tree = staged(port=9000)
     templates = (tree / "debian/templates").read_text()
-    for name in ["admin-username", "admin-password", "admin-password-again", "port"]:
+    for name in ["admin-username", "admin-password", "admin-password-again", "port", "data-dir", "purge-data"]:
         assert f"Template: pypi-appliance/{name}\n" in templates
     assert re.search(r"Template: pypi-appliance/port\nType: string\nDefault: 9000\n", templates)
     assert "Type: password" in templates
@@ -82,7 +82,7 @@ def test_unit_runs_compose_up_with_the_env_file(staged):
     assert "--env-file /etc/pypi-appliance/pypi-appliance.conf" in start
     assert "--file /etc/pypi-appliance/compose.yaml" in start
     assert start.endswith(" up --remove-orphans")
-    assert unit["Unit"]["Requires"] == "docker.service"
+    assert unit["Unit"]["PartOf"] == "docker.service"
     assert unit["Install"]["WantedBy"] == "multi-user.target"
 
 

@@ -1,0 +1,75 @@
+# Checks shared by config and preinst (included by both). Each check prints why
+# a value is refused and returns 1, or prints nothing and returns 0.
+PKG={{ config.package }}
+CONF=/etc/$PKG/$PKG.conf
+
+conf_get() {
+    if [ -r "$CONF" ]; then sed -n "s/^$1=//p" "$CONF" | tail -n 1; fi
+}
+
+check_port() {
+    case $1 in
+        '' | *[!0-9]*) echo "port '$1' is not a number from 1 to 65535"; return 1 ;;
+    esac
+    if [ "${#1}" -gt 5 ] || [ "$1" -lt 1 ] || [ "$1" -gt 65535 ]; then
+        echo "port $1 is outside 1-65535"
+        return 1
+    fi
+    # While the appliance runs, its own front door holds the configured port.
+    if [ "$1" = "$(conf_get PYPI_PORT)" ] && systemctl is-active --quiet "$PKG.service" 2>/dev/null; then
+        return 0
+    fi
+    if command -v ss >/dev/null 2>&1 && [ -n "$(ss -Hltn "sport = :$1" 2>/dev/null)" ]; then
+        holder=$(ss -Hltnp "sport = :$1" 2>/dev/null |
+            sed -n 's/.*users:(("\([^"]*\)",pid=\([0-9]*\),.*/\1 (pid \2)/p' | head -n 1)
+        echo "port $1 is already in use${holder:+ by $holder}; choose another port or stop that service"
+        return 1
+    fi
+}
+
+check_user() {
+    if ! printf '%s\n' "$1" | grep -Eqx '{{ username_pattern }}'; then
+        echo "username '$1' is invalid: use 1-64 letters, digits and ._@+- starting with a letter or digit (no ':' or spaces)"
+        return 1
+    fi
+}
+
+check_data_dir() {
+    case $1 in
+        /*) ;;
+        *) echo "data dir '$1' is not an absolute path; use one such as /srv/pypi"; return 1 ;;
+    esac
+    if ! printf '%s\n' "$1" | grep -Eqx '/[A-Za-z0-9._/+-]*'; then
+        echo "data dir '$1' may only contain letters, digits and ._/+-"
+        return 1
+    fi
+    case $1/ in
+        / | //* | */./* | */../* | /var/)
+            echo "data dir '$1' is not a dedicated directory; use one such as /srv/pypi"
+            return 1
+            ;;
+    esac
+    for system in bin boot dev etc lib lib64 proc run sbin sys tmp usr var/tmp var/run var/lock; do
+        case $1/ in
+            "/$system"/*)
+                echo "data dir '$1' is under /$system, a system or volatile path the container cannot keep packages in; use a dedicated directory such as /srv/pypi"
+                return 1
+                ;;
+        esac
+    done
+    if [ -e "$1" ] && [ ! -d "$1" ]; then
+        echo "data dir '$1' exists and is not a directory"
+        return 1
+    fi
+}
+
+check_passwords() {
+    if [ "$1" != "$2" ]; then
+        echo "the two passwords ($PKG/admin-password and $PKG/admin-password-again) do not match"
+        return 1
+    fi
+    if [ "$(printf '%s' "$1" | wc -c)" -gt 72 ]; then
+        echo "the password is longer than bcrypt's 72-byte limit"
+        return 1
+    fi
+}
