@@ -59,7 +59,22 @@ def installed(system, deb):
     system.sh("debconf-set-selections", input=preseed(USER, PASSWORD))
     started = time.monotonic()
     result = system.sh("DEBIAN_FRONTEND=noninteractive apt-get install -y /root/pypi-appliance.deb 2>&1")
-    seconds = system.wait_http("/simple/", 200, timeout=120, user=USER, password=PASSWORD)
-    print(f"\n[e2e] apt install to first authenticated 200: {time.monotonic() - started:.1f} s "
-          f"(serving {seconds:.1f} s after install returned)")
+    system.wait_http("/simple/", 200, timeout=120, user=USER, password=PASSWORD)
+    TIMINGS.append(("apt install to first authenticated 200", time.monotonic() - started))
     return result.stdout
+
+
+TIMINGS: list[tuple[str, float]] = []
+
+
+@pytest.fixture(scope="session")
+def timings() -> list[tuple[str, float]]:
+    """Measured durations, reported at the end of the run (not asserted: see make bench)."""
+    return TIMINGS
+
+
+def pytest_terminal_summary(terminalreporter):
+    if TIMINGS:
+        terminalreporter.section("e2e timings")
+        for label, seconds in TIMINGS:
+            terminalreporter.write_line(f"{label:<60} {seconds:6.1f} s")

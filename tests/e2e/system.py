@@ -68,6 +68,17 @@ class System:
         # Streamed: docker cp into a tmpfs mount lands under the mount.
         self.sh(f"cat > '{path}'", input=data)
 
+    def refresh_port(self) -> None:
+        """The published port may change when the container restarts."""
+        out = subprocess.run(["docker", "port", self.name, "8080"], capture_output=True, text=True,
+                             check=True).stdout
+        self.port = int(out.splitlines()[0].rsplit(":", 1)[1])
+
+    def status(self, package: str = "pypi-appliance") -> str:
+        """dpkg's two-letter state, e.g. 'ii' installed, 'rc' config files left, '' none."""
+        out = self.sh(f"dpkg-query -W -f '${{db:Status-Abbrev}}' {package} 2>/dev/null || true").stdout
+        return out.strip()
+
     def url(self, path: str) -> str:
         return f"http://127.0.0.1:{self.port}{path}"
 

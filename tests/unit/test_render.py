@@ -81,7 +81,7 @@ def test_unit_runs_compose_up_with_the_env_file(staged):
     assert start.startswith("/usr/bin/docker compose ")
     assert "--env-file /etc/pypi-appliance/pypi-appliance.conf" in start
     assert "--file /etc/pypi-appliance/compose.yaml" in start
-    assert start.endswith(" up --remove-orphans")
+    assert start.endswith(" up --remove-orphans --abort-on-container-exit")
     assert unit["Unit"]["PartOf"] == "docker.service"
     assert unit["Install"]["WantedBy"] == "multi-user.target"
 

@@ -1,0 +1,271 @@
+"""Lifecycle, faults and bad input: upgrade, downgrade, crashes, remove, purge,
+unattended installs, no Docker, bad answers, and secrets.
+
+Each test leaves the session's appliance installed with the session password."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+
+import pytest
+
+from tests.e2e.client import PASSWORD, REFUSED, USER, make_wheel, pip_install, preseed, twine_upload, upload_form
+
+pytestmark = pytest.mark.e2e
+
+DEB = "/root/pypi-appliance.deb"
+OLD_DEB = "/root/pypi-appliance-old.deb"
+OLD_VERSION = "0.0.1"
+PROJECT = "lifecycle-probe"
+
+
+def not_installed(system) -> bool:
+    """No trace in dpkg: unknown, or only apt's wish to install it ('in')."""
+    return system.status()[1:2] in ("", "n")
+
+
+def purge_all(system) -> None:
+    system.sh("apt-get purge -y pypi-appliance >/dev/null 2>&1 || true; rm -rf /srv/pypi /srv/other")
+    assert not_installed(system)
+
+
+def install(system, answers: str | None = None, deb: str = DEB, check: bool = True):
+    if answers:
+        system.sh("debconf-set-selections", input=answers)
+    return system.sh(f"DEBIAN_FRONTEND=noninteractive apt-get install -y --allow-downgrades {deb} 2>&1",
+                     check=check)
+
+
+def serving(system, password: str = PASSWORD) -> float:
+    return system.wait_http("/simple/", 200, timeout=120, user=USER, password=password)
+
+
+@pytest.fixture
+def leaves_installed(system, installed):
+    """Put the session's appliance back, however the test left the system."""
+    yield
+    system.sh("systemctl unmask --runtime docker.service docker.socket; systemctl start docker", check=False)
+    try:
+        healthy = system.status() == "ii" and system.http("/simple/", user=USER, password=PASSWORD) == 200
+    except OSError:
+        healthy = False
+    if not healthy:
+        purge_all(system)
+        install(system, preseed(USER, PASSWORD))
+        serving(system)
+
+
+@pytest.fixture(scope="module")
+def old_deb(system, tmp_path_factory):
+    """The same tree built at an older version, as `make deb VERSION=0.0.1` would."""
+    out = tmp_path_factory.mktemp("old")
+    subprocess.run([sys.executable, "-m", "builder", "build", "--version", OLD_VERSION, "--output-dir", str(out),
+                    "--build-dir", str(out / "build")], check=True, capture_output=True)
+    system.put(OLD_DEB, (out / f"pypi-appliance_{OLD_VERSION}_all.deb").read_bytes())
+    return OLD_DEB
+
+
+def file_listed(system, password: str, filename: str) -> bool:
+    return system.http(f"/packages/{filename}", user=USER, password=password) == 200
+
+
+def test_upgrade_keeps_packages_passwords_and_edits(system, leaves_installed, old_deb, tmp_path, timings):
+    purge_all(system)
+    install(system, preseed(USER, PASSWORD), deb=old_deb)
+    serving(system)
+    wheel = make_wheel(tmp_path, "1.0", project=PROJECT)
+    assert twine_upload(system, wheel, PASSWORD).returncode == 0
+    system.sh("sed -i '1i # admin edit: kept across upgrades' /etc/pypi-appliance/compose.yaml")
+    system.sh("echo '# admin note: kept across upgrades' >> /etc/pypi-appliance/pypi-appliance.conf")
+    htpasswd = system.sh("sha256sum /srv/pypi/auth/htpasswd").stdout
+    before = system.sh("systemctl show -p InvocationID --value pypi-appliance").stdout
+
+    # On a terminal with nothing typed: a question would block, then fail.
+    started = time.monotonic()
+    code, out = system.interact(f"DEBIAN_FRONTEND=teletype apt-get install -y {DEB}", [], timeout=180)
+    assert code == 0, out
+    serving(system)
+    timings.append(("upgrade: apt install to serving", time.monotonic() - started))
+    assert "Administrator" not in out and "TCP port" not in out, "a question was asked on upgrade"
+    assert system.sh("dpkg-query -W -f '${Version}' pypi-appliance").stdout != OLD_VERSION
+    assert "# admin edit: kept across upgrades" in system.sh("cat /etc/pypi-appliance/compose.yaml").stdout
+    assert "# admin note" in system.sh("cat /etc/pypi-appliance/pypi-appliance.conf").stdout
+    assert system.sh("sha256sum /srv/pypi/auth/htpasswd").stdout == htpasswd
+    assert system.sh("systemctl show -p InvocationID --value pypi-appliance").stdout != before, "not restarted"
+    assert pip_install(system, tmp_path, PASSWORD, project=PROJECT) == "1.0"
+
+    # Downgrade works, and leaves everything in place.
+    install(system, deb=old_deb)
+    serving(system)
+    assert system.status() == "ii"
+    assert system.sh("dpkg-query -W -f '${Version}' pypi-appliance").stdout == OLD_VERSION
+    assert file_listed(system, PASSWORD, wheel.name)
+    install(system)
+    serving(system)
+    assert file_listed(system, PASSWORD, wheel.name)
+
+
+def test_recovers_from_crashes_and_restarts(system, leaves_installed, tmp_path, timings):
+    wheel = make_wheel(tmp_path, "2.0", project=PROJECT)
+    upload = twine_upload(system, wheel, PASSWORD)
+    assert upload.returncode == 0 or "400" in upload.stdout
+
+    def recovered(label: str) -> None:
+        started = time.monotonic()
+        deadline = started + 180
+        while time.monotonic() < deadline:
+            try:
+                if file_listed(system, PASSWORD, wheel.name):
+                    timings.append((f"recovery after {label}", time.monotonic() - started))
+                    return
+            except OSError:
+                pass
+            time.sleep(0.5)
+        raise TimeoutError(f"the index did not come back after {label}")
+
+    system.sh("docker kill pypi-appliance-pypiserver-1")
+    recovered("killing the pypiserver container")
+    system.sh("systemctl restart docker")
+    recovered("restarting docker.service")
+    subprocess.run(["docker", "restart", system.name], check=True, capture_output=True, timeout=120)
+    system.refresh_port()
+    system.wait_booted()
+    recovered("restarting the whole host (system container)")
+    assert system.sh("systemctl is-active pypi-appliance").stdout.strip() == "active"
+
+
+def test_remove_keeps_data_and_purge_removes_config(system, leaves_installed, tmp_path):
+    upload = twine_upload(system, make_wheel(tmp_path, "3.0", project=PROJECT), PASSWORD)
+    assert upload.returncode == 0
+    system.sh("apt-get remove -y pypi-appliance")
+    assert system.status() == "rc"
+    system.sh("test -s /etc/pypi-appliance/pypi-appliance.conf && test -s /srv/pypi/auth/htpasswd")
+    system.sh("ls /srv/pypi/packages | grep -q lifecycle_probe-3.0")
+    assert system.sh("ss -Hltn 'sport = :8080'").stdout == ""
+    assert system.sh("docker ps -aq").stdout == ""
+
+    system.sh("apt-get purge -y pypi-appliance")
+    assert not_installed(system)
+    system.sh("test ! -e /etc/pypi-appliance")
+    system.sh("test ! -e /etc/systemd/system/multi-user.target.wants/pypi-appliance.service")
+    assert system.sh("debconf-show pypi-appliance").stdout == ""
+    # Nothing preseeded for purge-data: the uploads stay.
+    system.sh("ls /srv/pypi/packages | grep -q lifecycle_probe-3.0")
+
+    install(system, preseed(USER, PASSWORD))
+    serving(system)
+    system.sh("debconf-set-selections", input="pypi-appliance pypi-appliance/purge-data boolean true\n")
+    system.sh("apt-get purge -y pypi-appliance")
+    system.sh("test ! -e /srv/pypi")
+    assert system.sh("ss -Hltn 'sport = :8080'").stdout == ""
+    assert system.sh("docker ps -aq").stdout == ""
+
+
+def test_unattended_install_generates_a_password(system, leaves_installed):
+    purge_all(system)
+    out = install(system).stdout
+    assert "a random one is in /etc/pypi-appliance/initial-admin-password" in out
+    assert system.sh("stat -c '%a %u' /etc/pypi-appliance/initial-admin-password").stdout.strip() == "600 0"
+    password = system.sh("cat /etc/pypi-appliance/initial-admin-password").stdout.strip()
+    assert len(password) >= 20
+    serving(system, password)
+    assert system.http("/simple/") == 401
+    assert system.http("/simple/", user=USER, password="") in REFUSED
+
+
+def test_install_while_docker_is_down(system, leaves_installed, timings):
+    purge_all(system)
+    system.sh("systemctl stop docker.socket docker.service && systemctl mask --runtime docker.service docker.socket")
+    install(system, preseed(USER, PASSWORD))
+    assert system.status() == "ii"
+    started = time.monotonic()
+    system.sh("systemctl unmask --runtime docker.service docker.socket && systemctl start docker")
+    serving(system)
+    timings.append(("serving after Docker came up (installed while down)", time.monotonic() - started))
+
+
+BAD_ANSWERS = [
+    ("pypi-appliance/admin-username string bad:name", "username 'bad:name' is invalid"),
+    ("pypi-appliance/admin-username string two words", "username 'two words' is invalid"),
+    ("pypi-appliance/admin-username string", "username '' is invalid"),
+    ("pypi-appliance/port string 0", "port 0 is outside 1-65535"),
+    ("pypi-appliance/port string 70000", "port 70000 is outside 1-65535"),
+    ("pypi-appliance/port string http", "port 'http' is not a number from 1 to 65535"),
+    ("pypi-appliance/port string 9999", "port 9999 is already in use by python3 (pid "),
+    ("pypi-appliance/data-dir string srv/pypi", "data dir 'srv/pypi' is not an absolute path"),
+    ("pypi-appliance/data-dir string /proc/pypi", "data dir '/proc/pypi' is under /proc"),
+    ("pypi-appliance/data-dir string /srv/my pypi", "data dir '/srv/my pypi' may only contain"),
+    ("pypi-appliance/admin-password-again password other", "do not match"),
+]
+
+
+def test_bad_preseeded_answers_change_nothing(system, leaves_installed):
+    purge_all(system)
+    system.sh("mkdir -p /srv/pypi/packages && echo keep > /srv/pypi/packages/precious-1.0.tar.gz")
+    system.sh("systemd-run --unit=squatter python3 -m http.server 9999")
+    try:
+        for answer, message in BAD_ANSWERS:
+            result = install(system, preseed(USER, PASSWORD) + f"pypi-appliance {answer}\n", check=False)
+            assert result.returncode != 0, answer
+            assert message in result.stdout, (answer, result.stdout[-2000:])
+            assert not_installed(system), f"{answer}: left the package {system.status()!r}"
+            assert PASSWORD not in system.sh("cat /var/cache/debconf/*.dat").stdout
+            # Reset every answer to a good one for the next case.
+            system.sh("debconf-set-selections", input=preseed(USER, PASSWORD) + (
+                "pypi-appliance pypi-appliance/port string 8080\n"
+                "pypi-appliance pypi-appliance/data-dir string /srv/pypi\n"))
+    finally:
+        system.sh("systemctl stop squatter", check=False)
+    assert system.sh("cat /srv/pypi/packages/precious-1.0.tar.gz").stdout == "keep\n"
+
+
+def test_bad_interactive_answers_are_asked_again(system, leaves_installed):
+    purge_all(system)
+    code, out = system.interact(f"DEBIAN_FRONTEND=teletype apt-get install -y {DEB}", [
+        "70000", "8080", "bad:name", "admin", "", "", "one", "two", "first pw", "first pw"], timeout=180)
+    assert code == 0, out
+    for message in ["port 70000 is outside 1-65535", "username 'bad:name' is invalid",
+                    "may not be empty", "do not match"]:
+        assert message in out, message
+    serving(system, "first pw")
+
+    code, out = system.interact("DEBIAN_FRONTEND=teletype dpkg-reconfigure pypi-appliance", [
+        "8080", "admin", "relative/dir", "/srv/pypi", "second pw", "second pw"], timeout=180)
+    assert code == 0, out
+    assert "data dir 'relative/dir' is not an absolute path" in out
+    serving(system, "second pw")
+    assert system.http("/simple/", user=USER, password="first pw") in REFUSED
+
+
+def test_password_never_in_argv_during_install(system, leaves_installed):
+    purge_all(system)
+    # Sample every process's argv, as often as the shell can, while the install runs.
+    system.sh("rm -f /root/argv.log /root/stop; nohup sh -c '"
+              "i=0; while [ $i -lt 100000 ] && [ ! -e /root/stop ]; do i=$((i+1)); "
+              "for f in /proc/[0-9]*/cmdline; do tr \"\\000\" \" \" < $f 2>/dev/null; echo; done; "
+              "done' > /root/argv.log 2>/dev/null &")
+    install(system, preseed(USER, PASSWORD))
+    system.sh("debconf-set-selections", input=preseed(USER, PASSWORD))
+    system.sh("DEBIAN_FRONTEND=noninteractive dpkg-reconfigure pypi-appliance")
+    system.sh("touch /root/stop; sleep 1")
+    sampled = system.sh("cat /root/argv.log").stdout
+    assert "apt-get install" in sampled and "dpkg-reconfigure" in sampled, "the sampler saw nothing"
+    assert "pypi-appliance user" in sampled, "the hashing step was not sampled"
+    assert PASSWORD not in sampled
+    serving(system)
+
+
+def test_upload_with_path_traversal_is_refused(system, installed, tmp_path):
+    wheel = make_wheel(tmp_path, "9.0", project="evil")
+    for name in ["../evil-9.0-py3-none-any.whl", "../../etc/evil-9.0-py3-none-any.whl",
+                 "/tmp/evil-9.0-py3-none-any.whl", "..%2Fevil-9.0-py3-none-any.whl"]:
+        body, content_type = upload_form(wheel, filename=name)
+        status = system.http("/", user=USER, password=PASSWORD, method="POST", data=body,
+                             headers={"Content-Type": content_type})
+        assert status == 400, (name, status)
+        outside = system.sh("find / -xdev -name 'evil-9.0*' -not -path '/srv/pypi/packages/*' "
+                            "-not -path '/proc/*' -not -path '/root/*' 2>/dev/null").stdout
+        assert outside == "", f"{name!r} wrote {outside}"
+    system.sh("rm -f /srv/pypi/packages/evil-9.0*")
