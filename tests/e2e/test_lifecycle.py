@@ -112,8 +112,7 @@ def test_recovers_from_crashes_and_restarts(system, leaves_installed, tmp_path, 
     upload = twine_upload(system, wheel, PASSWORD)
     assert upload.returncode == 0 or "400" in upload.stdout
 
-    def recovered(label: str) -> None:
-        started = time.monotonic()
+    def recovered(label: str, started: float) -> None:
         deadline = started + 180
         while time.monotonic() < deadline:
             try:
@@ -125,14 +124,17 @@ def test_recovers_from_crashes_and_restarts(system, leaves_installed, tmp_path, 
             time.sleep(0.5)
         raise TimeoutError(f"the index did not come back after {label}")
 
+    started = time.monotonic()
     system.sh("docker kill pypi-appliance-pypiserver-1")
-    recovered("killing the pypiserver container")
+    recovered("killing the pypiserver container", started)
+    started = time.monotonic()
     system.sh("systemctl restart docker")
-    recovered("restarting docker.service")
+    recovered("restarting docker.service", started)
+    started = time.monotonic()
     subprocess.run(["docker", "restart", system.name], check=True, capture_output=True, timeout=120)
     system.refresh_port()
     system.wait_booted()
-    recovered("restarting the whole host (system container)")
+    recovered("restarting the whole host (system container)", started)
     assert system.sh("systemctl is-active pypi-appliance").stdout.strip() == "active"
 
 
