@@ -82,19 +82,22 @@ class System:
     def url(self, path: str) -> str:
         return f"http://127.0.0.1:{self.port}{path}"
 
-    def http(self, path: str, user: str | None = None, password: str | None = None,
-             encoding: str = "utf-8", method: str = "GET", data: bytes | None = None,
-             headers: dict | None = None) -> int:
-        """Status code of one request; credentials encoded the way a given client would."""
+    def fetch(self, path: str, user: str | None = None, password: str | None = None,
+              encoding: str = "utf-8", method: str = "GET", data: bytes | None = None,
+              headers: dict | None = None) -> tuple[int, bytes]:
+        """Status and body of one request; credentials encoded the way a given client would."""
         request = urllib.request.Request(self.url(path), method=method, data=data, headers=headers or {})
         if user is not None:
             token = base64.b64encode(f"{user}:{password}".encode(encoding)).decode()
             request.add_header("Authorization", f"Basic {token}")
         try:
             with urllib.request.urlopen(request, timeout=30) as response:
-                return response.status
+                return response.status, response.read()
         except urllib.error.HTTPError as err:
-            return err.code
+            return err.code, err.read()
+
+    def http(self, path: str, **kwargs) -> int:
+        return self.fetch(path, **kwargs)[0]
 
     def wait_http(self, path: str, expect: int, timeout: float = 90, **kwargs) -> float:
         """Seconds until path answers expect; raises after timeout."""

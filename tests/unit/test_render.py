@@ -35,7 +35,7 @@ def test_compose_file_defaults(staged):
     assert "ports" not in server, "pypiserver is reached only through the proxy"
     command = server["command"]
     assert command[0] == "run" and "--server=gunicorn" in command
-    assert "--authenticate=update,download,list" in command
+    assert "--authenticate=update" in command and "--backend=simple-dir" in command
     assert "--passwords=/data/auth/htpasswd" in command
     assert "--disable-fallback" in command
     assert command[-1] == "/data/packages"
@@ -102,3 +102,26 @@ def test_scripts_stay_executable(staged):
     for path in ["debian/rules", "debian/config", "debian/postinst", "debian/postrm",
                  "root/usr/sbin/pypi-appliance"]:
         assert (tree / path).stat().st_mode & 0o111, path
+
+
+def nginx_locations(tree):
+    text = (tree / "root/etc/pypi-appliance/nginx.conf").read_text()
+    blocks = re.findall(r"location ([^{]+)\{(.*?)\n        \}", text, flags=re.S)
+    return {where.strip(): body for where, body in blocks}
+
+
+def test_front_door_enforces_the_configured_reading_rights(staged):
+    locations = nginx_locations(staged())
+    assert "auth_request /_auth;" in locations["/packages/"]
+    assert "alias /data/packages/;" in locations["/packages/"]
+    assert "auth_request /_auth;" in locations["/simple/"]
+    assert "auth_request /_auth;" in locations["/"]
+    assert "auth_request" not in locations["= /health"]
+    assert "$passwords_version" in locations["= /_auth"]
+    assert "$packages_version" in locations["/simple/"]
+
+
+def test_front_door_opens_reading_when_only_uploads_need_a_password(staged):
+    locations = nginx_locations(staged(auth_actions=("update",)))
+    for where in ("/packages/", "/simple/", "= /packages/", "/"):
+        assert "auth_request" not in locations[where], where

@@ -1,3 +1,5 @@
+import fs from 'fs';
+
 // pip and twine (python-requests) encode Basic credentials as Latin-1, most
 // other clients as UTF-8, and pypiserver rejects anything but UTF-8. Pass
 // UTF-8 through and re-encode Latin-1, so one non-ASCII password works for all.
@@ -23,4 +25,24 @@ function utf8_authorization(r) {
     }
 }
 
-export default {utf8_authorization};
+
+// Cache keys change whenever these directories change: the helper replaces
+// the password file by rename, and uploads, copies and deletes touch the
+// packages dir.
+function mtime(path) {
+    try {
+        return String(fs.statSync(path).mtimeMs);
+    } catch (e) {
+        return 'missing';
+    }
+}
+
+function passwords_version(r) {
+    return mtime('/data/auth');
+}
+
+function packages_version(r) {
+    return mtime('/data/packages');
+}
+
+export default {utf8_authorization, passwords_version, packages_version};

@@ -1,0 +1,77 @@
+"""The front door's caches never serve stale answers: uploads, files changed on
+disk and password changes show through within the promised time."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from tests.e2e.client import PASSWORD, REFUSED, USER, make_wheel, twine_upload
+
+pytestmark = pytest.mark.e2e
+
+PROJECT = "fresh-probe"
+
+
+def index(system, project: str = PROJECT) -> tuple[int, str]:
+    status, body = system.fetch(f"/simple/{project}/", user=USER, password=PASSWORD)
+    return status, body.decode(errors="replace")
+
+
+def test_upload_shows_in_the_index_at_once(system, installed, tmp_path):
+    assert index(system)[0] == 404  # now cached as "no such project"
+    for version in ("1.0", "1.1"):
+        wheel = make_wheel(tmp_path, version, project=PROJECT)
+        assert twine_upload(system, wheel, PASSWORD).returncode == 0
+        status, body = index(system)
+        assert status == 200 and wheel.name in body, body
+        status, content = system.fetch(f"/packages/{wheel.name}", user=USER, password=PASSWORD)
+        assert status == 200 and content == wheel.read_bytes()
+
+
+def test_package_files_need_the_password(system, installed, tmp_path):
+    wheel = make_wheel(tmp_path, "1.0", project=PROJECT)
+    assert system.http(f"/packages/{wheel.name}") == 401
+    assert system.http(f"/packages/{wheel.name}", user=USER, password="wrong") in REFUSED
+    assert system.http("/packages/../auth/htpasswd", user=USER, password=PASSWORD) in (400, 404)
+
+
+def test_files_changed_on_disk_show_within_5_seconds(system, installed, tmp_path, timings):
+    wheel = make_wheel(tmp_path, "2.0", project=PROJECT)
+    system.put(f"/root/{wheel.name}", wheel.read_bytes())
+    index(system)  # warm the cache
+    system.sh(f"install -o 9898 -g 9898 -m 0644 /root/{wheel.name} /srv/pypi/packages/")
+    started = time.monotonic()
+    statuses = []
+    while time.monotonic() - started < 5:
+        status, body = index(system)
+        statuses.append(status)
+        if wheel.name in body:
+            break
+        time.sleep(0.1)
+    assert wheel.name in body, "a file copied into the packages dir did not show within 5 s"
+    timings.append(("file copied on disk visible in /simple/", time.monotonic() - started))
+
+    system.sh(f"rm /srv/pypi/packages/{wheel.name}")
+    started = time.monotonic()
+    while time.monotonic() - started < 5:
+        status, body = index(system)
+        statuses.append(status)
+        if wheel.name not in body:
+            break
+        time.sleep(0.1)
+    assert wheel.name not in body, "a deleted file was still listed after 5 s"
+    timings.append(("file deleted on disk gone from /simple/", time.monotonic() - started))
+    assert set(statuses) == {200}, statuses
+
+
+def test_password_changes_apply_at_once(system, installed):
+    system.sh("pypi-appliance user add --password-stdin cache-probe", input="first\n")
+    for _ in range(3):  # accepted, and remembered
+        assert system.http("/simple/", user="cache-probe", password="first") == 200
+    system.sh("pypi-appliance user passwd --password-stdin cache-probe", input="second\n")
+    assert system.http("/simple/", user="cache-probe", password="first") in REFUSED
+    assert system.http("/simple/", user="cache-probe", password="second") == 200
+    system.sh("pypi-appliance user remove cache-probe")
+    assert system.http("/simple/", user="cache-probe", password="second") in REFUSED
