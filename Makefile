@@ -7,7 +7,7 @@ VENV := .venv
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 HOST_PACKAGES := python3-venv debhelper dpkg-dev
 
-.PHONY: deb test builder-deb clean
+.PHONY: deb test bench builder-deb clean
 
 $(VENV)/.installed: setup.cfg setup.py
 	@$(PYTHON) -c 'import ensurepip, venv' 2>/dev/null || \
@@ -31,3 +31,7 @@ builder-deb:
 
 clean:
 	rm -rf build dist deb_dist *.egg-info
+
+# Serving figures against static nginx and the recipe, measured in one run.
+bench: deb
+	tests/run.sh $(VENV)/bin/python -m bench.run

@@ -9,10 +9,11 @@ mirror=${DEBIAN_MIRROR:-http://deb.debian.org/debian}
 root=$(mktemp -d /var/tmp/pypi-appliance-system.XXXXXX)
 trap 'rm -rf "$root"' EXIT
 
-# What the appliance's Depends pull in is preinstalled so installs need no network.
+# What the appliance's Depends pull in is preinstalled so installs need no network;
+# wrk and pip are for the benchmark.
 debootstrap --variant=minbase \
     --keyring=/usr/share/keyrings/debian-archive-keyring.gpg \
-    --include=systemd,systemd-sysv,dbus,docker.io,docker-cli,docker-compose,iptables,iproute2,procps,ca-certificates,debconf-utils,python3,python3-passlib,python3-bcrypt,curl \
+    --include=systemd,systemd-sysv,dbus,docker.io,docker-cli,docker-compose,iptables,iproute2,procps,ca-certificates,debconf-utils,python3,python3-passlib,python3-bcrypt,curl,wrk,python3-pip \
     trixie "$root" "$mirror" >/dev/null
 
 : >"$root/etc/machine-id"
