@@ -136,6 +136,9 @@ def test_recovers_from_crashes_and_restarts(system, leaves_installed, tmp_path, 
     system.sh("systemctl restart docker")
     recovered("restarting docker.service", started)
     started = time.monotonic()
+    system.sh("systemctl stop docker.socket docker.service && systemctl start docker")
+    recovered("stopping, then starting docker.service", started)
+    started = time.monotonic()
     subprocess.run(["docker", "restart", system.name], check=True, capture_output=True, timeout=120)
     system.refresh_port()
     system.wait_booted()
@@ -157,6 +160,7 @@ def test_remove_keeps_data_and_purge_removes_config(system, leaves_installed, tm
     assert not_installed(system)
     system.sh("test ! -e /etc/pypi-appliance")
     system.sh("test ! -e /etc/systemd/system/multi-user.target.wants/pypi-appliance.service")
+    system.sh("test ! -e /etc/systemd/system/docker.service.wants/pypi-appliance.service")
     assert system.sh("debconf-show pypi-appliance").stdout == ""
     # Nothing preseeded for purge-data: the uploads stay.
     system.sh("ls /srv/pypi/packages | grep -q lifecycle_probe-3.0")

@@ -83,7 +83,7 @@ def test_unit_runs_compose_up_with_the_env_file(staged):
     assert "--file /etc/pypi-appliance/compose.yaml" in start
     assert start.endswith(" up --remove-orphans --abort-on-container-exit")
     assert unit["Unit"]["PartOf"] == "docker.service"
-    assert unit["Install"]["WantedBy"] == "multi-user.target"
+    assert unit["Install"]["WantedBy"] == "multi-user.target docker.service"
 
 
 def test_username_rule_is_the_same_in_shell_and_python(staged):
