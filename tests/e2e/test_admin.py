@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import io
 import json
@@ -123,8 +124,6 @@ def test_backup_during_an_upload_is_consistent(system, installed, tmp_path):
     upload.join(timeout=120)
     assert statuses and statuses[0] == 200
     for encoded in archives:
-        import base64
-
         members = read_archive(base64.b64decode(encoded))
         assert "auth/htpasswd" in members and "config/pypi-appliance.conf" in members
         for name, data in members.items():
