@@ -20,6 +20,7 @@ from urllib.parse import quote
 
 from builder import __version__
 from tests.e2e import images
+from tests.e2e.client import preseed
 from tests.e2e.system import System
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -226,10 +227,7 @@ def main() -> int:
                   "&& chown -R 9898:9898 /srv/pypi/packages")
         system.put("/root/pypi-appliance.deb", deb.read_bytes())
         system.put("/root/pypi-appliance-anon.deb", anon_deb.read_bytes())
-        system.sh("debconf-set-selections", input=(
-            f"pypi-appliance pypi-appliance/admin-username string {USER}\n"
-            f"pypi-appliance pypi-appliance/admin-password password {PASSWORD}\n"
-            f"pypi-appliance pypi-appliance/admin-password-again password {PASSWORD}\n"))
+        system.sh("debconf-set-selections", input=preseed(USER, PASSWORD))
         started = time.monotonic()
         system.sh("DEBIAN_FRONTEND=noninteractive apt-get install -y /root/pypi-appliance.deb")
         system.wait_http("/simple/", 200, timeout=120, user=USER, password=PASSWORD)
