@@ -1,4 +1,4 @@
-# Checks shared by config and preinst (included by both). Each check prints why
+# Checks shared by the config script and the postinst. Each check prints why
 # a value is refused and returns 1, or prints nothing and returns 0.
 PKG={{ config.package }}
 CONF=/etc/$PKG/$PKG.conf
@@ -70,6 +70,56 @@ check_passwords() {
     fi
     if [ "$(printf '%s' "$1" | wc -c)" -gt 72 ]; then
         echo "the password is longer than bcrypt's 72-byte limit"
+        return 1
+    fi
+}
+
+check_tls() {
+    case $1 in
+        self-signed | provided | off) ;;
+        *) echo "TLS mode '$1' is not one of self-signed, provided, off"; return 1 ;;
+    esac
+}
+
+# The pair is checked with openssl when it is installed (always on reconfigure;
+# on a first install the postinst checks again before using it).
+check_tls_cert() {
+    case $1 in
+        /*) ;;
+        *) echo "certificate path '$1' is not an absolute path"; return 1 ;;
+    esac
+    if [ ! -f "$1" ] || [ ! -r "$1" ]; then
+        echo "certificate '$1' does not exist or cannot be read"
+        return 1
+    fi
+    command -v openssl >/dev/null 2>&1 || return 0
+    if ! openssl x509 -in "$1" -noout 2>/dev/null; then
+        echo "'$1' does not hold a PEM certificate"
+        return 1
+    fi
+    if ! openssl x509 -in "$1" -noout -checkend 0 >/dev/null 2>&1; then
+        echo "the certificate in '$1' expired on $(openssl x509 -in "$1" -noout -enddate | cut -d= -f2); renew it first"
+        return 1
+    fi
+}
+
+# check_tls_key KEY CERT
+check_tls_key() {
+    case $1 in
+        /*) ;;
+        *) echo "key path '$1' is not an absolute path"; return 1 ;;
+    esac
+    if [ ! -f "$1" ] || [ ! -r "$1" ]; then
+        echo "key '$1' does not exist or cannot be read"
+        return 1
+    fi
+    command -v openssl >/dev/null 2>&1 || return 0
+    if ! key_pub=$(openssl pkey -in "$1" -passin pass: -pubout 2>/dev/null); then
+        echo "'$1' does not hold an unencrypted PEM private key"
+        return 1
+    fi
+    if [ "$key_pub" != "$(openssl x509 -in "$2" -noout -pubkey 2>/dev/null)" ]; then
+        echo "the key '$1' does not match the certificate '$2'"
         return 1
     fi
 }

@@ -33,10 +33,13 @@ def test_maintainer_scripts_pass_shellcheck(extracted, script):
     assert result.returncode == 0, result.stdout
 
 
-def test_unit_passes_systemd_analyze_verify(extracted):
+def test_unit_passes_systemd_analyze_verify(extracted, tmp_path):
     unit = next(extracted.glob("*lib/systemd/system/pypi-appliance.service"))
-    # The man page is checked on the installed system in the e2e suite.
-    result = run("systemd-analyze", "verify", "--man=no", str(unit))
+    # The man page and the helper are checked on the installed system in the e2e
+    # suite; here the helper is not installed, so it stands in as /usr/bin/true.
+    copy = tmp_path / unit.name
+    copy.write_text(unit.read_text().replace("/usr/sbin/pypi-appliance ", "/usr/bin/true "))
+    result = run("systemd-analyze", "verify", "--man=no", str(copy))
     assert result.returncode == 0, result.stdout + result.stderr
     assert "pypi-appliance.service" not in result.stderr, result.stderr
 

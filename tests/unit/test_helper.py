@@ -32,9 +32,11 @@ def helper(tmp_path, request):
         return subprocess.run(
             [request.param, str(tree / "root/usr/sbin/pypi-appliance"), *args],
             input=stdin, capture_output=True, text=True,
-            env=dict(os.environ, PYPI_APPLIANCE_CONF=str(conf)),
+            env=dict(os.environ, PYPI_APPLIANCE_CONF=str(conf), PYPI_APPLIANCE_TLS_DIR=str(tmp_path / "tls")),
         )
 
+    run.conf = conf
+    run.tls = tmp_path / "tls"
     run.htpasswd = data / "auth" / "htpasswd"
     run.data = data
     return run
@@ -100,16 +102,19 @@ def test_add_twice_is_refused(helper):
     assert helper.htpasswd.read_bytes() == before
 
 
-def test_client_config(helper):
+def test_client_config_without_tls(helper):
+    with helper.conf.open("a") as f:
+        f.write("PYPI_TLS=off\n")
     out = helper("client-config", "--host", "pypi.example.org", "--user", "ci.bot@x").stdout
     assert "index-url = http://ci.bot%40x@pypi.example.org:9123/simple/" in out
     assert "trusted-host = pypi.example.org" in out
     assert "repository = http://pypi.example.org:9123/" in out
     assert "username = ci.bot@x" in out
+    assert "WARNING: TLS is off" in out and "cert =" not in out
 
 
 def test_every_command_has_help(helper):
-    for args in [[], ["status"], ["client-config"], ["user"], ["user", "add"], ["user", "passwd"],
+    for args in [[], ["status"], ["client-config"], ["tls"], ["user"], ["user", "add"], ["user", "passwd"],
                  ["user", "remove"], ["user", "list"]]:
         result = helper(*args, "--help")
         assert result.returncode == 0 and "usage:" in result.stdout, args
@@ -117,9 +122,77 @@ def test_every_command_has_help(helper):
 
 def test_client_config_covers_uv(helper):
     out = helper("client-config", "--host", "10.1.2.3").stdout
-    assert '[[tool.uv.index]]\nname = "pypi-appliance"\nurl = "http://10.1.2.3:9123/simple/"' in out
+    assert '[[tool.uv.index]]\nname = "pypi-appliance"\nurl = "https://10.1.2.3:9123/simple/"' in out
     assert "UV_INDEX_PYPI_APPLIANCE_PASSWORD" in out
-    assert "UV_DEFAULT_INDEX=http://admin@10.1.2.3:9123/simple/" in out
+    assert "UV_DEFAULT_INDEX=https://admin@10.1.2.3:9123/simple/" in out
+    assert "SSL_CERT_FILE=/etc/ssl/certs/ca-certificates.crt" in out and "UV_NATIVE_TLS=1" in out
+
+
+def openssl(*args):
+    return subprocess.run(["openssl", *args], capture_output=True, text=True, check=True).stdout
+
+
+def test_tls_makes_a_ca_once_and_a_certificate_for_this_host(helper):
+    first = helper("tls")
+    assert first.returncode == 0, first.stderr
+    assert "made a new CA" in first.stderr and "issued a new server certificate" in first.stderr
+    ca, key, crt = helper.tls / "ca.crt", helper.tls / "ca.key", helper.tls / "server.crt"
+    assert stat.S_IMODE(key.stat().st_mode) == 0o600
+    assert stat.S_IMODE((helper.tls / "server.key").stat().st_mode) == 0o600
+    openssl("verify", "-CAfile", str(ca), str(crt))
+    sans = openssl("x509", "-in", str(crt), "-noout", "-ext", "subjectAltName")
+    assert "IP Address:127.0.0.1" in sans and "DNS:localhost" in sans
+    # Idempotent: a second run (every service start) keeps both.
+    before = (ca.read_bytes(), crt.read_bytes())
+    again = helper("tls")
+    assert again.returncode == 0 and again.stderr == ""
+    assert (ca.read_bytes(), crt.read_bytes()) == before
+
+
+def test_tls_renews_a_certificate_near_expiry_with_the_same_ca(helper, tmp_path):
+    helper("tls")
+    ca = (helper.tls / "ca.crt").read_bytes()
+    csr = tmp_path / "near.csr"
+    openssl("req", "-new", "-key", str(helper.tls / "server.key"), "-subj", "/CN=near", "-out", str(csr))
+    openssl("x509", "-req", "-in", str(csr), "-CA", str(helper.tls / "ca.crt"), "-CAkey",
+            str(helper.tls / "ca.key"), "-days", "3", "-out", str(helper.tls / "server.crt"))
+    result = helper("tls")
+    assert "issued a new server certificate (it expires on" in result.stderr
+    end = openssl("x509", "-in", str(helper.tls / "server.crt"), "-noout", "-checkend", str(300 * 86400))
+    assert "will not expire" in end
+    assert (helper.tls / "ca.crt").read_bytes() == ca
+
+
+def test_tls_covers_names_the_admin_adds(helper):
+    helper("tls")
+    with helper.conf.open("a") as f:
+        f.write("PYPI_TLS_NAMES=pypi.example.org, 10.9.8.7\n")
+    result = helper("tls")
+    assert "does not cover 10.9.8.7, pypi.example.org" in result.stderr
+    sans = openssl("x509", "-in", str(helper.tls / "server.crt"), "-noout", "-ext", "subjectAltName")
+    assert "DNS:pypi.example.org" in sans and "IP Address:10.9.8.7" in sans
+
+
+def test_tls_refuses_a_ca_without_its_key(helper):
+    helper("tls")
+    (helper.tls / "ca.key").unlink()
+    result = helper("tls")
+    assert result.returncode == 1 and "ca.key is missing" in result.stderr
+
+
+def test_client_config_prints_the_ca_and_an_install_ca_line(helper, tmp_path):
+    helper("tls")
+    out = helper("client-config", "--host", "pypi.example.org:443", "--cert", "/opt/ca.pem").stdout
+    ca = (helper.tls / "ca.crt").read_text().strip()
+    assert ca in out
+    assert "index-url = https://admin@pypi.example.org:443/simple/" in out
+    assert "cert = /opt/ca.pem" in out and "ca_cert = /opt/ca.pem" in out and "trusted-host" not in out
+    line = next(x for x in out.splitlines() if x.startswith("printf "))
+    target = "/usr/local/share/ca-certificates/pypi-appliance-pypi.example.org_443.crt"
+    assert line.endswith(f"> {target} && update-ca-certificates")
+    copy = tmp_path / "installed.crt"
+    subprocess.run(["sh", "-c", line.replace(f"{target} && update-ca-certificates", str(copy))], check=True)
+    assert copy.read_text().strip() == ca
 
 
 @pytest.fixture
