@@ -17,7 +17,7 @@ PROJECT = "appliance-probe"
 REFUSED = (401, 403)  # pypiserver answers a wrong password with 403
 
 
-def preseed(user: str, password: str, port: int | None = None) -> str:
+def preseed(user: str, password: str, port: int | None = None, tls: str | None = None) -> str:
     lines = [
         f"pypi-appliance pypi-appliance/admin-username string {user}",
         f"pypi-appliance pypi-appliance/admin-password password {password}",
@@ -25,6 +25,8 @@ def preseed(user: str, password: str, port: int | None = None) -> str:
     ]
     if port:
         lines.append(f"pypi-appliance pypi-appliance/port string {port}")
+    if tls:
+        lines.append(f"pypi-appliance pypi-appliance/tls select {tls}")
     return "\n".join(lines) + "\n"
 
 
@@ -61,17 +63,26 @@ def upload_form(wheel: Path, filename: str | None = None) -> tuple[bytes, str]:
     return b"".join(parts), f"multipart/form-data; boundary={boundary}"
 
 
+# A CA bundle in the environment overrides twine's --cert and ca_cert (requests
+# prefers REQUESTS_CA_BUNDLE): clients get only the trust each test gives them.
+CA_VARIABLES = ("REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE", "SSL_CERT_FILE", "SSL_CERT_DIR")
+
+
 def client_env(**extra) -> dict:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("PIP_", "TWINE_"))}
-    env.update(PIP_CONFIG_FILE="/dev/null", PIP_DISABLE_PIP_VERSION_CHECK="1", **extra)
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PIP_", "TWINE_")) and k not in CA_VARIABLES}
+    env.update({"PIP_CONFIG_FILE": "/dev/null", "PIP_DISABLE_PIP_VERSION_CHECK": "1", **extra})
     return env
+
+
+def tls_args(system) -> list[str]:
+    return ["--cert", system.ca_file] if system.scheme == "https" else []
 
 
 def twine_upload(system, wheel: Path, password: str) -> subprocess.CompletedProcess:
     # Credentials through the environment, as a CI job would: never in argv.
     return subprocess.run(
         [sys.executable, "-m", "twine", "upload", "--non-interactive", "--disable-progress-bar",
-         "--repository-url", system.url("/"), str(wheel)],
+         "--repository-url", system.url("/"), *tls_args(system), str(wheel)],
         capture_output=True, text=True, timeout=120,
         env=client_env(TWINE_USERNAME=USER, TWINE_PASSWORD=password),
     )
@@ -79,14 +90,14 @@ def twine_upload(system, wheel: Path, password: str) -> subprocess.CompletedProc
 
 def index_url(system, user: str, password: str) -> str:
     quote = lambda s: urllib.parse.quote(s, safe="")  # noqa: E731
-    return f"http://{quote(user)}:{quote(password)}@127.0.0.1:{system.port}/simple/"
+    return f"{system.scheme}://{quote(user)}:{quote(password)}@127.0.0.1:{system.port}/simple/"
 
 
 def pip_install(system, tmp_path: Path, password: str, user: str = USER, project: str = PROJECT) -> str:
     """pip install project through the appliance into a fresh dir; returns the imported VERSION."""
     target = tmp_path / "site"
     result = subprocess.run(
-        [sys.executable, "-m", "pip", "install", "--no-deps", "--target", str(target), project],
+        [sys.executable, "-m", "pip", "install", "--no-deps", *tls_args(system), "--target", str(target), project],
         capture_output=True, text=True, timeout=180,
         env=client_env(PIP_INDEX_URL=index_url(system, user, password)),
     )

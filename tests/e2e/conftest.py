@@ -59,6 +59,7 @@ def installed(system, deb):
     system.sh("debconf-set-selections", input=preseed(USER, PASSWORD))
     started = time.monotonic()
     result = system.sh("DEBIAN_FRONTEND=noninteractive apt-get install -y /root/pypi-appliance.deb 2>&1")
+    system.trust()
     system.wait_http("/simple/", 200, timeout=120, user=USER, password=PASSWORD)
     TIMINGS.append(("apt install to first authenticated 200", time.monotonic() - started))
     return result.stdout

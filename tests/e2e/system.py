@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import base64
+import ssl
 import subprocess
+import tempfile
 import time
 import urllib.error
 import urllib.request
@@ -13,6 +15,25 @@ class System:
     def __init__(self, name: str, port: int):
         self.name = name
         self.port = port
+        self.scheme = "https"
+        # The CA the suite trusts for this appliance, as a file for pip and twine.
+        self.ca_file = tempfile.NamedTemporaryFile(prefix="pypi-appliance-ca.", suffix=".pem", delete=False).name
+        self.context = None
+
+    def trust(self, ca: bytes | None = None) -> None:
+        """Follow the appliance's TLS mode: its scheme, and the CA that verifies
+        it (the appliance's own, unless given)."""
+        conf = self.sh("cat /etc/pypi-appliance/pypi-appliance.conf 2>/dev/null || true").stdout
+        modes = [line.split("=", 1)[1] for line in conf.splitlines() if line.startswith("PYPI_TLS=")]
+        self.scheme = "http" if modes and modes[-1] == "off" else "https"
+        if ca is None and modes and modes[-1] == "provided":
+            return  # the admin's CA: only the test that provided it knows it
+        if self.scheme == "https":
+            if ca is None:
+                ca = self.sh("cat /etc/pypi-appliance/tls/ca.crt 2>/dev/null || true").stdout.encode()
+            with open(self.ca_file, "wb") as f:
+                f.write(ca)
+            self.context = ssl.create_default_context(cafile=self.ca_file) if ca else None
 
     def sh(self, script: str, input: bytes | str | None = None, check: bool = True,
            timeout: float = 300) -> subprocess.CompletedProcess:
@@ -39,8 +60,11 @@ class System:
         )
         for line in lines:
             time.sleep(pause)
-            proc.stdin.write(line.encode() + b"\n")
-            proc.stdin.flush()
+            try:
+                proc.stdin.write(line.encode() + b"\n")
+                proc.stdin.flush()
+            except BrokenPipeError:  # it ended early; the caller sees how in the output
+                break
         try:
             out, _ = proc.communicate(timeout=timeout)
         except subprocess.TimeoutExpired:
@@ -80,7 +104,7 @@ class System:
         return out.strip()
 
     def url(self, path: str) -> str:
-        return f"http://127.0.0.1:{self.port}{path}"
+        return f"{self.scheme}://127.0.0.1:{self.port}{path}"
 
     def fetch(self, path: str, user: str | None = None, password: str | None = None,
               encoding: str = "utf-8", method: str = "GET", data: bytes | None = None,
@@ -91,7 +115,7 @@ class System:
             token = base64.b64encode(f"{user}:{password}".encode(encoding)).decode()
             request.add_header("Authorization", f"Basic {token}")
         try:
-            with urllib.request.urlopen(request, timeout=30) as response:
+            with urllib.request.urlopen(request, timeout=30, context=self.context) as response:
                 return response.status, response.read()
         except urllib.error.HTTPError as err:
             return err.code, err.read()
@@ -100,7 +124,8 @@ class System:
         return self.fetch(path, **kwargs)[0]
 
     def wait_http(self, path: str, expect: int, timeout: float = 90, **kwargs) -> float:
-        """Seconds until path answers expect; raises after timeout."""
+        """Seconds until path answers expect; raises after timeout. Follows a
+        change of TLS mode or CA (a reinstall, a reconfigure) while it waits."""
         start = time.monotonic()
         last = None
         while time.monotonic() - start < timeout:
@@ -110,5 +135,7 @@ class System:
                     return time.monotonic() - start
             except OSError as err:
                 last = err
+                if isinstance(err, ssl.SSLError) or isinstance(getattr(err, "reason", None), ssl.SSLError):
+                    self.trust()
             time.sleep(0.5)
         raise TimeoutError(f"{path} did not answer {expect} within {timeout} s (last: {last})")

@@ -87,7 +87,7 @@ def test_logs_are_readable_text(system, installed):
 
 
 def test_help_man_page_and_completion(system, installed):
-    for args in ["", "status", "client-config", "logs", "backup", "restore", "user", "user add",
+    for args in ["", "status", "client-config", "tls", "logs", "backup", "restore", "user", "user add",
                  "user passwd", "user remove", "user list"]:
         result = system.sh(f"pypi-appliance {args} --help")
         assert "usage: pypi-appliance" in result.stdout, args

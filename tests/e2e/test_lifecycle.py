@@ -209,6 +209,9 @@ BAD_ANSWERS = [
     ("pypi-appliance/data-dir string /proc/pypi", "data dir '/proc/pypi' is under /proc"),
     ("pypi-appliance/data-dir string /srv/my pypi", "data dir '/srv/my pypi' may only contain"),
     ("pypi-appliance/admin-password-again password other", "do not match"),
+    ("pypi-appliance/tls select never", "TLS mode 'never' is not one of self-signed, provided, off"),
+    ("pypi-appliance/tls select provided\npypi-appliance pypi-appliance/tls-cert string /root/none.crt",
+     "certificate '/root/none.crt' does not exist or cannot be read"),
 ]
 
 
@@ -226,7 +229,8 @@ def test_bad_preseeded_answers_change_nothing(system, leaves_installed):
             # Reset every answer to a good one for the next case.
             system.sh("debconf-set-selections", input=preseed(USER, PASSWORD) + (
                 "pypi-appliance pypi-appliance/port string 8080\n"
-                "pypi-appliance pypi-appliance/data-dir string /srv/pypi\n"))
+                "pypi-appliance pypi-appliance/data-dir string /srv/pypi\n"
+                "pypi-appliance pypi-appliance/tls select self-signed\n"))
     finally:
         system.sh("systemctl stop squatter", check=False)
     assert system.sh("cat /srv/pypi/packages/precious-1.0.tar.gz").stdout == "keep\n"
@@ -235,7 +239,7 @@ def test_bad_preseeded_answers_change_nothing(system, leaves_installed):
 def test_bad_interactive_answers_are_asked_again(system, leaves_installed):
     purge_all(system)
     code, out = system.interact(f"DEBIAN_FRONTEND=teletype apt-get install -y {DEB}", [
-        "70000", "8080", "bad:name", "admin", "", "", "one", "two", "first pw", "first pw"], timeout=180)
+        "70000", "8080", "bad:name", "admin", "", "", "", "one", "two", "first pw", "first pw"], timeout=180)
     assert code == 0, out
     for message in ["port 70000 is outside 1-65535", "username 'bad:name' is invalid",
                     "may not be empty", "do not match"]:
@@ -243,7 +247,7 @@ def test_bad_interactive_answers_are_asked_again(system, leaves_installed):
     serving(system, "first pw")
 
     code, out = system.interact("DEBIAN_FRONTEND=teletype dpkg-reconfigure pypi-appliance", [
-        "8080", "admin", "relative/dir", "/srv/pypi", "second pw", "second pw"], timeout=180)
+        "8080", "admin", "relative/dir", "/srv/pypi", "", "second pw", "second pw"], timeout=180)
     assert code == 0, out
     assert "data dir 'relative/dir' is not an absolute path" in out
     serving(system, "second pw")

@@ -105,14 +105,15 @@ def test_status_reports_healthy(system, installed):
     assert "active" in result.stdout
     files = len(system.sh("ls /srv/pypi/packages").stdout.split())
     assert f"{files} files in" in result.stdout and files >= 1
-    assert ":8080/simple/" in result.stdout
+    assert "https://" in result.stdout and ":8080/simple/" in result.stdout
+    assert "self-signed, certificate valid until" in result.stdout and "WARNING" not in result.stdout
 
 
 def test_client_config_names_this_host(system, installed):
     out = system.sh("pypi-appliance client-config --host pypi.internal").stdout
-    assert "index-url = http://admin@pypi.internal:8080/simple/" in out
-    assert "trusted-host = pypi.internal" in out
-    assert "[pypi-appliance]\nrepository = http://pypi.internal:8080/\nusername = admin" in out
+    assert "index-url = https://pypi.internal:8080/simple/" in out
+    assert "cert = /etc/ssl/certs/ca-certificates.crt" in out and "trusted-host" not in out
+    assert "[pypi-appliance]\nrepository = https://pypi.internal:8080/\nusername = admin" in out
     default = system.sh("pypi-appliance client-config").stdout
     assert ":8080/simple/" in default and PASSWORD not in default
 

@@ -106,7 +106,8 @@ def test_client_config_without_tls(helper):
     with helper.conf.open("a") as f:
         f.write("PYPI_TLS=off\n")
     out = helper("client-config", "--host", "pypi.example.org", "--user", "ci.bot@x").stdout
-    assert "index-url = http://ci.bot%40x@pypi.example.org:9123/simple/" in out
+    assert "index-url = http://pypi.example.org:9123/simple/" in out
+    assert "machine pypi.example.org login ci.bot@x password" in out
     assert "trusted-host = pypi.example.org" in out
     assert "repository = http://pypi.example.org:9123/" in out
     assert "username = ci.bot@x" in out
@@ -185,7 +186,7 @@ def test_client_config_prints_the_ca_and_an_install_ca_line(helper, tmp_path):
     out = helper("client-config", "--host", "pypi.example.org:443", "--cert", "/opt/ca.pem").stdout
     ca = (helper.tls / "ca.crt").read_text().strip()
     assert ca in out
-    assert "index-url = https://admin@pypi.example.org:443/simple/" in out
+    assert "index-url = https://pypi.example.org:443/simple/" in out
     assert "cert = /opt/ca.pem" in out and "ca_cert = /opt/ca.pem" in out and "trusted-host" not in out
     line = next(x for x in out.splitlines() if x.startswith("printf "))
     target = "/usr/local/share/ca-certificates/pypi-appliance-pypi.example.org_443.crt"
