@@ -225,3 +225,15 @@ def test_switching_modes_in_every_direction(system, client_account):
             assert "pypi-appliance CA" in issuer
             assert fingerprint(system, APPLIANCE_CA) == own_ca, "switching modes replaced the CA"
         assert "WARNING" not in status
+
+
+def test_a_bad_mode_in_the_config_file_changes_nothing(system, installed):
+    before = system.sh(f"cat {CONF}").stdout
+    system.sh(f"sed -i 's/^PYPI_TLS=.*/PYPI_TLS=sometimes/' {CONF}")
+    try:
+        result = system.sh("DEBIAN_FRONTEND=noninteractive dpkg-reconfigure pypi-appliance 2>&1", check=False)
+        assert result.returncode != 0
+        assert "TLS mode 'sometimes' is not one of self-signed, provided, off; nothing was changed" in result.stdout
+    finally:
+        system.sh(f"cat > {CONF}", input=before)
+    assert system.http("/simple/", user=USER, password=PASSWORD) == 200
