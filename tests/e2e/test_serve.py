@@ -5,6 +5,8 @@ The tests run in file order and share one installed system."""
 
 from __future__ import annotations
 
+import base64
+
 import pytest
 
 from tests.e2e.client import (
@@ -146,3 +148,15 @@ def test_reconfigure_rotates_the_password(system, installed):
     system.sh("debconf-set-selections", input=preseed(USER, PASSWORD))
     system.sh("DEBIAN_FRONTEND=noninteractive dpkg-reconfigure pypi-appliance")
     system.wait_http("/simple/", 200, user=USER, password=PASSWORD)
+
+
+def test_credentials_never_reach_a_disk(system, installed):
+    # The credential cache is keyed by the Authorization header; it lives in memory.
+    for encoding in ("utf-8", "latin-1"):
+        assert system.http("/simple/", user=USER, password=PASSWORD, encoding=encoding) == 200
+    mounts = system.sh("docker exec pypi-appliance-proxy-1 cat /proc/mounts").stdout.splitlines()
+    assert any(line.split()[1:3] == ["/tmp", "tmpfs"] for line in mounts), mounts
+    for encoding in ("utf-8", "latin-1"):
+        token = base64.b64encode(f"{USER}:{PASSWORD}".encode(encoding)).decode()
+        found = system.sh(f"grep -rlF '{token}' /var/lib/docker /var/log /srv /etc 2>/dev/null || true").stdout
+        assert found == "", found

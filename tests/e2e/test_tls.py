@@ -233,7 +233,8 @@ def test_a_bad_mode_in_the_config_file_changes_nothing(system, installed):
     try:
         result = system.sh("DEBIAN_FRONTEND=noninteractive dpkg-reconfigure pypi-appliance 2>&1", check=False)
         assert result.returncode != 0
-        assert "TLS mode 'sometimes' is not one of self-signed, provided, off; nothing was changed" in result.stdout
+        assert (f"TLS mode 'sometimes' is not one of self-signed, provided, off (PYPI_TLS in {CONF}); "
+                "nothing was changed") in result.stdout
     finally:
         system.sh(f"cat > {CONF}", input=before)
     assert system.http("/simple/", user=USER, password=PASSWORD) == 200

@@ -127,6 +127,7 @@ def test_client_config_covers_uv(helper):
     assert "UV_INDEX_PYPI_APPLIANCE_PASSWORD" in out
     assert "UV_DEFAULT_INDEX=https://admin@10.1.2.3:9123/simple/" in out
     assert "SSL_CERT_FILE=/etc/ssl/certs/ca-certificates.crt" in out and "UV_NATIVE_TLS=1" in out
+    assert "pypa/pip#12906" in out  # an IP address: pip 24.2+ needs a name or legacy-certs
 
 
 def openssl(*args):
@@ -188,6 +189,7 @@ def test_client_config_prints_the_ca_and_an_install_ca_line(helper, tmp_path):
     assert ca in out
     assert "index-url = https://pypi.example.org:443/simple/" in out
     assert "cert = /opt/ca.pem" in out and "ca_cert = /opt/ca.pem" in out and "trusted-host" not in out
+    assert "pypa/pip#12906" not in out
     line = next(x for x in out.splitlines() if x.startswith("printf "))
     target = "/usr/local/share/ca-certificates/pypi-appliance-pypi.example.org_443.crt"
     assert line.endswith(f"> {target} && update-ca-certificates")
