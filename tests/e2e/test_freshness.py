@@ -75,3 +75,24 @@ def test_password_changes_apply_at_once(system, installed):
     assert system.http("/simple/", user="cache-probe", password="second") == 200
     system.sh("pypi-appliance user remove cache-probe")
     assert system.http("/simple/", user="cache-probe", password="second") in REFUSED
+
+
+def test_each_page_follows_its_own_files_in_any_spelling(system, installed, tmp_path):
+    assert index(system)[0] == 200  # cached; its key is the names of fresh-probe's files
+    sibling = make_wheel(tmp_path, "2.0", project="Fresh.Probe-Sibling")
+    assert twine_upload(system, sibling, PASSWORD).returncode == 0
+    status, listing = system.fetch("/simple/", user=USER, password=PASSWORD)
+    assert status == 200 and b"fresh-probe-sibling" in listing
+    status, body = index(system, "fresh-probe-sibling")
+    assert status == 200 and sibling.name in body
+    # Another spelling of the name, copied in by hand, is the same project.
+    odd = "FRESH_probe-3.0-py3-none-any.whl"
+    system.sh(f"cp /srv/pypi/packages/fresh_probe-1.0-py3-none-any.whl /srv/pypi/packages/{odd} "
+              f"&& chown 9898:9898 /srv/pypi/packages/{odd}")
+    try:
+        status, body = index(system)
+        assert status == 200 and odd in body, body
+    finally:
+        system.sh(f"rm -f /srv/pypi/packages/{odd}")
+    status, body = index(system)
+    assert status == 200 and odd not in body

@@ -1,5 +1,5 @@
 #!/bin/bash
-# Build a stand-in for the official nginx Alpine image from Debian's nginx and
+# Build a stand-in for the official nginx Alpine image from Debian trixie's nginx and
 # njs module (Docker Hub is out of reach here). Same layout where the
 # appliance relies on it: /etc/nginx/nginx.conf, modules/ngx_http_js_module.so
 # relative to /etc/nginx, an "nginx" user, busybox-style wget for health checks.
@@ -14,7 +14,7 @@ trap 'rm -rf "$root"' EXIT
 debootstrap --variant=minbase \
     --keyring=/usr/share/keyrings/debian-archive-keyring.gpg \
     --include=nginx-light,libnginx-mod-http-js,wget \
-    bookworm "$root" "$mirror" >/dev/null
+    trixie "$root" "$mirror" >/dev/null
 
 chroot "$root" env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin \
     useradd --system --uid 101 --no-create-home --home-dir /nonexistent --shell /usr/sbin/nologin nginx

@@ -1,4 +1,5 @@
 import fs from 'fs';
+import crypto from 'crypto';
 
 // pip and twine (python-requests) encode Basic credentials as Latin-1, most
 // other clients as UTF-8, and pypiserver rejects anything but UTF-8. Pass
@@ -41,8 +42,48 @@ function passwords_version(r) {
     return mtime('/data/auth');
 }
 
+function normalize(name) {
+    return name.toLowerCase().replace(/[-_.]+/g, '-');
+}
+
+// The version of one project's index page: the names of the files that can
+// belong to it (normalized names starting with "<project>-"), so an upload or
+// a copy elsewhere leaves its cached page valid. Listed once per change of
+// the packages dir and shared by all workers; any other page (the project
+// list) takes the directory's own version.
 function packages_version(r) {
-    return mtime('/data/packages');
+    var dir = mtime('/data/packages');
+    var match = r.uri.match(/^\/simple\/([^\/]+)\/$/);
+    if (!match) {
+        return dir;
+    }
+    try {
+        return project_version(ngx.shared.packages, dir, normalize(match[1]));
+    } catch (e) {
+        // Say a listing outgrew the shared zone: the whole dir's version is always right.
+        return dir;
+    }
+}
+
+function project_version(shared, dir, project) {
+    var key = dir + '|' + project;
+    var version = shared.get(key);
+    if (version !== undefined) {
+        return version;
+    }
+    var listing = shared.get(dir);
+    if (listing === undefined) {
+        listing = '\n' + fs.readdirSync('/data/packages').map(normalize).join('\n') + '\n';
+        shared.set(dir, listing);
+    }
+    var prefix = '\n' + project + '-';
+    var names = [];
+    for (var at = listing.indexOf(prefix); at !== -1; at = listing.indexOf(prefix, at + 1)) {
+        names.push(listing.slice(at + 1, listing.indexOf('\n', at + 1)));
+    }
+    version = 'p' + crypto.createHash('sha1').update(names.sort().join('\n')).digest('hex');
+    shared.set(key, version);
+    return version;
 }
 
 export default {utf8_authorization, passwords_version, packages_version};
