@@ -81,17 +81,22 @@ check_tls() {
     esac
 }
 
+# check_file WHAT PATH: an absolute path to a readable file.
+check_file() {
+    case $2 in
+        /*) ;;
+        *) echo "$1 path '$2' is not an absolute path"; return 1 ;;
+    esac
+    if [ ! -f "$2" ] || [ ! -r "$2" ]; then
+        echo "$1 '$2' does not exist or cannot be read"
+        return 1
+    fi
+}
+
 # The pair is checked with openssl when it is installed (always on reconfigure;
 # on a first install the postinst checks again before using it).
 check_tls_cert() {
-    case $1 in
-        /*) ;;
-        *) echo "certificate path '$1' is not an absolute path"; return 1 ;;
-    esac
-    if [ ! -f "$1" ] || [ ! -r "$1" ]; then
-        echo "certificate '$1' does not exist or cannot be read"
-        return 1
-    fi
+    check_file certificate "$1" || return 1
     command -v openssl >/dev/null 2>&1 || return 0
     if ! openssl x509 -in "$1" -noout 2>/dev/null; then
         echo "'$1' does not hold a PEM certificate"
@@ -105,14 +110,7 @@ check_tls_cert() {
 
 # check_tls_key KEY CERT
 check_tls_key() {
-    case $1 in
-        /*) ;;
-        *) echo "key path '$1' is not an absolute path"; return 1 ;;
-    esac
-    if [ ! -f "$1" ] || [ ! -r "$1" ]; then
-        echo "key '$1' does not exist or cannot be read"
-        return 1
-    fi
+    check_file key "$1" || return 1
     command -v openssl >/dev/null 2>&1 || return 0
     if ! key_pub=$(openssl pkey -in "$1" -passin pass: -pubout 2>/dev/null); then
         echo "'$1' does not hold an unencrypted PEM private key"
