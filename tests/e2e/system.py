@@ -25,8 +25,9 @@ class System:
         it (the appliance's own, unless given)."""
         conf = self.sh("cat /etc/pypi-appliance/pypi-appliance.conf 2>/dev/null || true").stdout
         modes = [line.split("=", 1)[1] for line in conf.splitlines() if line.startswith("PYPI_TLS=")]
-        self.scheme = "http" if modes and modes[-1] == "off" else "https"
-        if ca is None and modes and modes[-1] == "provided":
+        mode = modes[-1] if modes else "self-signed"
+        self.scheme = "http" if mode == "off" else "https"
+        if ca is None and mode == "provided":
             return  # the admin's CA: only the test that provided it knows it
         if self.scheme == "https":
             if ca is None:
