@@ -65,7 +65,7 @@ check_data_dir() {
 
 check_passwords() {
     if [ "$1" != "$2" ]; then
-        echo "the two passwords ($PKG/admin-password and $PKG/admin-password-again) do not match"
+        echo "the two passwords you typed do not match"
         return 1
     fi
     if [ "$(printf '%s' "$1" | wc -c)" -gt 72 ]; then

@@ -1,7 +1,10 @@
 """The rendered admin helper, run as a program against a scratch data dir."""
 
 import os
+import re
+import socket
 import stat
+import tarfile
 import subprocess
 import sys
 
@@ -115,8 +118,8 @@ def test_client_config_without_tls(helper):
 
 
 def test_every_command_has_help(helper):
-    for args in [[], ["status"], ["client-config"], ["tls"], ["user"], ["user", "add"], ["user", "passwd"],
-                 ["user", "remove"], ["user", "list"]]:
+    for args in [[], ["status"], ["client-config"], ["url"], ["tls"], ["logs"], ["backup"], ["restore"], ["up"],
+                 ["down"], ["user"], ["user", "add"], ["user", "passwd"], ["user", "remove"], ["user", "list"]]:
         result = helper(*args, "--help")
         assert result.returncode == 0 and "usage:" in result.stdout, args
 
@@ -184,18 +187,51 @@ def test_tls_refuses_a_ca_without_its_key(helper):
 
 def test_client_config_prints_the_ca_and_an_install_ca_line(helper, tmp_path):
     helper("tls")
-    out = helper("client-config", "--host", "pypi.example.org:443", "--cert", "/opt/ca.pem").stdout
+    out = helper("client-config", "--host", "pypi.example.org:443").stdout
     ca = (helper.tls / "ca.crt").read_text().strip()
     assert ca in out
     assert "index-url = https://pypi.example.org:443/simple/" in out
-    assert "cert = /opt/ca.pem" in out and "ca_cert = /opt/ca.pem" in out and "trusted-host" not in out
+    bundle = "/etc/ssl/certs/ca-certificates.crt"
+    assert f"cert = {bundle}" in out and f"ca_cert = {bundle}" in out and "trusted-host" not in out
     assert "pypa/pip#12906" not in out
+    assert "Clients must reach this host as" not in out  # the admin named the host
     line = next(x for x in out.splitlines() if x.startswith("printf "))
     target = "/usr/local/share/ca-certificates/pypi-appliance-pypi.example.org_443.crt"
     assert line.endswith(f"> {target} && update-ca-certificates")
     copy = tmp_path / "installed.crt"
     subprocess.run(["sh", "-c", line.replace(f"{target} && update-ca-certificates", str(copy))], check=True)
     assert copy.read_text().strip() == ca
+
+
+def test_client_config_with_a_cert_path_writes_the_ca_there(helper, tmp_path):
+    helper("tls")
+    target = tmp_path / "clients" / "appliance-ca.pem"
+    target.parent.mkdir()
+    out = helper("client-config", "--host", "pypi.example.org", "--cert", str(target)).stdout
+    assert f"cert = {target}" in out and f"ca_cert = {target}" in out and f"SSL_CERT_FILE={target}" in out
+    # Every line points at the one path: no system bundle, no update-ca-certificates.
+    assert "ca-certificates" not in out and "UV_NATIVE_TLS" not in out
+    line = next(x for x in out.splitlines() if x.startswith("printf "))
+    subprocess.run(["sh", "-c", line], check=True)
+    assert target.read_text().strip() == (helper.tls / "ca.crt").read_text().strip()
+
+
+def test_client_config_defaults_to_a_name_the_certificate_covers(helper):
+    helper("tls")
+    out = helper("client-config").stdout
+    url = re.search(r"^index-url = https://([^:/]+):9123/simple/$", out, re.M)
+    name = url.group(1)
+    assert name in (socket.getfqdn(), socket.gethostname())
+    assert "pypa/pip#12906" not in out and f"Clients must reach this host as {name}" in out
+    sans = openssl("x509", "-in", str(helper.tls / "server.crt"), "-noout", "-ext", "subjectAltName")
+    assert f"DNS:{name}" in sans
+    assert helper("url").stdout == f"https://{name}:9123/simple/\n"
+
+
+def test_client_config_explains_netrc_quoting(helper):
+    out = helper("client-config", "--host", "pypi.example.org").stdout
+    assert "machine pypi.example.org login admin password PASSWORD" in out
+    assert 'password "my \\"pass\\" phrase"' in out
 
 
 @pytest.fixture
@@ -215,7 +251,6 @@ def test_backup_leaves_out_a_file_still_being_uploaded(populated, tmp_path):
     result = populated("backup", str(archive))
     assert result.returncode == 0, result.stderr
     assert "left out partial-1.0-py3-none-any.whl" in result.stderr
-    import tarfile
 
     names = tarfile.open(archive).getnames()
     assert "pypi-appliance-backup/packages/probe-1.0-py3-none-any.whl" in names
@@ -226,15 +261,23 @@ def test_backup_leaves_out_a_file_still_being_uploaded(populated, tmp_path):
     assert not list(tmp_path.glob("*.partial"))
 
 
-def test_restore_replaces_packages_and_passwords(populated, tmp_path):
+def test_restore_names_what_it_replaces_and_keeps_it(populated, tmp_path):
     archive = tmp_path / "b.tar.gz"
     assert populated("backup", str(archive)).returncode == 0
     packages = populated.data / "packages"
     (packages / "probe-1.0-py3-none-any.whl").unlink()
-    (packages / "later-1.0-py3-none-any.whl").write_bytes(wheel_bytes("later"))
+    later = wheel_bytes("later")
+    (packages / "later-1.0-py3-none-any.whl").write_bytes(later)
     populated("user", "passwd", "--password-stdin", "admin", stdin="changed\n")
 
-    result = populated("restore", str(archive))
+    # Not on a terminal and no --yes: it says what would be lost and changes nothing.
+    asked = populated("restore", str(archive))
+    assert asked.returncode == 1 and "add --yes" in asked.stderr
+    assert "later-1.0-py3-none-any.whl (added " in asked.stderr and "not in the backup" in asked.stderr
+    assert "the password file" in asked.stderr
+    assert (packages / "later-1.0-py3-none-any.whl").exists()
+
+    result = populated("restore", "--yes", str(archive))
     assert result.returncode == 0, result.stderr
     assert sorted(p.name for p in packages.iterdir()) == [
         "probe-1.0-py3-none-any.whl", "probe-2.0-py3-none-any.whl"]
@@ -243,11 +286,55 @@ def test_restore_replaces_packages_and_passwords(populated, tmp_path):
     assert stat.S_IMODE(populated.htpasswd.stat().st_mode) == 0o640
     assert not [p for p in populated.data.iterdir() if p.name.startswith(".")]
 
+    # What it replaced is kept, root-only, and named.
+    saved = list(populated.data.glob("before-restore-*.tar.gz"))
+    assert len(saved) == 1 and str(saved[0]) in result.stderr
+    assert stat.S_IMODE(saved[0].stat().st_mode) == 0o600
+    with tarfile.open(saved[0]) as kept:
+        names = {m.name.split("/", 1)[1]: kept.extractfile(m).read() for m in kept if m.isfile()}
+    assert names["packages/later-1.0-py3-none-any.whl"] == later
+    assert b"admin:" in names["auth/htpasswd"] and "MANIFEST.sha256" in names
+
+
+def test_restore_of_a_missing_file_says_so(populated):
+    result = populated("restore", "--yes", "/nonexistent/backup.tar.gz")
+    assert result.returncode == 1
+    assert "/nonexistent/backup.tar.gz: no such file; nothing was restored" in result.stderr
+
+
+def test_backup_with_ca_restores_the_clients_trust(populated, tmp_path):
+    assert populated("tls").returncode == 0
+    ca = (populated.tls / "ca.crt").read_bytes()
+    plain, with_ca = tmp_path / "plain.tar.gz", tmp_path / "ca.tar.gz"
+    assert populated("backup", str(plain)).returncode == 0
+    result = populated("backup", "--with-ca", str(with_ca))
+    assert result.returncode == 0 and "and the CA" in result.stderr
+    assert not any(n.startswith("pypi-appliance-backup/tls/") for n in tarfile.open(plain).getnames())
+    assert stat.S_IMODE(with_ca.stat().st_mode) == 0o600
+
+    # A rebuilt host: a new CA. Restoring brings the old one back and a server
+    # certificate it signed.
+    for f in populated.tls.iterdir():
+        f.unlink()
+    populated("tls")
+    assert (populated.tls / "ca.crt").read_bytes() != ca
+    result = populated("restore", "--yes", str(with_ca))
+    assert result.returncode == 0, result.stderr
+    assert "the CA ca.crt" in result.stderr and "and the CA from" in result.stderr
+    assert (populated.tls / "ca.crt").read_bytes() == ca
+    assert stat.S_IMODE((populated.tls / "ca.key").stat().st_mode) == 0o600
+    openssl("verify", "-CAfile", str(populated.tls / "ca.crt"), str(populated.tls / "server.crt"))
+
+
+def test_backup_with_ca_needs_a_ca(populated, tmp_path):
+    result = populated("backup", "--with-ca", str(tmp_path / "x.tar.gz"))
+    assert result.returncode == 1 and "ca.crt does not exist" in result.stderr
+    assert not (tmp_path / "x.tar.gz").exists()
+
 
 @pytest.mark.parametrize("damage", ["truncate", "flip", "tamper"])
 def test_restore_refuses_a_damaged_archive_and_touches_nothing(populated, tmp_path, damage):
     import io
-    import tarfile
 
     archive = tmp_path / "b.tar.gz"
     assert populated("backup", str(archive)).returncode == 0
@@ -269,7 +356,7 @@ def test_restore_refuses_a_damaged_archive_and_touches_nothing(populated, tmp_pa
     (populated.data / "packages" / "new-1.0-py3-none-any.whl").write_bytes(wheel_bytes("new"))
     before = sorted(p.name for p in (populated.data / "packages").iterdir())
 
-    result = populated("restore", str(archive))
+    result = populated("restore", "--yes", str(archive))
     assert result.returncode == 1
     assert "nothing was restored" in result.stderr
     assert sorted(p.name for p in (populated.data / "packages").iterdir()) == before

@@ -74,14 +74,18 @@ def test_changelog_carries_version_and_fixed_date(staged):
     assert "Tue, 14 Nov 2023 22:13:20 +0000" in changelog
 
 
-def test_unit_runs_compose_up_with_the_env_file(staged):
+def test_unit_runs_compose_through_the_helper(staged):
+    tree = staged()
     unit = configparser.ConfigParser(strict=False, interpolation=None)
-    unit.read_string((staged() / "debian/pypi-appliance.service").read_text())
-    start = unit["Service"]["ExecStart"]
-    assert start.startswith("/usr/bin/docker compose ")
-    assert "--env-file /etc/pypi-appliance/pypi-appliance.conf" in start
-    assert "--file /etc/pypi-appliance/compose.yaml" in start
-    assert start.endswith(" up --remove-orphans --abort-on-container-exit")
+    unit.read_string((tree / "debian/pypi-appliance.service").read_text())
+    # The helper holds the one compose command line and keeps the journal plain text.
+    assert unit["Service"]["ExecStart"] == "/usr/sbin/pypi-appliance up"
+    assert unit["Service"]["ExecStop"] == "/usr/sbin/pypi-appliance down"
+    helper = (tree / "root/usr/sbin/pypi-appliance").read_text()
+    assert '"--env-file", CONF' in helper and '"--file", f"/etc/{PACKAGE}/compose.yaml"' in helper
+    assert '"up", "--remove-orphans", "--abort-on-container-exit"' in helper
+    assert "docker compose" not in (tree / "debian/pypi-appliance.service").read_text().replace(
+        "# docker compose", "")
     assert unit["Unit"]["PartOf"] == "docker.service"
     assert unit["Install"]["WantedBy"] == "multi-user.target docker.service"
 

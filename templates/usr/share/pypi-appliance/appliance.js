@@ -86,4 +86,47 @@ function project_version(shared, dir, project) {
     return version;
 }
 
-export default {utf8_authorization, passwords_version, packages_version};
+
+// pypiserver refuses a re-upload (409, or 400 for twine) with advice to start
+// it with --overwrite, which an appliance user cannot do. Say it in the
+// appliance's terms; other refusals pass unchanged. Each request has its own
+// copy of this module's variables, so the body can be collected here.
+var refusal = null;
+
+function upload_refusal_header(r) {
+    if (r.method === 'POST' && (r.status === 400 || r.status === 409)) {
+        refusal = '';
+        delete r.headersOut['Content-Length'];
+        r.headersOut['Content-Type'] = 'text/plain; charset=utf-8';
+    }
+}
+
+function upload_refusal_body(r, data, flags) {
+    if (refusal === null) {
+        r.sendBuffer(data, flags);
+        return;
+    }
+    refusal += data;
+    if (flags.last) {
+        r.sendBuffer(refusal_text(refusal), flags);
+    }
+}
+
+function unescape_html(text) {
+    return text.replace(/&#0*39;|&#x27;/g, "'").replace(/&quot;/g, '"').replace(/&lt;/g, '<')
+        .replace(/&gt;/g, '>').replace(/&amp;/g, '&');
+}
+
+function refusal_text(body) {
+    var pre = body.match(/<pre>([\s\S]*?)<\/pre>/);
+    var text = unescape_html(pre ? pre[1] : body).trim();
+    var exists = text.match(/^Package '(.+)' already exists/);
+    if (exists) {
+        text = exists[1] + ' already exists on this index. Published files never change: '
+            + 'give the release a new version number and upload that.';
+    }
+    return text + '\n';
+}
+
+export default {utf8_authorization, passwords_version, packages_version,
+                upload_refusal_header, upload_refusal_body};
