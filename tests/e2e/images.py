@@ -8,6 +8,7 @@ import hashlib
 import os
 import re
 import subprocess
+import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -65,6 +66,17 @@ def wheels() -> Path:
         )
         stamp.touch()
     return directory
+
+
+def newest_pip() -> Path:
+    """The newest pip's wheel from PyPI, fetched on the host once a day, for client tests."""
+    directory = CACHE / "newest-pip" / time.strftime("%Y-%m-%d")
+    if not list(directory.glob("pip-*.whl")):
+        directory.mkdir(parents=True, exist_ok=True)
+        subprocess.run(["python3", "-m", "pip", "download", "-q", "--no-deps", "--only-binary=:all:",
+                        "-d", str(directory), "pip"],
+                       check=True, env=dict(os.environ, PIP_CONFIG_FILE="/dev/null"))
+    return sorted(directory.glob("pip-*.whl"))[-1]
 
 
 def stand_in(ref: str) -> str:

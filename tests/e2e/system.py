@@ -107,19 +107,23 @@ class System:
     def url(self, path: str) -> str:
         return f"{self.scheme}://127.0.0.1:{self.port}{path}"
 
-    def fetch(self, path: str, user: str | None = None, password: str | None = None,
-              encoding: str = "utf-8", method: str = "GET", data: bytes | None = None,
-              headers: dict | None = None) -> tuple[int, bytes]:
+    def fetch(self, path: str, **kwargs) -> tuple[int, bytes]:
         """Status and body of one request; credentials encoded the way a given client would."""
+        return self.fetch_all(path, **kwargs)[:2]
+
+    def fetch_all(self, path: str, user: str | None = None, password: str | None = None,
+                  encoding: str = "utf-8", method: str = "GET", data: bytes | None = None,
+                  headers: dict | None = None) -> tuple[int, bytes, dict]:
+        """Status, body and headers of one request."""
         request = urllib.request.Request(self.url(path), method=method, data=data, headers=headers or {})
         if user is not None:
             token = base64.b64encode(f"{user}:{password}".encode(encoding)).decode()
             request.add_header("Authorization", f"Basic {token}")
         try:
             with urllib.request.urlopen(request, timeout=30, context=self.context) as response:
-                return response.status, response.read()
+                return response.status, response.read(), dict(response.headers)
         except urllib.error.HTTPError as err:
-            return err.code, err.read()
+            return err.code, err.read(), dict(err.headers)
 
     def http(self, path: str, **kwargs) -> int:
         return self.fetch(path, **kwargs)[0]

@@ -7,6 +7,7 @@ import hashlib
 import io
 import json
 import os
+import re
 import tarfile
 import threading
 import time
@@ -87,8 +88,8 @@ def test_logs_are_readable_text(system, installed):
 
 
 def test_help_man_page_and_completion(system, installed):
-    for args in ["", "status", "client-config", "tls", "logs", "backup", "restore", "user", "user add",
-                 "user passwd", "user remove", "user list"]:
+    for args in ["", "status", "client-config", "url", "tls", "logs", "backup", "restore", "up", "down", "user",
+                 "user add", "user passwd", "user remove", "user list"]:
         result = system.sh(f"pypi-appliance {args} --help")
         assert "usage: pypi-appliance" in result.stdout, args
     system.sh("test -s /usr/share/man/man8/pypi-appliance.8.gz")
@@ -136,20 +137,36 @@ def test_backup_during_an_upload_is_consistent(system, installed, tmp_path):
 def test_backup_purge_reinstall_restore(system, installed, tmp_path):
     upload = twine_upload(system, make_wheel(tmp_path, "2.5", project=PROJECT), PASSWORD)
     assert upload.returncode == 0, upload.stdout
-    system.sh("pypi-appliance backup /root/site.tar.gz")
+    ca = system.sh("cat /etc/pypi-appliance/tls/ca.crt").stdout
+    system.sh("pypi-appliance backup --with-ca /root/site.tar.gz")
     system.sh("apt-get purge -y pypi-appliance && rm -rf /srv/pypi")
     assert system.sh("test -e /srv/pypi", check=False).returncode != 0
 
     system.sh("debconf-set-selections", input=preseed(USER, "fresh install password"))
     system.sh("DEBIAN_FRONTEND=noninteractive apt-get install -y /root/pypi-appliance.deb")
+    assert system.sh("cat /etc/pypi-appliance/tls/ca.crt").stdout != ca  # a new host, a new CA
     system.wait_http("/simple/", 200, user=USER, password="fresh install password")
 
-    corrupt = system.sh("head -c 2000 /root/site.tar.gz > /root/cut.tar.gz && pypi-appliance restore /root/cut.tar.gz",
-                        check=False)
+    corrupt = system.sh("head -c 2000 /root/site.tar.gz > /root/cut.tar.gz && "
+                        "pypi-appliance restore --yes /root/cut.tar.gz", check=False)
     assert corrupt.returncode == 1 and "nothing was restored" in corrupt.stderr
-    assert system.sh("ls -A /srv/pypi/packages").stdout == ""
+    missing = system.sh("pypi-appliance restore --yes /root/none.tar.gz", check=False)
+    assert missing.returncode == 1 and "/root/none.tar.gz: no such file; nothing was restored" in missing.stderr
+    # A package uploaded since the backup: the restore names it, asks, and keeps it.
+    later = make_wheel(tmp_path, "3.0", project=PROJECT)
+    assert twine_upload(system, later, "fresh install password").returncode == 0
+    code, out = system.interact("pypi-appliance restore /root/site.tar.gz", ["n"])
+    assert code == 1 and f"{later.name} (added " in out and "nothing was restored" in out, out
+    assert later.name in system.sh("ls /srv/pypi/packages").stdout
+    code, out = system.interact("pypi-appliance restore /root/site.tar.gz", ["y"])
+    assert code == 0 and "and the CA from /root/site.tar.gz" in out, out
+    kept = re.search(r"kept in (/srv/pypi/before-restore-\S+\.tar\.gz)", out).group(1)
+    assert f"packages/{later.name}" in system.sh(f"tar -tzf {kept}").stdout
 
-    system.sh("pypi-appliance restore /root/site.tar.gz")
+    # The old CA is back: clients that trusted it trust the restored appliance.
+    assert system.sh("cat /etc/pypi-appliance/tls/ca.crt").stdout == ca
+    system.trust()
     system.wait_http("/simple/", 200, user=USER, password=PASSWORD)
     assert system.http("/simple/", user=USER, password="fresh install password") in REFUSED
     assert pip_install(system, tmp_path, PASSWORD, project=PROJECT) == "2.5"
+    assert later.name not in system.sh("ls /srv/pypi/packages").stdout

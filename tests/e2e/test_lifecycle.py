@@ -156,7 +156,13 @@ def test_remove_keeps_data_and_purge_removes_config(system, leaves_installed, tm
     assert system.sh("ss -Hltn 'sport = :8080'").stdout == ""
     assert system.sh("docker ps -aq").stdout == ""
 
-    system.sh("apt-get purge -y pypi-appliance")
+    # The purge question names what goes and what may stay; dpkg has nothing to warn about.
+    code, out = system.interact("DEBIAN_FRONTEND=teletype apt-get purge -y pypi-appliance", ["no"], timeout=120)
+    assert code == 0, out
+    out = " ".join(out.split())
+    assert "Delete the uploaded packages and passwords in /srv/pypi too?" in out
+    assert "the appliance's own CA in /etc/pypi-appliance/tls" in out
+    assert "warning" not in out.lower(), out
     assert not_installed(system)
     system.sh("test ! -e /etc/pypi-appliance")
     system.sh("test ! -e /etc/systemd/system/multi-user.target.wants/pypi-appliance.service")
@@ -237,17 +243,23 @@ def test_bad_preseeded_answers_change_nothing(system, leaves_installed):
 
 def test_bad_interactive_answers_are_asked_again(system, leaves_installed):
     purge_all(system)
+    # Who first, then where and how. A refused port comes back with the default,
+    # not the bad value: Enter then takes 8080.
     code, out = system.interact(f"DEBIAN_FRONTEND=teletype apt-get install -y {DEB}", [
-        "70000", "8080", "bad:name", "admin", "self-signed", "", "", "one", "two", "first pw", "first pw"],
+        "bad:name", "admin", "", "", "one", "two", "first pw", "first pw", "70000", "", "self-signed"],
         timeout=180)
     assert code == 0, out
-    for message in ["port 70000 is outside 1-65535", "username 'bad:name' is invalid",
-                    "may not be empty", "do not match"]:
+    for message in ["username 'bad:name' is invalid", "may not be empty", "the two passwords you typed do not match",
+                    "port 70000 is outside 1-65535"]:
         assert message in out, message
+    questions = [out.find(q) for q in ("Administrator username", "Administrator password",
+                                       "TCP port for the package index", "HTTPS for the package index")]
+    assert -1 not in questions and questions == sorted(questions), questions
+    assert "PYPI_PORT=8080\n" in system.sh("cat /etc/pypi-appliance/pypi-appliance.conf").stdout
     serving(system, "first pw")
 
     code, out = system.interact("DEBIAN_FRONTEND=teletype dpkg-reconfigure pypi-appliance", [
-        "8080", "admin", "relative/dir", "/srv/pypi", "self-signed", "second pw", "second pw"], timeout=180)
+        "admin", "second pw", "second pw", "8080", "self-signed", "relative/dir", "/srv/pypi"], timeout=180)
     assert code == 0, out
     assert "data dir 'relative/dir' is not an absolute path" in out
     serving(system, "second pw")

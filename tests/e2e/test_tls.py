@@ -21,7 +21,8 @@ CONF = "/etc/pypi-appliance/pypi-appliance.conf"
 APPLIANCE_CA = "/etc/pypi-appliance/tls/ca.crt"
 CLIENT, CLIENT_PASSWORD = "tls-client", "tls-client-password"
 TEST_CA = "/root/test-ca"
-KEEP = ["8080", USER, "/srv/pypi"]  # port, admin user, data dir: typed, as teletype shows no defaults
+# Typed, as teletype shows no defaults: the admin user, empty passwords (keep the current one), the port.
+KEEP = [USER, "", "", "8080"]
 
 
 def fingerprint(system, path: str) -> str:
@@ -42,9 +43,9 @@ def sections(config: str) -> dict[str, str]:
 
 
 def reconfigure(system, mode: str, cert: str = "", key: str = "") -> None:
-    """dpkg-reconfigure on a terminal, as an admin runs it: the same port, user
-    and data dir, the TLS answers, and empty passwords (keep the current one)."""
-    lines = [*KEEP, mode, *([cert, key] if mode == "provided" else []), "", ""]
+    """dpkg-reconfigure on a terminal, as an admin runs it: the same user, port
+    and data dir, empty passwords (keep the current one), and the TLS answers."""
+    lines = [*KEEP, mode, *([cert, key] if mode == "provided" else []), "/srv/pypi"]
     code, out = system.interact("DEBIAN_FRONTEND=teletype dpkg-reconfigure pypi-appliance", lines,
                                 pause=1.2, timeout=180)
     assert code == 0, out
@@ -90,7 +91,9 @@ def test_pip_and_twine_work_with_only_the_printed_configuration(system, client_a
                     f"--cert {ca}").stdout
     files = sections(out)
     assert "--trusted-host" not in out and "trusted-host" not in files["pip.conf"]
-    ca.write_text(files["ca"])
+    # The printed line writes the CA where --cert says; run as printed.
+    subprocess.run(["sh", "-c", next(x for x in out.splitlines() if x.startswith("printf "))], check=True)
+    assert ca.read_text() == system.sh(f"cat {APPLIANCE_CA}").stdout
     (home / "pip.conf").write_text(files["pip.conf"])
     (home / ".pypirc").write_text(files[".pypirc"])
     # The password comes from ~/.netrc for pip and from the environment for twine, as the comments say.

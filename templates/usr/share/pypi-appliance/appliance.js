@@ -4,16 +4,17 @@ import crypto from 'crypto';
 // pip and twine (python-requests) encode Basic credentials as Latin-1, most
 // other clients as UTF-8, and pypiserver rejects anything but UTF-8. Pass
 // UTF-8 through and re-encode Latin-1, so one non-ASCII password works for all.
+// Anything but Basic "user:password" is no credentials at all: ''.
 function utf8_authorization(r) {
     var header = r.headersIn.Authorization;
-    if (!header) {
+    var match = header && header.match(/^Basic\s+([A-Za-z0-9+\/=]+)\s*$/i);
+    if (!match) {
         return '';
     }
-    var match = header.match(/^Basic\s+([A-Za-z0-9+\/=]+)\s*$/i);
-    if (!match) {
-        return header;
-    }
     var raw = Buffer.from(match[1], 'base64');
+    if (raw.indexOf(0x3a) < 0) {
+        return '';
+    }
     try {
         new TextDecoder('utf-8', {fatal: true}).decode(raw);
         return header;

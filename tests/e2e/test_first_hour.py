@@ -1,0 +1,203 @@
+"""What a new admin meets in the first hour: the printed client configuration
+with real pips, 401 for wrong credentials, a readable journal, commands run as
+a normal user, a restore that asks, a re-upload's message, install output."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+
+import pytest
+
+from tests.e2e import images
+from tests.e2e.client import PASSWORD, USER, client_env, make_wheel, twine_upload, upload_form
+
+pytestmark = pytest.mark.e2e
+
+CLIENT = "first-hour"
+# Spaces, quotes and a backslash: what a .netrc must quote.
+CLIENT_PASSWORD = 'two words "quoted" back\\slash'
+PROJECT = "first-hour-probe"
+
+
+def netrc_quoted(password: str) -> str:
+    """The password as client-config's comment says to write it in ~/.netrc."""
+    return '"' + password.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+@pytest.fixture(scope="module")
+def client_account(system, installed, tmp_path_factory):
+    system.sh(f"pypi-appliance user remove {CLIENT} 2>/dev/null; "
+              f"pypi-appliance user add --password-stdin {CLIENT}", input=CLIENT_PASSWORD + "\n")
+    wheel = make_wheel(tmp_path_factory.mktemp("wheel"), "1.0", project=PROJECT)
+    upload = twine_upload(system, wheel, PASSWORD)
+    assert upload.returncode == 0 or "already exists" in upload.stdout + upload.stderr, upload.stdout
+    yield
+    system.sh(f"pypi-appliance user remove {CLIENT}")
+
+
+@pytest.fixture(scope="module")
+def newest_pip(system) -> str:
+    """The newest pip's wheel (downloaded on the host while setting up), inside the system."""
+    wheel = images.newest_pip()
+    system.put(f"/root/{wheel.name}", wheel.read_bytes())
+    return f"/root/{wheel.name}"
+
+
+@pytest.mark.parametrize("pip", ["debian", "newest"])
+def test_the_printed_configuration_works_with_debian_and_newest_pip(system, client_account, newest_pip, pip):
+    """A client set up with nothing but what client-config prints (the system's
+    trust store through install-ca for Debian's pip, a CA file through --cert for
+    the newest), in a fresh venv, with no CA variables in the environment, and the
+    password in ~/.netrc quoted as the comment says."""
+    home = f"/root/client-{pip}"
+    system.sh(f"rm -rf {home} && mkdir -p {home}/.config/pip")
+    cert = [] if pip == "debian" else ["--cert", f"{home}/appliance-ca.pem"]
+    out = system.sh(" ".join(["pypi-appliance client-config --user", CLIENT, *cert])).stdout
+    assert "index-url = https://appliance:8080/simple/" in out  # the name, not an address
+    assert "pypa/pip#12906" not in out
+    printf = next(line for line in out.splitlines() if line.startswith("printf "))
+    pip_conf = re.search(r"^\[global\]\n(?:.+\n)+", out, re.M).group(0)
+    netrc = re.search(r"^# ~/\.netrc.*one line:\s+(machine .+ password) PASSWORD$", out, re.M).group(1)
+    try:
+        system.sh(printf)  # install-ca as root, or the CA file where --cert says
+        system.sh(f"cat > {home}/.config/pip/pip.conf", input=pip_conf)
+        system.sh(f"umask 077 && cat > {home}/.netrc", input=f"{netrc} {netrc_quoted(CLIENT_PASSWORD)}\n")
+        if pip == "debian":
+            system.sh(f"python3 -m venv --system-site-packages --without-pip {home}/venv")
+        else:
+            system.sh(f"python3 -m venv --without-pip {home}/venv && "
+                      f"{home}/venv/bin/python {newest_pip}/pip install -q --no-index {newest_pip}")
+        clean = f"env -i HOME={home} PATH=/usr/bin:/bin LANG=C.UTF-8 {home}/venv/bin/python -m pip"
+        version = system.sh(f"{clean} --version").stdout
+        expected = "/usr/lib/python3/dist-packages" if pip == "debian" else f"{home}/venv/"
+        assert expected in version, version
+        result = system.sh(f"{clean} download --no-deps --no-input -d {home}/dl {PROJECT}==1.0 2>&1",
+                           check=False)
+        assert result.returncode == 0, version + result.stdout
+        assert system.sh(f"ls {home}/dl").stdout.split() == [f"{PROJECT.replace('-', '_')}-1.0-py3-none-any.whl"]
+    finally:
+        system.sh(f"rm -rf {home} /usr/local/share/ca-certificates/pypi-appliance-appliance_8080.crt && "
+                  "update-ca-certificates --fresh >/dev/null")
+
+
+def test_wrong_or_missing_credentials_get_401_with_a_challenge(system, client_account):
+    for credentials in [{}, {"user": USER, "password": "wrong"}, {"user": "nobody", "password": PASSWORD}]:
+        for path in ["/simple/", f"/simple/{PROJECT}/", "/packages/x.whl", "/"]:
+            status, body, headers = system.fetch_all(path, **credentials)
+            assert status == 401, (path, credentials, status)
+            assert headers.get("WWW-Authenticate") == 'Basic realm="pypi-appliance"', (path, headers)
+    # pip on a terminal asks for credentials on a 401, and names wrong ones
+    # (a 403 only ever gave "from versions: none").
+    code, out = system.interact(
+        "python3 -m pip download --no-deps -d /tmp/401 --cert /etc/pypi-appliance/tls/ca.crt "
+        f"--index-url https://appliance:8080/simple/ {PROJECT}==1.0", [CLIENT, "wrong password"])
+    assert code != 0
+    assert "User for appliance:8080:" in out and "401 Error, Credentials not correct for" in out, out
+
+
+def test_a_reupload_is_explained_in_the_appliance_terms(system, client_account, tmp_path):
+    wheel = make_wheel(tmp_path, "1.0", project=PROJECT)
+    twine = subprocess.run(
+        [sys.executable, "-m", "twine", "upload", "--verbose", "--non-interactive", "--disable-progress-bar",
+         "--repository-url", system.url("/"), "--cert", system.ca_file, str(wheel)],
+        capture_output=True, text=True, timeout=120,
+        env=client_env(TWINE_USERNAME=USER, TWINE_PASSWORD=PASSWORD))
+    out = twine.stdout + twine.stderr
+    assert twine.returncode != 0 and "400" in out  # twine's convention for "exists"
+    message = f"{wheel.name} already exists on this index. Published files never change"
+    assert message in " ".join(out.split()), out
+    assert "--overwrite" not in out
+    body, content_type = upload_form(wheel)
+    status, text, headers = system.fetch_all("/", user=USER, password=PASSWORD, method="POST", data=body,
+                                             headers={"Content-Type": content_type})
+    assert status == 409 and message in text.decode() and "--overwrite" not in text.decode()
+    assert headers["Content-Type"].startswith("text/plain")
+    # Other refusals keep pypiserver's own words.
+    body, content_type = upload_form(wheel, filename="no-version.whl")
+    status, text, _ = system.fetch_all("/", user=USER, password=PASSWORD, method="POST", data=body,
+                                       headers={"Content-Type": content_type})
+    assert status == 400 and text.decode() == "Bad filename: no-version.whl\n"
+
+
+def test_the_journal_is_plain_text(system, installed):
+    assert system.http("/simple/", user=USER, password=PASSWORD) == 200
+    journal = system.sh("journalctl -u pypi-appliance --no-pager -o cat").stdout
+    assert "pypiserver-1  | " in journal and "Listening at: http://0.0.0.0:8080" in journal
+    assert "blob data" not in journal and "\x1b" not in journal
+    status = system.sh("systemctl status pypi-appliance --no-pager -n 20", check=False).stdout
+    assert "blob data" not in status and " | " in status
+
+
+@pytest.fixture
+def as_user(system, installed):
+    return lambda command: system.sh(f"runuser -u nobody -- {command}", check=False)
+
+
+@pytest.mark.parametrize("command, name", [
+    ("user list", "user list"), ("user add x --password-stdin", "user add"), ("user passwd admin", "user passwd"),
+    ("user remove admin", "user remove"), ("backup /tmp/b.tar.gz", "backup"), ("restore /tmp/b.tar.gz", "restore"),
+    ("logs -n 1", "logs"), ("tls", "tls"), ("up", "up"), ("down", "down")])
+def test_commands_that_need_root_say_so(as_user, command, name):
+    result = as_user(f"pypi-appliance {command}")
+    assert result.returncode == 4, (command, result.stdout, result.stderr)
+    assert f"'{name}' must be run as root: sudo pypi-appliance {name}" in result.stderr, result.stderr
+    assert result.stdout == ""
+
+
+def test_status_as_a_normal_user_tells_a_permission_problem_from_a_down_service(system, as_user):
+    result = as_user("pypi-appliance status")
+    assert result.returncode == 4, result.stdout + result.stderr
+    assert "permission denied on Docker's socket" in result.stdout + result.stderr
+    assert "docker is not answering" not in result.stdout
+    assert re.search(r"^service\s+active$", result.stdout, re.M)
+    assert re.search(r"^health\s+ok: ", result.stdout, re.M)
+    report = json.loads(as_user("pypi-appliance status --json").stdout)
+    assert report["healthy"] is True and report["containers"] is None
+    assert report["containers_error"].startswith("permission denied")
+    # What needs no secret works as anyone.
+    assert "index-url = https://appliance:8080/simple/" in as_user("pypi-appliance client-config").stdout
+    assert as_user("pypi-appliance url").stdout == "https://appliance:8080/simple/\n"
+
+
+def test_status_says_starting_while_the_containers_start(system, installed):
+    system.sh("systemctl restart pypi-appliance")
+    seen = []
+    for _ in range(120):
+        result = system.sh("pypi-appliance status", check=False)
+        health = re.search(r"^health\s+(.*)$", result.stdout, re.M).group(1)
+        seen.append((result.returncode, health))
+        if result.returncode == 0:
+            break
+        system.sh("sleep 0.5")
+    assert seen[-1][0] == 0, seen
+    assert seen[0][0] == 3 and seen[0][1].startswith("starting"), seen
+    assert all(code in (0, 3) for code, _ in seen), seen
+    system.wait_http("/simple/", 200, user=USER, password=PASSWORD)
+
+
+def test_install_output_names_the_url_and_the_next_step(installed):
+    assert "pypi-appliance: the index is starting at https://appliance:8080/simple/" in installed
+    assert "pypi-appliance client-config" in installed
+
+
+def test_a_port_change_tells_the_admin_to_update_clients(system, installed):
+    def reconfigure(port):
+        # As an admin does it: user, empty passwords (keep), port, TLS mode, data dir.
+        code, out = system.interact("DEBIAN_FRONTEND=teletype dpkg-reconfigure pypi-appliance",
+                                    [USER, "", "", str(port), "self-signed", "/srv/pypi"], pause=1.2, timeout=180)
+        assert code == 0, out
+        return " ".join(out.split())
+
+    try:
+        out = reconfigure(8081)
+        assert ("the port changed from 8080 to 8081: every client must now use "
+                "https://appliance:8081/simple/") in out, out
+    finally:
+        out = reconfigure(8080)
+    assert "the port changed from 8081 to 8080" in out
+    unchanged = system.sh("DEBIAN_FRONTEND=noninteractive dpkg-reconfigure pypi-appliance 2>&1").stdout
+    assert "the port changed" not in unchanged and "starting at https://appliance:8080/simple/" in unchanged
+    system.wait_http("/simple/", 200, user=USER, password=PASSWORD)
