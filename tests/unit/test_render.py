@@ -3,6 +3,7 @@
 import configparser
 import re
 import subprocess
+import sys
 
 import pytest
 import yaml
@@ -129,3 +130,16 @@ def test_front_door_opens_reading_when_only_uploads_need_a_password(staged):
     locations = nginx_locations(staged(auth_actions=("update",)))
     for where in ("/packages/", "/simple/", "= /packages/", "/"):
         assert "auth_request" not in locations[where], where
+
+
+def test_man_page_and_completion_name_every_command(staged):
+    tree = staged()
+    helper = tree / "root/usr/sbin/pypi-appliance"
+    usage = subprocess.run([sys.executable, str(helper), "--help"], capture_output=True, text=True).stdout
+    commands = re.findall(r"^    ([a-z-]+)\s", usage, re.M)
+    assert {"status", "client-config", "url", "restore", "up", "down", "user"} <= set(commands)
+    completion = (tree / "root/usr/share/bash-completion/completions/pypi-appliance").read_text()
+    man = (tree / "debian/pypi-appliance.8").read_text()
+    for command in commands:
+        assert re.search(rf"\b{command}\b", completion.split("compgen -W")[-1]), command
+        assert f".B pypi-appliance {command}" in man or f".B {command}" in man, command
