@@ -201,3 +201,32 @@ def test_a_port_change_tells_the_admin_to_update_clients(system, installed):
     unchanged = system.sh("DEBIAN_FRONTEND=noninteractive dpkg-reconfigure pypi-appliance 2>&1").stdout
     assert "the port changed" not in unchanged and "starting at https://appliance:8080/simple/" in unchanged
     system.wait_http("/simple/", 200, user=USER, password=PASSWORD)
+
+
+# An editor for debconf's editor frontend: keeps a copy of every file debconf
+# shows, and answers the port question once with a value that must be refused.
+EDITOR = """#!/bin/sh
+n=$(ls /root/edits | wc -l)
+cp "$1" "/root/edits/$(printf %02d "$n")"
+if grep -q '^pypi-appliance/port="' "$1" && [ ! -e /root/edits.refused ]; then
+    sed -i 's|^pypi-appliance/port=".*"|pypi-appliance/port="70000"|' "$1"
+    touch /root/edits.refused
+fi
+"""
+
+
+def test_a_refused_answer_is_not_offered_again(system, installed):
+    system.put("/root/edit.sh", EDITOR)
+    system.sh("chmod +x /root/edit.sh && rm -rf /root/edits /root/edits.refused && mkdir /root/edits")
+    result = system.sh("DEBIAN_FRONTEND=editor EDITOR=/root/edit.sh dpkg-reconfigure pypi-appliance 2>&1",
+                       check=False)
+    assert result.returncode == 0, result.stdout
+    shown = [system.sh(f"cat /root/edits/{name}").stdout
+             for name in system.sh("ls /root/edits").stdout.split()]
+    ports = [re.search(r'^pypi-appliance/port="(.*)"$', text, re.M) for text in shown]
+    ports = [match.group(1) for match in ports if match]
+    # Asked with the current port, refused 70000, asked again with the current port.
+    assert ports == ["8080", "8080"], ports
+    assert any("port 70000 is outside 1-65535" in text for text in shown), shown
+    assert "PYPI_PORT=8080\n" in system.sh("cat /etc/pypi-appliance/pypi-appliance.conf").stdout
+    system.wait_http("/simple/", 200, user=USER, password=PASSWORD)
