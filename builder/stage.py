@@ -9,7 +9,7 @@ from pathlib import Path
 
 import jinja2
 
-from builder.config import USERNAME_PATTERN, Config
+from builder.config import SYSTEM_DIRS, USERNAME_PATTERN, Config
 
 SUFFIX = ".j2"
 
@@ -20,13 +20,12 @@ def context(config: Config) -> dict:
         "config": config,
         "changelog_date": format_datetime(date),
         "username_pattern": USERNAME_PATTERN,
+        "system_dirs": SYSTEM_DIRS,
     }
 
 
-def render_tree(config: Config, src: Path, dest: Path) -> list[Path]:
-    """Copy src to dest; files ending in .j2 are rendered and lose the suffix.
-    Files starting with "_" are partials, only included by other templates."""
-    env = jinja2.Environment(
+def environment(src: Path) -> jinja2.Environment:
+    return jinja2.Environment(
         loader=jinja2.FileSystemLoader(str(src)),
         undefined=jinja2.StrictUndefined,
         keep_trailing_newline=True,
@@ -35,14 +34,23 @@ def render_tree(config: Config, src: Path, dest: Path) -> list[Path]:
         comment_start_string="{##",
         comment_end_string="##}",
     )
-    values = context(config)
+
+
+def render(config: Config, src: Path, name: str) -> str:
+    """One template (or partial) under src, rendered."""
+    return environment(src).get_template(name).render(context(config))
+
+
+def render_tree(config: Config, src: Path, dest: Path) -> list[Path]:
+    """Copy src to dest; files ending in .j2 are rendered and lose the suffix.
+    Files starting with "_" are partials, only included by other templates."""
     written = []
     for path in sorted(p for p in src.rglob("*") if p.is_file() and not p.name.startswith("_")):
         rel = path.relative_to(src)
         if path.name.endswith(SUFFIX):
             target = dest / rel.with_name(path.name[: -len(SUFFIX)])
             target.parent.mkdir(parents=True, exist_ok=True)
-            target.write_text(env.get_template(rel.as_posix()).render(values))
+            target.write_text(render(config, src, rel.as_posix()))
             shutil.copymode(path, target)
         else:
             target = dest / rel

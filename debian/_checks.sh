@@ -49,7 +49,7 @@ check_data_dir() {
             return 1
             ;;
     esac
-    for system in bin boot dev etc lib lib64 proc run sbin sys tmp usr var/tmp var/run var/lock; do
+    for system in {{ system_dirs | join(" ") }}; do
         case $1/ in
             "/$system"/*)
                 echo "data dir '$1' is under /$system, a system or volatile path the container cannot keep packages in; use a dedicated directory such as /srv/pypi"

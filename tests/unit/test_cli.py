@@ -11,6 +11,8 @@ from builder.cli import main
         (["--port", "http"], "'http' is not a valid integer"),
         (["--version", "1.0 beta"], "version '1.0 beta'"),
         (["--data-dir", "srv/pypi"], "data dir 'srv/pypi' is not an absolute path"),
+        # The config script would refuse it as a debconf default: every unattended install would abort.
+        (["--data-dir", "/usr/local/pypi"], "data dir '/usr/local/pypi' is under /usr"),
         (["--image", "pypiserver/pypi server:v2"], "image 'pypiserver/pypi server:v2'"),
         (["--image", "pypiserver/pypiserver:latest"], "uses 'latest'"),
         (["--proxy-image", "nginx"], "image 'nginx' has no tag"),

@@ -47,7 +47,7 @@ def test_ports_out_of_range(value):
 
 def test_data_dir_is_normalized():
     assert check_data_dir("/srv/pypi/") == "/srv/pypi"
-    assert check_data_dir("/srv//pypi/../pypi2") == "/srv/pypi2"
+    assert check_data_dir("/srv//pypi/") == "/srv/pypi"
 
 
 @pytest.mark.parametrize(
@@ -57,8 +57,11 @@ def test_data_dir_is_normalized():
         ("", "not an absolute path"),
         ("/srv/my pypi", "may only contain"),
         ("/srv/$HOME", "may only contain"),
-        ("/", "system directory"),
-        ("/etc/", "system directory"),
+        ("/", "not a dedicated directory"),
+        ("/srv/../pypi", "not a dedicated directory"),
+        ("/etc/", "under /etc"),
+        ("/usr/local/pypi", "under /usr"),
+        ("/tmp/pypi", "under /tmp"),
     ],
 )
 def test_bad_data_dirs(value, message):

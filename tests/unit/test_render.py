@@ -9,8 +9,8 @@ import pytest
 import yaml
 
 from builder.cli import TREE
-from builder.config import USERNAME_PATTERN, Config
-from builder.stage import stage
+from builder.config import USERNAME_PATTERN, Config, ConfigError, check_data_dir
+from builder.stage import render, stage
 
 
 @pytest.fixture
@@ -143,3 +143,28 @@ def test_man_page_and_completion_name_every_command(staged):
     for command in commands:
         assert re.search(rf"\b{command}\b", completion.split("compgen -W")[-1]), command
         assert f".B pypi-appliance {command}" in man or f".B {command}" in man, command
+
+
+# The config script runs before the package is unpacked, so the data-dir rule
+# lives in shell too; the builder must never make a default that rule refuses.
+DATA_DIRS = ["/srv/pypi", "/srv/pypi/", "/srv//pypi", "/opt/pypi", "/home/pypi", "/var/lib/pypi", "/data",
+             "/usr/local/pypi", "/usr", "/etc/pypi", "/tmp/pypi", "/run/pypi", "/var/tmp/x", "/var/run/x",
+             "/var/lock/x", "/lib64/x", "/proc", "/var", "/", "//srv", "/srv/./pypi", "/srv/../pypi",
+             "relative", "", "/srv/my pypi", "/srv/$HOME"]
+
+
+def test_data_dir_rule_is_the_same_in_shell_and_python(tmp_path):
+    config = Config(version="1.0")
+    checks = tmp_path / "_checks.sh"
+    checks.write_text(render(config, TREE / "debian", "_checks.sh"))
+    for value in DATA_DIRS:
+        shell = subprocess.run(["sh", "-c", '. "$1"; check_data_dir "$2"', "sh", str(checks), value],
+                               capture_output=True, text=True)
+        try:
+            check_data_dir(value)
+            python = None
+        except ConfigError as err:
+            python = str(err)
+        assert (shell.returncode == 0) == (python is None), (value, shell.stdout, python)
+        if python:
+            assert repr(value) in python and f"'{value}'" in shell.stdout, (value, shell.stdout, python)
