@@ -24,7 +24,7 @@ test: deb
 
 # The builder itself as a Debian package, made with stdeb and the system Python.
 builder-deb:
-	tests/host-packages.sh python3-stdeb python3-all dh-python python3-setuptools python3-jinja2 python3-click
+	tests/host-packages.sh python3-stdeb python3-all dh-python python3-setuptools python3-jinja2 python3-click python3-shtab
 	rm -rf deb_dist
 	env PATH=/usr/sbin:/usr/bin:/sbin:/bin /usr/bin/python3 setup.py --command-packages=stdeb.command bdist_deb
 	mkdir -p dist && cp deb_dist/*.deb dist/

@@ -14,6 +14,11 @@ AUTH_ACTIONS = ("update", "download", "list")
 # Login names the appliance accepts; shared by the debconf script and the helper.
 # Never ':' (the htpasswd separator) nor whitespace.
 USERNAME_PATTERN = r"[A-Za-z0-9][A-Za-z0-9._@+-]{0,63}"
+# uid and gid of the pypiserver user in its official image (the postinst owns
+# the packages dir by it; the helper gives it the password file's group).
+SERVER_ID = 9898
+# bcrypt reads at most this many bytes of a password (config script and helper).
+BCRYPT_MAX_BYTES = 72
 
 # Debian policy 5.6.12 for a native package: no epoch, no revision, so no ':' and no '-'.
 _VERSION = re.compile(r"[0-9][A-Za-z0-9.+~]*")

@@ -30,7 +30,8 @@ def missing_build_deps(staging: Path) -> list[str]:
     # Drop version relations, take the first of alternatives; debhelper provides debhelper-compat.
     deps = re.sub(r"\s*\|\s*", "|", re.sub(r"\s*\(.*?\)", "", match[1]))
     firsts = [alternatives.split("|")[0] for alternatives in deps.split()]
-    return sorted({"debhelper" if n == "debhelper-compat" else n for n in firsts if n})
+    names = {n.split(":")[0] for n in firsts if n}  # python3:any is python3 for apt
+    return sorted({"debhelper" if n == "debhelper-compat" else n for n in names})
 
 
 def install_build_deps(packages: list[str]) -> None:

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import os
 import shutil
+import subprocess
+import sys
 from datetime import datetime, timezone
 from email.utils import format_datetime
 from pathlib import Path
 
 import jinja2
 
-from builder.config import SYSTEM_DIRS, USERNAME_PATTERN, Config
+from builder.config import BCRYPT_MAX_BYTES, PACKAGE, SERVER_ID, SYSTEM_DIRS, USERNAME_PATTERN, Config
 
 SUFFIX = ".j2"
 
@@ -21,6 +24,18 @@ def context(config: Config) -> dict:
         "changelog_date": format_datetime(date),
         "username_pattern": USERNAME_PATTERN,
         "system_dirs": SYSTEM_DIRS,
+        "server_id": SERVER_ID,
+        "bcrypt_max_bytes": BCRYPT_MAX_BYTES,
+        # What the admin helper reads at run time (/usr/share/pypi-appliance/defaults.json).
+        "helper_defaults": {
+            "package": config.package,
+            "port": config.port,
+            "data_dir": config.data_dir,
+            "auth_actions": list(config.auth_actions),
+            "username_pattern": USERNAME_PATTERN,
+            "server_id": SERVER_ID,
+            "bcrypt_max_bytes": BCRYPT_MAX_BYTES,
+        },
     }
 
 
@@ -41,11 +56,20 @@ def render(config: Config, src: Path, name: str) -> str:
     return environment(src).get_template(name).render(context(config))
 
 
+def partial(name: str) -> bool:
+    return name.startswith("_") and not name.startswith("__")
+
+
+def shipped(path: Path) -> bool:
+    return path.is_file() and not partial(path.name) and "__pycache__" not in path.parts
+
+
 def render_tree(config: Config, src: Path, dest: Path) -> list[Path]:
     """Copy src to dest; files ending in .j2 are rendered and lose the suffix.
-    Files starting with "_" are partials, only included by other templates."""
+    Files starting with one "_" are partials, only included by other templates
+    (Python's __init__.py and __main__.py are not)."""
     written = []
-    for path in sorted(p for p in src.rglob("*") if p.is_file() and not p.name.startswith("_")):
+    for path in sorted(p for p in src.rglob("*") if shipped(p)):
         rel = path.relative_to(src)
         if path.name.endswith(SUFFIX):
             target = dest / rel.with_name(path.name[: -len(SUFFIX)])
@@ -66,4 +90,16 @@ def stage(config: Config, tree: Path, staging: Path) -> Path:
         shutil.rmtree(staging)
     render_tree(config, tree / "debian", staging / "debian")
     render_tree(config, tree / "templates", staging / "root")
+    write_docs(staging)
     return staging
+
+
+def write_docs(staging: Path) -> None:
+    """The man page and the bash completion, from the helper's parser (builder/docs.py)."""
+    share = staging / "root/usr/share" / PACKAGE
+    completion = staging / "root/usr/share/bash-completion/completions" / PACKAGE
+    completion.parent.mkdir(parents=True, exist_ok=True)
+    here = Path(__file__).resolve().parents[1]
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(share), str(here)]), PYTHONDONTWRITEBYTECODE="1")
+    subprocess.run([sys.executable, "-m", "builder.docs", str(staging / "debian" / f"{PACKAGE}.8"),
+                    str(completion)], check=True, env=env)

@@ -68,8 +68,8 @@ check_passwords() {
         echo "the two passwords you typed do not match"
         return 1
     fi
-    if [ "$(printf '%s' "$1" | wc -c)" -gt 72 ]; then
-        echo "the password is longer than bcrypt's 72-byte limit"
+    if [ "$(printf '%s' "$1" | wc -c)" -gt {{ bcrypt_max_bytes }} ]; then
+        echo "the password is longer than bcrypt's {{ bcrypt_max_bytes }}-byte limit"
         return 1
     fi
 }

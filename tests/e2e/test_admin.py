@@ -93,8 +93,16 @@ def test_help_man_page_and_completion(system, installed):
         result = system.sh(f"pypi-appliance {args} --help")
         assert "usage: pypi-appliance" in result.stdout, args
     system.sh("test -s /usr/share/man/man8/pypi-appliance.8.gz")
-    completion = system.sh("cat /usr/share/bash-completion/completions/pypi-appliance").stdout
-    assert "complete -F _pypi_appliance pypi-appliance" in completion
+    # bash completes commands, and account names from the password file.
+    def complete(line: str) -> list[str]:
+        return system.sh(
+            "bash -c '. /usr/share/bash-completion/completions/pypi-appliance; read -r line; "
+            "read -ra COMP_WORDS <<< \"$line\"; [ \"${line% }\" = \"$line\" ] || COMP_WORDS+=(\"\"); "
+            "COMP_CWORD=$((${#COMP_WORDS[@]} - 1)); COMP_LINE=$line; COMP_POINT=${#line}; "
+            "_shtab_pypi_appliance; printf \"%s\\n\" \"${COMPREPLY[@]}\"'", input=line + "\n").stdout.split()
+    assert {"status", "client-config", "restore", "user"} <= set(complete("pypi-appliance "))
+    assert complete("pypi-appliance user remove ") == [USER]
+    assert "--with-ca" in complete("pypi-appliance backup --")
 
 
 def read_archive(raw: bytes) -> dict[str, bytes]:

@@ -32,10 +32,12 @@ def helper(tmp_path, request):
     conf.write_text(f"# comment\nPYPI_DATA_DIR={data}\nPYPI_PORT=9123\nPYPI_ADMIN_USER=admin\n")
 
     def run(*args, stdin=None):
+        # The package as shipped, from the staged tree (the launcher adds /usr/share/pypi-appliance).
         return subprocess.run(
-            [request.param, str(tree / "root/usr/sbin/pypi-appliance"), *args],
+            [request.param, "-m", "pypi_appliance", *args],
             input=stdin, capture_output=True, text=True,
-            env=dict(os.environ, PYPI_APPLIANCE_CONF=str(conf), PYPI_APPLIANCE_TLS_DIR=str(tmp_path / "tls")),
+            env=dict(os.environ, PYTHONPATH=str(tree / "root/usr/share/pypi-appliance"),
+                     PYPI_APPLIANCE_CONF=str(conf), PYPI_APPLIANCE_TLS_DIR=str(tmp_path / "tls")),
         )
 
     run.conf = conf

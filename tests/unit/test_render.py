@@ -5,6 +5,8 @@ import re
 import subprocess
 import sys
 
+from pathlib import Path
+
 import pytest
 import yaml
 
@@ -75,26 +77,31 @@ def test_changelog_carries_version_and_fixed_date(staged):
     assert "Tue, 14 Nov 2023 22:13:20 +0000" in changelog
 
 
-def test_unit_runs_compose_through_the_helper(staged):
+def test_unit_runs_compose_through_the_helper(staged, appliance):
     tree = staged()
     unit = configparser.ConfigParser(strict=False, interpolation=None)
     unit.read_string((tree / "debian/pypi-appliance.service").read_text())
     # The helper holds the one compose command line and keeps the journal plain text.
     assert unit["Service"]["ExecStart"] == "/usr/sbin/pypi-appliance up"
     assert unit["Service"]["ExecStop"] == "/usr/sbin/pypi-appliance down"
-    helper = (tree / "root/usr/sbin/pypi-appliance").read_text()
-    assert '"--env-file", CONF' in helper and '"--file", f"/etc/{PACKAGE}/compose.yaml"' in helper
-    assert '"up", "--remove-orphans", "--abort-on-container-exit"' in helper
+    from pypi_appliance.compose import compose
+    from pypi_appliance.settings import read_conf
+
+    assert compose(read_conf("/nonexistent"), "up") == [
+        "docker", "compose", "--ansi", "never", "--project-name", "pypi-appliance",
+        "--env-file", "/etc/pypi-appliance/pypi-appliance.conf", "--file", "/etc/pypi-appliance/compose.yaml", "up"]
     assert "docker compose" not in (tree / "debian/pypi-appliance.service").read_text().replace(
         "# docker compose", "")
     assert unit["Unit"]["PartOf"] == "docker.service"
     assert unit["Install"]["WantedBy"] == "multi-user.target docker.service"
 
 
-def test_username_rule_is_the_same_in_shell_and_python(staged):
+def test_username_rule_is_the_same_in_shell_and_python(staged, appliance):
     tree = staged()
     assert USERNAME_PATTERN in (tree / "debian/config").read_text()
-    assert USERNAME_PATTERN in (tree / "root/usr/sbin/pypi-appliance").read_text()
+    from pypi_appliance.settings import USERNAME
+
+    assert USERNAME.pattern == USERNAME_PATTERN
     for name, ok in [("admin", True), ("ci.bot@example.com", True), ("a:b", False), ("a b", False),
                      ("", False), ("-x", False), ("x" * 65, False)]:
         grep = subprocess.run(["grep", "-Eqx", USERNAME_PATTERN], input=name + "\n", text=True)
@@ -132,17 +139,48 @@ def test_front_door_opens_reading_when_only_uploads_need_a_password(staged):
         assert "auth_request" not in locations[where], where
 
 
-def test_man_page_and_completion_name_every_command(staged):
+def test_man_page_and_completion_come_from_the_parser(staged, appliance):
     tree = staged()
-    helper = tree / "root/usr/sbin/pypi-appliance"
-    usage = subprocess.run([sys.executable, str(helper), "--help"], capture_output=True, text=True).stdout
-    commands = re.findall(r"^    ([a-z-]+)\s", usage, re.M)
-    assert {"status", "client-config", "url", "restore", "up", "down", "user"} <= set(commands)
+    from pypi_appliance.cli import parser
+
+    from builder.docs import leaves
+
+    commands = [" ".join(words) for words, _ in leaves(parser())]
+    assert {"status", "client-config", "url", "restore", "up", "down", "user list", "user remove"} <= set(commands)
     completion = (tree / "root/usr/share/bash-completion/completions/pypi-appliance").read_text()
     man = (tree / "debian/pypi-appliance.8").read_text()
+    assert man.startswith(".TH PYPI-APPLIANCE 8")
     for command in commands:
-        assert re.search(rf"\b{command}\b", completion.split("compgen -W")[-1]), command
-        assert f".B pypi-appliance {command}" in man or f".B {command}" in man, command
+        assert f".B {command}".replace("-", "\\-") in man, command
+        assert f"_shtab_pypi_appliance_{command.replace(' ', '_').replace('-', '_')}_option_strings" in completion
+    # Each command's description and each option's help reach the man page.
+    assert "Exits 0 when the index answers" in " ".join(man.split())
+    assert "\\-\\-with\\-ca" in man and "\\-\\-password\\-stdin" in man
+    # Account names complete from the password file.
+    assert "_shtab_pypi_appliance_user_remove_pos_0_COMPGEN=_pypi_appliance_users" in completion
+    assert "pypi-appliance user list" in completion
+    man_page = subprocess.run(["man", "--warnings", "-l", "-"], input=man, capture_output=True, text=True,
+                              env={"MANWIDTH": "80", "PATH": "/usr/bin:/bin"})
+    assert man_page.returncode == 0 and man_page.stderr == "", man_page.stderr
+
+
+def vermin(path) -> subprocess.CompletedProcess:
+    tool = str(Path(sys.executable).with_name("vermin"))
+    return subprocess.run([tool, "--no-tips", "--violations", "-t=3.10-", "--eval-annotations", str(path)],
+                          capture_output=True, text=True)
+
+
+def test_helper_runs_on_python_3_10(shipped_tree, tmp_path):
+    """Ubuntu 22.04's Python: vermin finds the newest feature the helper uses."""
+    package = shipped_tree / "root/usr/share/pypi-appliance/pypi_appliance"
+    result = vermin(package)
+    assert result.returncode == 0, result.stdout + result.stderr
+    newer = tmp_path / "newer.py"
+    newer.write_text("import tomllib\n")  # Python 3.11: the check can fail
+    assert vermin(newer).returncode != 0
+    lint = subprocess.run([sys.executable, "-m", "ruff", "check", "--no-cache", "--select", "F,E9",
+                           "--target-version", "py310", str(package)], capture_output=True, text=True)
+    assert lint.returncode == 0, lint.stdout + lint.stderr
 
 
 # The config script runs before the package is unpacked, so the data-dir rule

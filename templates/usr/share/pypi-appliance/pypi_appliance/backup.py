@@ -1,0 +1,292 @@
+"""Backups with a checksum manifest, and a restore that asks and keeps what it replaces."""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import io
+import os
+import shutil
+import subprocess
+import sys
+import tarfile
+import tempfile
+import time
+import zipfile
+import zlib
+
+from pypi_appliance.host import run
+from pypi_appliance.settings import CONF, PACKAGE, SERVER_GID, TLS_DIR, Fail, Settings
+from pypi_appliance.tls import ensure_certificate, tls_paths
+
+BACKUP_ROOT = f"{PACKAGE}-backup"
+
+
+MANIFEST = "MANIFEST.sha256"
+
+
+def complete(path):
+    """Whether a package file is whole: one still being uploaded is not."""
+    try:
+        if path.endswith((".whl", ".zip", ".egg")):
+            with zipfile.ZipFile(path) as archive:
+                return archive.testzip() is None
+        if path.endswith((".tar.gz", ".tgz")):
+            with gzip.open(path) as stream:
+                while stream.read(2**20):
+                    pass
+        return True
+    except (OSError, EOFError, zipfile.BadZipFile, zlib.error):
+        return False
+
+
+def sha256(stream):
+    h = hashlib.sha256()
+    for chunk in iter(lambda: stream.read(2**20), b""):
+        h.update(chunk)
+    return h.hexdigest()
+
+
+def write_archive(target, staged):
+    """A tar.gz of (path, name) pairs with a checksum manifest, written under a
+    temporary name, root-only (it holds password hashes and maybe the CA key)."""
+    lines = []
+    for src, arc in staged:
+        with open(src, "rb") as f:
+            lines.append(f"{sha256(f)}  {arc}\n")
+    manifest = "".join(lines).encode()
+    partial = f"{target}.partial"
+    try:
+        with tarfile.open(partial, "w:gz") as archive:
+            os.chmod(partial, 0o600)
+            for src, arc in staged:
+                archive.add(src, arcname=f"{BACKUP_ROOT}/{arc}", recursive=False)
+            info = tarfile.TarInfo(f"{BACKUP_ROOT}/{MANIFEST}")
+            info.size, info.mtime, info.mode = len(manifest), int(time.time()), 0o644
+            archive.addfile(info, io.BytesIO(manifest))
+        os.replace(partial, target)
+    except BaseException:
+        if os.path.exists(partial):
+            os.unlink(partial)
+        raise
+
+
+def ca_sources():
+    paths = tls_paths()
+    return [(paths[name], f"tls/{name}") for name in ("ca.crt", "ca.key")]
+
+
+def cmd_backup(args, conf: Settings):
+    """Packages, htpasswd and config (and the CA with --with-ca), with a checksum manifest."""
+    target = args.file or time.strftime(f"{PACKAGE}-backup-%Y%m%d-%H%M%S.tar.gz")
+    data = conf.data_dir
+    sources = [(os.path.join(data, "auth", "htpasswd"), "auth/htpasswd")]
+    for name in (f"{PACKAGE}.conf", "compose.yaml", "nginx.conf"):
+        sources.append((os.path.join(os.path.dirname(CONF), name), f"config/{name}"))
+    if args.with_ca:
+        missing = [src for src, _ in ca_sources() if not os.path.isfile(src)]
+        if missing:
+            raise Fail(
+                f"--with-ca: {missing[0]} does not exist (the appliance has its own CA only in "
+                "self-signed mode); nothing was backed up"
+            )
+        sources += ca_sources()
+    packages = os.path.join(data, "packages")
+    if not os.path.isdir(packages):
+        raise Fail(f"{packages} does not exist; nothing to back up")
+    with tempfile.TemporaryDirectory(prefix=f".{PACKAGE}-backup.", dir=data) as scratch:
+        staged, skipped = [], []
+        for name in sorted(os.listdir(packages)):
+            src = os.path.join(packages, name)
+            if name.startswith(".") or not os.path.isfile(src):
+                continue
+            # A hard link keeps the file for the archive even if it is deleted meanwhile.
+            copy = os.path.join(scratch, name)
+            try:
+                os.link(src, copy)
+            except OSError:
+                shutil.copy2(src, copy)
+            if complete(copy):
+                staged.append((copy, f"packages/{name}"))
+            else:
+                skipped.append(name)
+        staged += [(src, arc) for src, arc in sources if os.path.isfile(src)]
+        write_archive(target, staged)
+    for name in skipped:
+        print(f"{PACKAGE}: left out {name}: incomplete (an upload in progress?)", file=sys.stderr)
+    count = sum(1 for _, arc in staged if arc.startswith("packages/"))
+    print(f"backed up {count} package files{' and the CA' if args.with_ca else ''} to {target}", file=sys.stderr)
+
+
+# What restore puts back; config/ in an archive is for reference only.
+RESTORED = ("packages", "auth", "tls")
+
+
+def extract_verified(path, scratch):
+    """Unpack a backup's packages/, auth/ and tls/ into scratch, checking every
+    member against the manifest; on any problem raise, so the caller touches nothing."""
+    if not os.path.isfile(path):
+        raise Fail(f"{path}: no such file; nothing was restored")
+    digests, manifest = {}, None
+    try:
+        with tarfile.open(path, "r:gz") as archive:
+            for member in archive:
+                name = member.name
+                if not name.startswith(f"{BACKUP_ROOT}/"):
+                    raise Fail(f"{path}: unexpected member {name!r}; not a {PACKAGE} backup")
+                rel = name[len(BACKUP_ROOT) + 1 :]
+                if member.isdir():
+                    continue
+                if not member.isfile() or ".." in rel.split("/") or rel.startswith("/"):
+                    raise Fail(f"{path}: refusing member {name!r}")
+                if rel == MANIFEST:
+                    manifest = archive.extractfile(member).read().decode()
+                elif rel.split("/")[0] in RESTORED:
+                    dest = os.path.join(scratch, rel)
+                    os.makedirs(os.path.dirname(dest), exist_ok=True)
+                    with archive.extractfile(member) as src, open(dest, "wb") as out:
+                        shutil.copyfileobj(src, out)
+                    with open(dest, "rb") as f:
+                        digests[rel] = sha256(f)
+                else:
+                    digests[rel] = sha256(archive.extractfile(member))
+    except (tarfile.TarError, EOFError, OSError, zlib.error) as err:
+        raise Fail(f"{path} is truncated or corrupt ({err}); nothing was restored") from None
+    if manifest is None:
+        raise Fail(f"{path} has no {MANIFEST}; nothing was restored")
+    expected = {}
+    for line in manifest.splitlines():
+        digest, _, rel = line.partition("  ")
+        expected[rel] = digest
+    if expected != digests:
+        bad = sorted(set(expected) ^ set(digests) | {k for k in expected if expected[k] != digests.get(k)})
+        raise Fail(f"{path} does not match its manifest ({', '.join(bad)}); nothing was restored")
+    if "auth/htpasswd" not in expected:
+        raise Fail(f"{path} holds no auth/htpasswd; nothing was restored")
+    return expected
+
+
+def replaced_by(conf: Settings, members):
+    """What a restore of members would remove or change: (path, name in a safety archive, why)."""
+    data = conf.data_dir
+    packages = os.path.join(data, "packages")
+    losses = []
+    for name in sorted(os.listdir(packages)) if os.path.isdir(packages) else []:
+        live = os.path.join(packages, name)
+        if name.startswith(".") or not os.path.isfile(live):
+            continue
+        digest = members.get(f"packages/{name}")
+        if digest is None:
+            when = time.strftime("%Y-%m-%d %H:%M", time.localtime(os.path.getmtime(live)))
+            losses.append((live, f"packages/{name}", f"{name} (added {when}, not in the backup)"))
+        else:
+            with open(live, "rb") as f:
+                if sha256(f) != digest:
+                    losses.append((live, f"packages/{name}", f"{name} (differs from the backup's)"))
+    htpasswd = os.path.join(data, "auth", "htpasswd")
+    if os.path.isfile(htpasswd):
+        with open(htpasswd, "rb") as f:
+            if sha256(f) != members["auth/htpasswd"]:
+                losses.append((htpasswd, "auth/htpasswd", "the password file (accounts and passwords)"))
+    (crt, crt_arc), (key, key_arc) = ca_sources()
+    if crt_arc in members and os.path.isfile(crt):
+        with open(crt, "rb") as f:
+            if sha256(f) != members[crt_arc]:
+                losses.append((crt, crt_arc, f"this host's CA ({crt}), which its clients trust"))
+                losses.append((key, key_arc, None))
+    return losses
+
+
+def confirm(args, question):
+    if args.yes:
+        return
+    if not sys.stdin.isatty():
+        raise Fail("not on a terminal: add --yes to go ahead; nothing was restored")
+    if input(f"{question} [y/N] ").strip().lower() not in ("y", "yes"):
+        raise Fail("nothing was restored")
+
+
+def install_ca(scratch):
+    """The backup's CA replaces this host's: clients that trusted it trust this appliance again."""
+    os.makedirs(TLS_DIR, mode=0o755, exist_ok=True)
+    for name, mode in (("ca.key", 0o600), ("ca.crt", 0o644)):
+        src = os.path.join(scratch, "tls", name)
+        os.chown(src, 0, 0)
+        os.chmod(src, mode)
+        os.replace(src, tls_paths()[name])
+
+
+def swap_in(data, scratch, names):
+    """Rename each live dir aside and the new one in; on failure put the old ones back."""
+    done = []
+    try:
+        for name in names:
+            live, old = os.path.join(data, name), os.path.join(scratch, f"old-{name}")
+            if os.path.exists(live):
+                os.rename(live, old)
+            done.append((live, old))
+            os.rename(os.path.join(scratch, name), live)
+    except BaseException:
+        for live, old in reversed(done):
+            if os.path.exists(old):
+                if os.path.exists(live):
+                    shutil.rmtree(live)
+                os.rename(old, live)
+        raise
+
+
+def cmd_restore(args, conf: Settings):
+    data = conf.data_dir
+    if not os.path.isdir(data):
+        raise Fail(f"{data} does not exist; install or reconfigure {PACKAGE} first")
+    _, state = run(["systemctl", "is-active", f"{PACKAGE}.service"])
+    with tempfile.TemporaryDirectory(prefix=f".{PACKAGE}-restore.", dir=data) as scratch:
+        members = extract_verified(args.file, scratch)
+        count = sum(1 for rel in members if rel.startswith("packages/"))
+        with_ca = "tls/ca.crt" in members and "tls/ca.key" in members
+        losses = replaced_by(conf, members)
+        print(
+            f"{args.file}: {count} package files, the password file{' and a CA' if with_ca else ''}.", file=sys.stderr
+        )
+        if losses:
+            print(f"Restoring it replaces what {data} holds now; this would be lost:", file=sys.stderr)
+            for _, _, why in losses:
+                if why:
+                    print(f"  {why}", file=sys.stderr)
+        confirm(args, f"Replace the packages and passwords in {data} with the backup's?")
+        saved = None
+        if losses:
+            saved = os.path.join(data, time.strftime("before-restore-%Y%m%d-%H%M%S.tar.gz"))
+            try:
+                write_archive(saved, [(src, arc) for src, arc, _ in losses if os.path.isfile(src)])
+            except OSError as err:
+                raise Fail(f"cannot keep what the restore replaces in {saved} ({err}); nothing was restored") from None
+        new_packages, new_auth = os.path.join(scratch, "packages"), os.path.join(scratch, "auth")
+        os.makedirs(new_packages, exist_ok=True)
+        for root, _, names in os.walk(new_packages):
+            os.chown(root, SERVER_GID, SERVER_GID)
+            for name in names:
+                os.chown(os.path.join(root, name), SERVER_GID, SERVER_GID)
+                os.chmod(os.path.join(root, name), 0o644)
+        os.chmod(new_packages, 0o755)
+        os.chown(new_auth, 0, SERVER_GID)
+        os.chmod(new_auth, 0o750)
+        os.chown(os.path.join(new_auth, "htpasswd"), 0, SERVER_GID)
+        os.chmod(os.path.join(new_auth, "htpasswd"), 0o640)
+        # The containers hold the old directories open: stop, swap by rename, start.
+        if state == "active":
+            subprocess.run(["systemctl", "stop", f"{PACKAGE}.service"], check=True)
+        try:
+            swap_in(data, scratch, ["packages", "auth"])
+            if with_ca:
+                install_ca(scratch)
+                ensure_certificate(conf)
+        finally:
+            if state == "active":
+                subprocess.run(["systemctl", "start", f"{PACKAGE}.service"], check=True)
+    print(
+        f"restored {count} package files and the password file{' and the CA' if with_ca else ''} from {args.file}",
+        file=sys.stderr,
+    )
+    if saved:
+        print(f"what it replaced is kept in {saved} (root only; 'tar -xzf' it to take files back)", file=sys.stderr)

@@ -1,0 +1,233 @@
+"""The pypi-appliance command: one parser, one function a command."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+import pypi_appliance
+from pypi_appliance.backup import cmd_backup, cmd_restore
+from pypi_appliance.clients import CLIENT_BUNDLE, cmd_client_config, cmd_url
+from pypi_appliance.compose import cmd_down, cmd_logs, cmd_up
+from pypi_appliance.settings import PACKAGE, Fail, NeedsRoot, read_conf
+from pypi_appliance.status import cmd_status
+from pypi_appliance.tls import cmd_tls
+from pypi_appliance.users import cmd_user_add, cmd_user_list, cmd_user_passwd, cmd_user_remove
+
+
+# What argparse does not know: files and exit codes (in --help and the man page).
+EPILOG = f"""\
+Every command but status, url and client-config must be run as root; run as
+another user, it says so and exits 4.
+
+files:
+  /etc/{PACKAGE}/{PACKAGE}.conf
+      PYPI_PORT, PYPI_DATA_DIR, PYPI_ADMIN_USER, PYPI_TLS (self-signed, provided
+      or off), PYPI_TLS_CERT, PYPI_TLS_KEY and, optionally, PYPI_TLS_NAMES: more
+      names and addresses for the self-signed certificate, comma separated.
+  /etc/{PACKAGE}/tls/
+      The self-signed CA (ca.crt, and ca.key readable by root only) and the
+      server certificate and key. Kept across upgrades; removed on purge (back
+      it up with "backup --with-ca").
+  /etc/{PACKAGE}/initial-admin-password
+      The generated admin password, when none was given at install time.
+
+see also: dpkg-reconfigure(8), debconf-set-selections(1)"""
+
+# Shell functions the generated bash completion calls (see builder/docs.py).
+USERS = {"bash": "_pypi_appliance_users"}
+FILES = {"bash": "_shtab_compgen_files"}
+
+
+def command(sub, name, func, summary, description, root=False):
+    """One command: summary for the list, description for its --help and the man page."""
+    p = sub.add_parser(
+        name, help=summary, description=description, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    p.set_defaults(func=func, root=root)
+    return p
+
+
+def parser():
+    p = argparse.ArgumentParser(
+        prog=PACKAGE,
+        description=pypi_appliance.__doc__.splitlines()[0],
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    sub = p.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    s = command(
+        sub,
+        "status",
+        cmd_status,
+        "service, containers and health",
+        """\
+Show the service and container state, the health check, the URLs, the TLS
+mode and certificate, and the number of packages. Warns when TLS is off or
+the certificate expires within 30 days. Exits 0 when the index answers its
+health check, 3 while the service is starting (the first minute after a
+start, or while a container's health check is still starting), 1 when it
+fails, and 4 when the containers could not be listed for lack of permission
+(run as root or as a member of the docker group).""",
+    )
+    s.add_argument("--json", action="store_true", help="machine-readable output")
+
+    c = command(
+        sub,
+        "client-config",
+        cmd_client_config,
+        "print the CA, pip.conf, .pypirc and uv settings for clients",
+        """\
+Print what clients of this host need: the CA certificate and a one-line
+command that installs it on Debian and Ubuntu clients (update-ca-certificates),
+then pip.conf, ~/.pypirc and uv settings, and how to write a password with
+spaces or quotes in ~/.netrc. The URL names this host by its fully qualified
+name, else its host name (both are in the self-signed certificate; pip 24.2
+and later fail on https://IP-address). With HTTPS off the settings carry
+trusted-host and a warning. The password is never printed.""",
+    )
+    c.add_argument("--user", help="account name to put in the config (default: the admin)")
+    c.add_argument(
+        "--host",
+        metavar="HOST[:PORT]",
+        help="the name or address clients use (default: this host's "
+        "fully qualified name, else its host name, and the configured port)",
+    )
+    c.add_argument(
+        "--cert",
+        default=CLIENT_BUNDLE,
+        metavar="PATH",
+        help=f"CA file or bundle on the clients, "
+        f"named by pip's cert, twine's ca_cert and uv's SSL_CERT_FILE (default: {CLIENT_BUNDLE}, which "
+        "trusts this appliance after install-ca); another PATH makes the printed line write the CA there",
+    ).complete = FILES
+
+    u = command(
+        sub, "url", cmd_url, "print the index URL for pip", "Print the index URL for pip, as client-config names it."
+    )
+    u.add_argument("--host", metavar="HOST[:PORT]", help="the name or address clients use (as for client-config)")
+
+    command(
+        sub,
+        "tls",
+        cmd_tls,
+        "show the certificate; issue or renew the self-signed one as needed",
+        """\
+Show the TLS mode and certificate. In self-signed mode, first make the CA if
+there is none, and issue a new server certificate from it when the current
+one is missing, expires within 30 days, or does not cover this host's names
+and addresses (and PYPI_TLS_NAMES). The service runs this on every start.""",
+        root=True,
+    )
+
+    lg = command(
+        sub, "logs", cmd_logs, "the servers' logs as text", "Show the containers' logs as plain text.", root=True
+    )
+    lg.add_argument("-f", "--follow", action="store_true", help="keep printing new lines")
+    lg.add_argument("-n", "--lines", type=int, default=100, metavar="N", help="lines to show (default 100)")
+
+    b = command(
+        sub,
+        "backup",
+        cmd_backup,
+        "archive packages, passwords and config with a checksum manifest",
+        """\
+Write a tar.gz holding the packages, the password file and the configuration,
+with a SHA-256 manifest. A file still being uploaded is left out, so the
+archive is always consistent. The archive is written under a temporary name
+and renamed when complete; it is readable by root only.""",
+        root=True,
+    )
+    b.add_argument("file", nargs="?", help=f"archive to write (default {PACKAGE}-backup-DATE.tar.gz)").complete = FILES
+    b.add_argument(
+        "--with-ca",
+        action="store_true",
+        help="also the self-signed CA and its key, so a rebuilt host keeps its clients' trust",
+    )
+
+    r = command(
+        sub,
+        "restore",
+        cmd_restore,
+        "replace packages and passwords (and the CA) with a backup's",
+        """\
+Check the archive against its manifest first and refuse a missing, corrupt or
+truncated one without touching anything. Then name what would be lost
+(package files added since the backup or different from it, the password
+file, a different CA) and ask. What it replaces is kept in
+DATA_DIR/before-restore-DATE.tar.gz (root only). It stops the service, swaps
+in the restored packages and password file by renaming (and the CA, when the
+archive holds one), and starts it again.""",
+        root=True,
+    )
+    r.add_argument("file", help="archive written by 'backup'").complete = FILES
+    r.add_argument("-y", "--yes", action="store_true", help="do not ask (required when not on a terminal)")
+
+    command(
+        sub,
+        "up",
+        cmd_up,
+        "run the containers in the foreground (what the service runs)",
+        f"Run the containers in the foreground, with their output as plain text: what {PACKAGE}.service runs.",
+        root=True,
+    )
+    command(
+        sub,
+        "down",
+        cmd_down,
+        "stop and remove the containers (what the service's stop runs)",
+        f"Stop and remove the containers: what stopping {PACKAGE}.service runs.",
+        root=True,
+    )
+
+    accounts = command(
+        sub,
+        "user",
+        None,
+        "manage accounts in the htpasswd file",
+        """\
+Manage accounts. Passwords are read from a prompt (asked twice) or, with
+--password-stdin, from the first line of standard input; never from the
+command line. Changes take effect at once, without a restart.""",
+    )
+    usub = accounts.add_subparsers(dest="user_command", metavar="ACTION", required=True)
+    command(usub, "list", cmd_user_list, "list accounts", "List the accounts.", root=True)
+    for name, func, summary in (
+        ("add", cmd_user_add, "add an account"),
+        ("passwd", cmd_user_passwd, "change an account's password"),
+    ):
+        a = command(usub, name, func, summary, summary[0].upper() + summary[1:] + ".", root=True)
+        account = a.add_argument("name")
+        if name == "passwd":
+            account.complete = USERS
+        a.add_argument(
+            "--password-stdin", action="store_true", help="read the password from the first line of standard input"
+        )
+    rm = command(usub, "remove", cmd_user_remove, "remove an account", "Remove an account.", root=True)
+    rm.add_argument("name").complete = USERS
+    return p
+
+
+def main(argv=None):
+    args = parser().parse_args(argv)
+    name = " ".join(filter(None, (args.command, getattr(args, "user_command", None))))
+    try:
+        if getattr(args, "root", False) and os.geteuid() != 0:
+            raise NeedsRoot(f"'{command}' must be run as root: sudo {PACKAGE} {name}")
+        return args.func(args, read_conf()) or 0
+    except NeedsRoot as err:
+        print(f"{PACKAGE}: {err}", file=sys.stderr)
+        return 4
+    except Fail as err:
+        print(f"{PACKAGE}: {err}", file=sys.stderr)
+        return 1
+    except PermissionError as err:
+        print(f"{PACKAGE}: {err.filename}: permission denied; run as root: sudo {PACKAGE} {name}", file=sys.stderr)
+        return 4
+    except EOFError:
+        print(f"{PACKAGE}: no answer given (end of input); nothing was changed", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130

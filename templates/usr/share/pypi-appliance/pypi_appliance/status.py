@@ -1,0 +1,168 @@
+"""The service, its containers and its health, for people and for monitoring."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import ssl
+import time
+import urllib.error
+import urllib.request
+
+from pypi_appliance.host import host_addresses, host_name, index_url, run, scheme
+from pypi_appliance.settings import PACKAGE, NeedsRoot, Settings
+from pypi_appliance.tls import tls_state
+
+
+def docker_denied(errors):
+    return any("permission denied" in e.lower() for e in errors)
+
+
+def containers():
+    """The appliance's containers, or why Docker could not list them."""
+    errors = []
+    code, ids = run(["docker", "ps", "-aq", "--filter", f"label=com.docker.compose.project={PACKAGE}"], errors)
+    if code == 0 and ids:
+        code, out = run(["docker", "inspect", *ids.split()], errors)
+    if code != 0:
+        if docker_denied(errors):
+            return "permission denied on Docker's socket: run as root (or as a member of the docker group)"
+        return "docker is not answering" + (f" ({errors[-1].splitlines()[-1]})" if errors else "")
+    if not ids:
+        return []
+    result = []
+    for c in json.loads(out):
+        state = c["State"]
+        result.append(
+            {
+                "name": c["Name"].lstrip("/"),
+                "state": state["Status"],
+                "health": state.get("Health", {}).get("Status", "none"),
+            }
+        )
+    return result
+
+
+def health(conf: Settings):
+    url = f"{scheme(conf)}://127.0.0.1:{conf.port}/health"
+    # A liveness probe over loopback: the certificate is checked by the tls report.
+    context = ssl._create_unverified_context()
+    try:
+        with urllib.request.urlopen(url, timeout=5, context=context) as response:
+            return response.status == 200, f"{url} answered {response.status}"
+    except urllib.error.HTTPError as err:
+        return False, f"{url} answered {err.code}"
+    except OSError as err:
+        return False, f"{url} did not answer: {getattr(err, 'reason', err)}"
+
+
+def package_stats(conf: Settings):
+    """Files, projects and bytes in the packages dir."""
+    directory = os.path.join(conf.data_dir, "packages")
+    files, projects, size = 0, set(), 0
+    for root, _, names in os.walk(directory):
+        for name in names:
+            if name.startswith("."):
+                continue
+            files += 1
+            size += os.path.getsize(os.path.join(root, name))
+            project = re.split(r"-\d", name, maxsplit=1)[0]
+            projects.add(re.sub(r"[-_.]+", "-", project).lower())
+    return files, len(projects), size
+
+
+def describe_tls(state):
+    if state["mode"] == "off":
+        return "off (plain HTTP)"
+    if "expires" not in state:
+        return f"{state['mode']}, {state['certificate']} unreadable"
+    text = f"{state['mode']}, certificate valid until {state['expires'][:10]}"
+    if "ca" in state:
+        text += f"\n{'':12}CA {state['ca']}\n{'':12}SHA-256 {state['ca_fingerprint']}"
+    return text
+
+
+# Containers get this long after the service starts before a failing health
+# check means more than "still starting".
+STARTING_SECONDS = 60
+
+
+def service_state():
+    """The unit's state and seconds since it was started (None when not running)."""
+    _, out = run(
+        ["systemctl", "show", f"{PACKAGE}.service", "-p", "ActiveState", "-p", "ExecMainStartTimestampMonotonic"]
+    )
+    props = dict(line.partition("=")[::2] for line in out.splitlines())
+    started = int(props.get("ExecMainStartTimestampMonotonic") or 0)
+    age = time.monotonic() - started / 1e6 if started else None
+    return props.get("ActiveState") or "unknown", age
+
+
+def starting(service, age, found):
+    """Whether a failing health check is the service still coming up."""
+    if service in ("activating", "reloading"):
+        return True
+    if service != "active":
+        return False
+    if isinstance(found, list) and any(c["health"] == "starting" or c["state"] == "created" for c in found):
+        return True
+    return age is not None and age < STARTING_SECONDS
+
+
+def cmd_status(args, conf: Settings):
+    service, age = service_state()
+    healthy, detail = health(conf)
+    found = containers()
+    if not healthy and starting(service, age, found):
+        state = "starting"
+        detail = f"starting ({detail}); the containers are coming up, check again in a few seconds"
+    else:
+        state = "ok" if healthy else "failing"
+    files, projects, used = package_stats(conf)
+    disk = shutil.disk_usage(conf.data_dir) if os.path.isdir(conf.data_dir) else None
+    report = {
+        "service": service,
+        "containers": found if isinstance(found, list) else None,
+        "containers_error": found if isinstance(found, str) else None,
+        "healthy": healthy,
+        "state": state,
+        "health": detail,
+        "urls": [index_url(conf, h) for h in [host_name(), *host_addresses()]],
+        "tls": tls_state(conf),
+        "projects": projects,
+        "files": files,
+        "data_dir": conf.data_dir,
+        "packages_bytes": used,
+        "disk_free_bytes": disk.free if disk else None,
+    }
+    if args.json:
+        print(json.dumps(report, indent=2))
+    else:
+        if isinstance(found, str):
+            container_text = f"unknown: {found}"
+        else:
+            container_text = (
+                ", ".join(f"{c['name']} {c['state']} ({c['health']})" for c in report["containers"]) or "none"
+            )
+        rows = [
+            ("service", report["service"]),
+            ("container", container_text),
+            ("health", {"ok": "ok: ", "failing": "FAILING: ", "starting": ""}[state] + detail),
+            ("url", "\n".ljust(12).join(report["urls"])),
+            ("tls", describe_tls(report["tls"])),
+            ("packages", f"{files} files in {projects} projects"),
+            (
+                "data dir",
+                conf.data_dir
+                + (f" ({used / 2**20:.1f} MiB used, {disk.free / 2**30:.1f} GiB free)" if disk else " (missing)"),
+            ),
+        ]
+        if "warning" in report["tls"]:
+            rows.append(("WARNING", report["tls"]["warning"]))
+        for key, value in rows:
+            print(f"{key:<10}  {value}")
+    if isinstance(found, str) and found.startswith("permission denied"):
+        raise NeedsRoot(f"cannot see the containers: {found}")
+    return {"ok": 0, "failing": 1, "starting": 3}[state]
