@@ -96,10 +96,10 @@ def test_help_man_page_and_completion(system, installed):
     # bash completes commands, and account names from the password file.
     def complete(line: str) -> list[str]:
         return system.sh(
-            "bash -c '. /usr/share/bash-completion/completions/pypi-appliance; read -r line; "
+            "bash -c '. /usr/share/bash-completion/completions/pypi-appliance; IFS= read -r line; "
             "read -ra COMP_WORDS <<< \"$line\"; [ \"${line% }\" = \"$line\" ] || COMP_WORDS+=(\"\"); "
             "COMP_CWORD=$((${#COMP_WORDS[@]} - 1)); COMP_LINE=$line; COMP_POINT=${#line}; "
-            "_shtab_pypi_appliance; printf \"%s\\n\" \"${COMPREPLY[@]}\"'", input=line + "\n").stdout.split()
+            "_shtab_pypi_appliance; printf \"%s\\n\" \"${COMPREPLY[@]}\"'", input=line + "\n", timeout=30).stdout.split()
     assert {"status", "client-config", "restore", "user"} <= set(complete("pypi-appliance "))
     assert complete("pypi-appliance user remove ") == [USER]
     assert "--with-ca" in complete("pypi-appliance backup --")

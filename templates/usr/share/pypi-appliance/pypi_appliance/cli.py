@@ -215,7 +215,7 @@ def main(argv=None):
     name = " ".join(filter(None, (args.command, getattr(args, "user_command", None))))
     try:
         if getattr(args, "root", False) and os.geteuid() != 0:
-            raise NeedsRoot(f"'{command}' must be run as root: sudo {PACKAGE} {name}")
+            raise NeedsRoot(f"'{name}' must be run as root: sudo {PACKAGE} {name}")
         return args.func(args, read_conf()) or 0
     except NeedsRoot as err:
         print(f"{PACKAGE}: {err}", file=sys.stderr)
