@@ -10,12 +10,15 @@ root=$(mktemp -d /var/tmp/pypi-appliance-system.XXXXXX)
 trap 'rm -rf "$root"' EXIT
 
 # What the appliance's Depends pull in is preinstalled so installs need no network;
-# wrk and pip are for the benchmark.
+# wrk and pip are for the benchmark; debconf-i18n (installed by default on
+# Debian) and a zh_TW.UTF-8 locale for the translated questions.
 debootstrap --variant=minbase \
     --keyring=/usr/share/keyrings/debian-archive-keyring.gpg \
-    --include=systemd,systemd-sysv,dbus,docker.io,docker-cli,docker-compose,iptables,iproute2,procps,ca-certificates,debconf-utils,python3,python3-passlib,python3-bcrypt,curl,wrk,python3-pip \
+    --include=systemd,systemd-sysv,dbus,docker.io,docker-cli,docker-compose,iptables,iproute2,procps,ca-certificates,debconf-utils,debconf-i18n,locales,python3,python3-passlib,python3-bcrypt,curl,wrk,python3-pip \
     trixie "$root" "$mirror" >/dev/null
 
+echo "zh_TW.UTF-8 UTF-8" >"$root/etc/locale.gen"
+chroot "$root" locale-gen >/dev/null
 : >"$root/etc/machine-id"
 rm -f "$root/var/lib/dbus/machine-id"
 # Units that make no sense inside a container.

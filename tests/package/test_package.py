@@ -1,12 +1,19 @@
 """Checks on the built .deb with Debian's own tools."""
 
+import re
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
 from builder import __version__
+from builder.config import Config
+from builder.stage import stage
 from tests.e2e import images
+
+
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def run(*cmd, **kwargs):
@@ -24,6 +31,32 @@ def test_lintian_is_clean(deb):
     result = run("lintian", "--fail-on", "error,warning", "--display-level", ">=warning", str(deb))
     assert result.returncode == 0, result.stdout + result.stderr
     assert not [line for line in result.stdout.splitlines() if line[:2] in ("E:", "W:")], result.stdout
+
+
+def test_lintian_pedantic_shows_only_justified_overrides(deb):
+    result = run("lintian", "-I", "--pedantic", "--display-experimental", str(deb))
+    assert [line for line in result.stdout.splitlines() if line[:2] in ("E:", "W:", "I:", "P:", "X:")] == [], \
+        result.stdout
+    overrides = (ROOT / "debian/pypi-appliance.lintian-overrides").read_text().splitlines()
+    for number, line in enumerate(overrides):
+        if line and not line.startswith("#"):
+            assert number and overrides[number - 1].startswith("#"), f"override without a reason: {line}"
+
+
+def test_translations_are_complete_and_current(tmp_path):
+    """po-debconf: templates.pot matches the templates, and zh_TW translates all of it."""
+    staging = stage(Config(version="1.0"), ROOT, tmp_path / "staging")
+    fresh = run("debconf-updatepo", cwd=staging)
+    assert fresh.returncode == 0, fresh.stderr
+    strip = lambda text: re.sub(r'"POT-Creation-Date: .*\n"\n', "", text)  # noqa: E731
+    assert strip((staging / "debian/po/templates.pot").read_text()) == strip(
+        (ROOT / "debian/po/templates.pot").read_text()), "debian/po/templates.pot is stale: run debconf-updatepo"
+    for po in sorted((ROOT / "debian/po").glob("*.po")):
+        stats = run("msgfmt", "--check", "--statistics", "-o", "/dev/null", str(po))
+        assert stats.returncode == 0, stats.stderr
+        assert re.fullmatch(r"\d+ translated messages\.\n", stats.stderr), (po.name, stats.stderr)
+        current = run("msgcmp", str(po), str(staging / "debian/po/templates.pot"))
+        assert current.returncode == 0, (po.name, current.stderr)
 
 
 @pytest.mark.parametrize("script", ["config", "postinst", "postrm", "prerm"])
