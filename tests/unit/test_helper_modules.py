@@ -1,5 +1,11 @@
 """The helper's modules, imported directly from the staged tree."""
 
+import subprocess
+
+from builder.cli import TREE
+from builder.config import Config
+from builder.stage import render
+
 
 def test_settings_are_typed_and_default_to_the_build(appliance, tmp_path):
     from pypi_appliance.settings import Settings, read_conf
@@ -34,3 +40,46 @@ def test_a_failing_health_check_is_starting_only_while_the_service_comes_up(appl
     assert not starting("active", STARTING_SECONDS * 2, healthy)
     assert not starting("inactive", 1, [])
     assert not starting("failed", 1, healthy)
+
+
+TRICKY = {"PYPI_TLS_CERT": "/etc/ssl/a&b|c\\d e.pem", "PYPI_TLS_KEY": "/etc/ssl/k=1 #x.key", "PYPI_PORT": "9443"}
+
+
+def test_the_config_writer_keeps_other_lines_and_any_value(appliance, tmp_path):
+    from pypi_appliance.settings import Fail, read_conf, write_conf
+
+    conf = tmp_path / "pypi-appliance.conf"
+    conf.write_text("# the admin's note\nPYPI_PORT=8080\nEXTRA=kept\nPYPI_PORT=8081\n")
+    write_conf(TRICKY, str(conf))
+    lines = conf.read_text().splitlines()
+    assert lines[:3] == ["# the admin's note", "PYPI_PORT=8080", "EXTRA=kept"]
+    assert "PYPI_PORT=9443" in lines and lines.count("PYPI_PORT=8081") == 0
+    settings = read_conf(str(conf))
+    assert (settings.tls_cert, settings.tls_key, settings.port) == tuple(TRICKY.values())
+    before = conf.read_text()
+    for bad in ({"PYPI_PORT": "1\nPYPI_TLS=off"}, {"NOT_A_SETTING": "x"}, {"PYPI_PORT": " 9443"}):
+        try:
+            write_conf(bad, str(conf))
+            raise AssertionError(f"accepted {bad}")
+        except Fail:
+            pass
+    assert conf.read_text() == before and not list(tmp_path.glob(".settings.*"))
+    write_conf({"PYPI_PORT": "8080"}, str(tmp_path / "new.conf"))
+    assert (tmp_path / "new.conf").read_text().startswith("# pypi-appliance settings")
+
+
+def test_shell_and_python_read_the_config_file_alike(appliance, tmp_path):
+    """The config script (before unpacking) reads the file with conf_get; the helper with read_conf."""
+    from pypi_appliance.settings import KEYS, read_conf, write_conf
+
+    conf = tmp_path / "pypi-appliance.conf"
+    conf.write_text("PYPI_TLS=off\n# PYPI_TLS=provided\nPYPI_DATA_DIR=/srv/one\nPYPI_DATA_DIR=/srv/two\n")
+    write_conf(TRICKY, str(conf))
+    checks = tmp_path / "_checks.sh"
+    checks.write_text(render(Config(version="1.0"), TREE / "debian", "_checks.sh"))
+    settings = read_conf(str(conf))
+    for key, field in KEYS.items():
+        shell = subprocess.run(["sh", "-c", f'. "$1"; CONF="$2"; conf_get {key}', "sh", str(checks), str(conf)],
+                               capture_output=True, text=True, check=True).stdout.rstrip("\n")
+        if shell:  # an unset key: the helper has its default, the config script asks debconf's
+            assert shell == getattr(settings, field), key

@@ -10,11 +10,10 @@ import pypi_appliance
 from pypi_appliance.backup import cmd_backup, cmd_restore
 from pypi_appliance.clients import CLIENT_BUNDLE, cmd_client_config, cmd_url
 from pypi_appliance.compose import cmd_down, cmd_logs, cmd_up
-from pypi_appliance.settings import PACKAGE, Fail, NeedsRoot, read_conf
+from pypi_appliance.settings import KEYS, PACKAGE, Fail, NeedsRoot, cmd_write_config, read_conf
 from pypi_appliance.status import cmd_status
 from pypi_appliance.tls import cmd_tls
 from pypi_appliance.users import cmd_user_add, cmd_user_list, cmd_user_passwd, cmd_user_remove
-
 
 # What argparse does not know: files and exit codes (in --help and the man page).
 EPILOG = f"""\
@@ -181,6 +180,17 @@ archive holds one), and starts it again.""",
         f"Stop and remove the containers: what stopping {PACKAGE}.service runs.",
         root=True,
     )
+
+    w = command(
+        sub,
+        "write-config",
+        cmd_write_config,
+        "set KEY=VALUE lines in the config file (the postinst does)",
+        f"Set settings in /etc/{PACKAGE}/{PACKAGE}.conf, keeping every other line and comment; "
+        f"then restart {PACKAGE}. dpkg-reconfigure {PACKAGE} is the usual way to change them.",
+        root=True,
+    )
+    w.add_argument("settings", nargs="+", metavar="KEY=VALUE", help=f"one of {', '.join(KEYS)}")
 
     accounts = command(
         sub,

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -73,3 +74,51 @@ def read_conf(path: str = CONF) -> Settings:
     except FileNotFoundError:
         pass
     return Settings(**values)
+
+
+HEADER = f"""\
+# {PACKAGE} settings, read by {PACKAGE}.service (docker compose --env-file) and by
+# the {PACKAGE} command. After editing: systemctl restart {PACKAGE}
+# dpkg-reconfigure {PACKAGE} updates the PYPI_ settings and keeps everything else.
+"""
+
+
+def write_conf(updates: dict[str, str], path: str = CONF) -> None:
+    """Set KEY=VALUE lines in the config file: a key's last line is changed in
+    place (or the line appended), every other line is kept; replaced atomically."""
+    for key, value in updates.items():
+        if key not in KEYS:
+            raise Fail(f"unknown setting {key!r}; the settings are {', '.join(KEYS)}")
+        if "\n" in value or value != value.strip():
+            raise Fail(f"{key}={value!r}: a value is one line without leading or trailing spaces")
+    try:
+        with open(path, encoding="utf-8") as f:
+            lines = f.read().splitlines()
+    except FileNotFoundError:
+        lines = HEADER.splitlines()
+    last = {line.partition("=")[0].strip(): n for n, line in enumerate(lines) if "=" in line and line[:1] != "#"}
+    for key, value in updates.items():
+        if key in last:
+            lines[last[key]] = f"{key}={value}"
+        else:
+            lines.append(f"{key}={value}")
+    directory = os.path.dirname(path) or "."
+    fd, tmp = tempfile.mkstemp(prefix=".settings.", dir=directory)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write("\n".join(lines) + "\n")
+            os.fchmod(f.fileno(), 0o644)
+        os.replace(tmp, path)
+    except BaseException:
+        os.unlink(tmp)
+        raise
+
+
+def cmd_write_config(args, conf) -> None:
+    updates = {}
+    for pair in args.settings:
+        key, sep, value = pair.partition("=")
+        if not sep:
+            raise Fail(f"{pair!r} is not KEY=VALUE")
+        updates[key] = value
+    write_conf(updates)
