@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import base64
+import re
 import ssl
 import subprocess
 import tempfile
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -52,26 +54,45 @@ class System:
             )
         return proc
 
-    def interact(self, script: str, lines: list[str], pause: float = 1.5, timeout: float = 60) -> tuple[int, str]:
-        """Run script on a terminal (script(1)) and type lines one by one, as a person would:
-        a password prompt flushes whatever was typed before it appeared."""
+    # What a prompt waiting for an answer ends with: "Password: ", "[y/N] ",
+    # "HTTPS for the package index: ", "管理員密碼： ".
+    PROMPT = re.compile(r"(?:[:?：]|\[y/N\])\s*$")
+
+    def interact(self, script: str, lines: list[str], timeout: float = 60) -> tuple[int, str]:
+        """Run script on a terminal (script(1)) and type each line once a prompt is on
+        the screen, as a person would: a password prompt flushes what was typed before it."""
         proc = subprocess.Popen(
             ["docker", "exec", "-i", self.name, "script", "-qec", script, "/dev/null"],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
         )
+        screen = bytearray()
+        reader = threading.Thread(target=lambda: [screen.extend(c) for c in iter(lambda: proc.stdout.read1(4096), b"")],
+                                  daemon=True)
+        reader.start()
+        deadline = time.monotonic() + timeout
+        seen = 0
         for line in lines:
-            time.sleep(pause)
+            # A new prompt: output since the last answer, ending like one, and quiet for a moment.
+            while time.monotonic() < deadline and proc.poll() is None:
+                text = screen[seen:].decode(errors="replace")
+                size = len(screen)
+                time.sleep(0.1)
+                if len(screen) == size and self.PROMPT.search(text):
+                    break
+            seen = len(screen)
             try:
                 proc.stdin.write(line.encode() + b"\n")
                 proc.stdin.flush()
             except BrokenPipeError:  # it ended early; the caller sees how in the output
                 break
         try:
-            out, _ = proc.communicate(timeout=timeout)
-        except subprocess.TimeoutExpired:
+            proc.stdin.close()
+            proc.wait(timeout=max(1, deadline - time.monotonic()))
+        except (subprocess.TimeoutExpired, BrokenPipeError):
             proc.kill()
-            out, _ = proc.communicate()
-        return proc.returncode, out.decode(errors="replace")
+            proc.wait()
+        reader.join(timeout=10)
+        return proc.returncode, bytes(screen).decode(errors="replace")
 
     def wait_booted(self, timeout: float = 120) -> None:
         deadline = time.monotonic() + timeout

@@ -68,12 +68,17 @@ def test_interactive_password_prompt_asks_twice(system, installed):
     system.sh("pypi-appliance user remove tty-user")
 
 
-def test_status_json_and_table(system, installed):
+def test_status_json_and_table(system, installed, tmp_path):
+    upload = twine_upload(system, make_wheel(tmp_path, "1.0", project="status-probe"), PASSWORD)
+    assert upload.returncode == 0, upload.stdout + upload.stderr
     report = json.loads(system.sh("pypi-appliance status --json").stdout)
     assert report["healthy"] is True and report["service"] == "active"
     assert {c["name"] for c in report["containers"]} == {"pypi-appliance-proxy-1", "pypi-appliance-pypiserver-1"}
     assert report["data_dir"] == "/srv/pypi" and report["disk_free_bytes"] > 0
-    assert report["files"] >= 0 and report["packages_bytes"] >= 0
+    sizes = system.sh("find /srv/pypi/packages -type f ! -name '.*' -printf '%s\\n'").stdout.split()
+    assert sizes, "no package files: the counts below would prove nothing"
+    assert report["files"] == len(sizes) and report["packages_bytes"] == sum(map(int, sizes))
+    assert report["urls"][0] == "https://appliance:8080/simple/"
     assert all(url.endswith(":8080/simple/") for url in report["urls"])
     table = system.sh("pypi-appliance status").stdout
     for key in ("service", "container", "health", "url", "packages", "data dir"):

@@ -187,7 +187,7 @@ def test_a_port_change_tells_the_admin_to_update_clients(system, installed):
     def reconfigure(port):
         # As an admin does it: user, empty passwords (keep), port, TLS mode, data dir.
         code, out = system.interact("DEBIAN_FRONTEND=teletype dpkg-reconfigure pypi-appliance",
-                                    [USER, "", "", str(port), "self-signed", "/srv/pypi"], pause=1.2, timeout=180)
+                                    [USER, "", "", str(port), "self-signed", "/srv/pypi"], timeout=180)
         assert code == 0, out
         return " ".join(out.split())
 

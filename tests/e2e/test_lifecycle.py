@@ -108,9 +108,10 @@ def test_upgrade_keeps_packages_passwords_and_edits(system, leaves_installed, ol
 
 
 def test_recovers_from_crashes_and_restarts(system, leaves_installed, tmp_path, timings):
-    wheel = make_wheel(tmp_path, "2.0", project=PROJECT)
+    # A version of its own: an earlier test's upload of the same file would answer 400.
+    wheel = make_wheel(tmp_path, "2.0.1", project=PROJECT)
     upload = twine_upload(system, wheel, PASSWORD)
-    assert upload.returncode == 0 or "400" in upload.stdout
+    assert upload.returncode == 0, upload.stdout + upload.stderr
 
     def recovered(label: str, started: float) -> None:
         deadline = started + 180
@@ -171,6 +172,17 @@ def test_remove_keeps_data_and_purge_removes_config(system, leaves_installed, tm
     # Nothing preseeded for purge-data: the uploads stay.
     system.sh("ls /srv/pypi/packages | grep -q lifecycle_probe-3.0")
 
+    # Deleting the data dir is refused when it holds what the appliance did not make.
+    install(system, preseed(USER, PASSWORD))
+    serving(system)
+    system.sh("echo mine > /srv/pypi/notes.txt")
+    system.sh("debconf-set-selections", input="pypi-appliance pypi-appliance/purge-data boolean true\n")
+    out = system.sh("apt-get purge -y pypi-appliance 2>&1").stdout
+    assert ("pypi-appliance: not deleting the data dir: '/srv/pypi' also holds notes.txt, which "
+            "pypi-appliance did not make; delete it yourself if you mean to") in out, out
+    system.sh("test -s /srv/pypi/notes.txt && test -s /srv/pypi/auth/htpasswd")
+    system.sh("rm /srv/pypi/notes.txt")
+
     install(system, preseed(USER, PASSWORD))
     serving(system)
     system.sh("debconf-set-selections", input="pypi-appliance pypi-appliance/purge-data boolean true\n")
@@ -178,6 +190,36 @@ def test_remove_keeps_data_and_purge_removes_config(system, leaves_installed, tm
     system.sh("test ! -e /srv/pypi")
     assert system.sh("ss -Hltn 'sport = :8080'").stdout == ""
     assert system.sh("docker ps -aq").stdout == ""
+
+
+def test_a_service_that_cannot_start_gives_up_and_status_says_why(system, leaves_installed):
+    # The image is gone and cannot be pulled (no registry here): a host that can never start it.
+    image = system.sh("sed -n 's/^ *image: *//p' /etc/pypi-appliance/compose.yaml | head -n 1").stdout.strip()
+    system.sh("systemctl stop pypi-appliance")
+    system.sh(f"docker tag {image} pypi-appliance-test/kept:1 && docker rmi {image}")
+    # Fewer tries than the unit's 30, so the test takes seconds: the mechanism is the unit's own.
+    system.sh("mkdir -p /run/systemd/system/pypi-appliance.service.d && printf '[Unit]\\nStartLimitBurst=2\\n' "
+              "> /run/systemd/system/pypi-appliance.service.d/test.conf && systemctl daemon-reload")
+    try:
+        system.sh("systemctl start pypi-appliance", check=False)
+        deadline = time.monotonic() + 90
+        while time.monotonic() < deadline:
+            result = system.sh("systemctl show -P Result pypi-appliance").stdout.strip()
+            if result == "start-limit-hit":
+                break
+            time.sleep(1)
+        assert result == "start-limit-hit"
+        assert system.sh("systemctl is-active pypi-appliance", check=False).stdout.strip() == "failed"
+        status = system.sh("pypi-appliance status", check=False)
+        assert status.returncode == 1
+        text = " ".join(status.stdout.split())
+        assert "the service gave up after failing to start again and again" in text, text
+        assert "systemctl reset-failed pypi-appliance && systemctl start pypi-appliance" in text
+    finally:
+        system.sh(f"docker tag pypi-appliance-test/kept:1 {image} && docker rmi pypi-appliance-test/kept:1; "
+                  "rm -rf /run/systemd/system/pypi-appliance.service.d && systemctl daemon-reload && "
+                  "systemctl reset-failed pypi-appliance; systemctl start pypi-appliance", check=False)
+    serving(system)
 
 
 def test_unattended_install_generates_a_password(system, leaves_installed):
@@ -263,6 +305,18 @@ def test_bad_interactive_answers_are_asked_again(system, leaves_installed):
     assert "data dir 'relative/dir' is not an absolute path" in out
     serving(system, "second pw")
     assert system.http("/simple/", user=USER, password="first pw") in REFUSED
+
+
+def test_questions_in_traditional_chinese(system, leaves_installed):
+    purge_all(system)
+    code, out = system.interact(f"LANG=zh_TW.UTF-8 DEBIAN_FRONTEND=teletype apt-get install -y {DEB}",
+                                ["admin", "zh pw", "zh pw", "8080", "1"], timeout=180)
+    assert code == 0, out
+    for question in ["套件索引的管理員帳號：", "管理員密碼：", "再輸入一次管理員密碼：", "套件索引使用的 TCP 連接埠：",
+                     "套件索引的 HTTPS 設定："]:
+        assert question in out, (question, out)
+    assert "Administrator username" not in out and "\ufffd" not in out
+    serving(system, "zh pw")
 
 
 def test_password_never_in_argv_during_install(system, leaves_installed):

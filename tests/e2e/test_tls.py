@@ -47,7 +47,7 @@ def reconfigure(system, mode: str, cert: str = "", key: str = "") -> None:
     and data dir, empty passwords (keep the current one), and the TLS answers."""
     lines = [*KEEP, mode, *([cert, key] if mode == "provided" else []), "/srv/pypi"]
     code, out = system.interact("DEBIAN_FRONTEND=teletype dpkg-reconfigure pypi-appliance", lines,
-                                pause=1.2, timeout=180)
+                                timeout=180)
     assert code == 0, out
     system.trust(outside_ca(system) if mode == "provided" else None)
     system.wait_http("/simple/", 200, user=USER, password=PASSWORD)
@@ -184,7 +184,7 @@ def test_bad_provided_certificates_change_nothing(system, installed):
              f"{TEST_CA}/expired.crt", f"{TEST_CA}/server.crt", f"{TEST_CA}/other.key",
              f"{TEST_CA}/server.crt", "/root/missing.key"]
     code, out = system.interact("DEBIAN_FRONTEND=teletype dpkg-reconfigure pypi-appliance", typed,
-                                pause=1.2, timeout=180)
+                                timeout=180)
     for message in ["certificate '/root/missing.crt' does not exist or cannot be read",
                     "certificate path 'relative.crt' is not an absolute path",
                     f"'{TEST_CA}/server.key' does not hold a PEM certificate",
