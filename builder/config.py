@@ -10,7 +10,9 @@ PACKAGE = "pypi-appliance"
 DEFAULT_IMAGE = "pypiserver/pypiserver:v2.4.2"
 # The front door; its official Alpine image ships the njs module the config loads.
 DEFAULT_PROXY_IMAGE = "nginx:1.28.0-alpine"
-AUTH_ACTIONS = ("update", "download", "list")
+# Who may read the index (PYPI_ACCESS, a run-time setting; uploads always need
+# a password): private = listing and downloads need one too, public-read = not.
+ACCESS_MODES = ("private", "public-read")
 # Login names the appliance accepts; shared by the debconf script and the helper.
 # Never ':' (the htpasswd separator) nor whitespace.
 USERNAME_PATTERN = r"[A-Za-z0-9][A-Za-z0-9._@+-]{0,63}"
@@ -92,19 +94,6 @@ def check_image(value: str) -> str:
     return value
 
 
-def check_auth_actions(value: str) -> tuple[str, ...]:
-    actions = tuple(a.strip() for a in value.split(",") if a.strip())
-    unknown = [a for a in actions if a not in AUTH_ACTIONS]
-    if unknown:
-        raise ConfigError(
-            f"auth action(s) {', '.join(map(repr, unknown))} unknown; choose from {','.join(AUTH_ACTIONS)}"
-        )
-    if "update" not in actions:
-        raise ConfigError(f"auth actions {value!r} must include 'update': anonymous uploads are never allowed")
-    # pypiserver's order, whatever order was given, so builds are reproducible.
-    return tuple(a for a in AUTH_ACTIONS if a in actions)
-
-
 @dataclass(frozen=True)
 class Config:
     version: str
@@ -112,7 +101,6 @@ class Config:
     data_dir: str = "/srv/pypi"
     image: str = DEFAULT_IMAGE
     proxy_image: str = DEFAULT_PROXY_IMAGE
-    auth_actions: tuple[str, ...] = AUTH_ACTIONS
     fallback: bool = False
     # Seconds since the epoch for the changelog date and file times (reproducible builds).
     source_date_epoch: int = 0
@@ -125,7 +113,6 @@ class Config:
             raise ConfigError(f"data dir {self.data_dir!r} is not normalized")
         check_image(self.image)
         check_image(self.proxy_image)
-        check_auth_actions(",".join(self.auth_actions))
 
     @property
     def deb_name(self) -> str:

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import jinja2
 
-from builder.config import BCRYPT_MAX_BYTES, PACKAGE, SERVER_ID, SYSTEM_DIRS, USERNAME_PATTERN, Config
+from builder.config import ACCESS_MODES, BCRYPT_MAX_BYTES, PACKAGE, SERVER_ID, SYSTEM_DIRS, USERNAME_PATTERN, Config
 
 SUFFIX = ".j2"
 
@@ -24,6 +24,7 @@ def context(config: Config) -> dict:
         "changelog_date": format_datetime(date),
         "username_pattern": USERNAME_PATTERN,
         "system_dirs": SYSTEM_DIRS,
+        "access_modes": ACCESS_MODES,
         "server_id": SERVER_ID,
         "bcrypt_max_bytes": BCRYPT_MAX_BYTES,
         # What the admin helper reads at run time (/usr/share/pypi-appliance/defaults.json).
@@ -31,7 +32,7 @@ def context(config: Config) -> dict:
             "package": config.package,
             "port": config.port,
             "data_dir": config.data_dir,
-            "auth_actions": list(config.auth_actions),
+            "access_modes": list(ACCESS_MODES),
             "username_pattern": USERNAME_PATTERN,
             "server_id": SERVER_ID,
             "bcrypt_max_bytes": BCRYPT_MAX_BYTES,

@@ -74,6 +74,13 @@ check_passwords() {
     fi
 }
 
+check_access() {
+    case " {{ access_modes | join(" ") }} " in
+        *" $1 "*) ;;
+        *) echo "access '$1' is not one of {{ access_modes | join(", ") }}"; return 1 ;;
+    esac
+}
+
 check_tls() {
     case $1 in
         self-signed | provided | off) ;;

@@ -183,24 +183,47 @@ def test_install_output_names_the_url_and_the_next_step(installed):
     assert "pypi-appliance client-config" in installed
 
 
-def test_a_port_change_tells_the_admin_to_update_clients(system, installed):
-    def reconfigure(port):
-        # As an admin does it: user, empty passwords (keep), port, TLS mode, data dir.
-        code, out = system.interact("DEBIAN_FRONTEND=teletype dpkg-reconfigure pypi-appliance",
-                                    [USER, "", "", str(port), "self-signed", "/srv/pypi"], timeout=180)
-        assert code == 0, out
-        return " ".join(out.split())
+def reconfigure(system, port: int = 8080, access: str = "private") -> str:
+    """dpkg-reconfigure as an admin does it: user, empty passwords (keep), port,
+    TLS mode, access, data dir; its output with the terminal's wrapping undone."""
+    code, out = system.interact("DEBIAN_FRONTEND=teletype dpkg-reconfigure pypi-appliance",
+                                [USER, "", "", str(port), "self-signed", access, "/srv/pypi"], timeout=180)
+    assert code == 0, out
+    return " ".join(out.split())
 
+
+def test_a_port_change_tells_the_admin_to_update_clients(system, installed):
     try:
-        out = reconfigure(8081)
+        out = reconfigure(system, port=8081)
         assert ("the port changed from 8080 to 8081: every client must now use "
                 "https://appliance:8081/simple/") in out, out
     finally:
-        out = reconfigure(8080)
+        out = reconfigure(system)
     assert "the port changed from 8081 to 8080" in out
     unchanged = system.sh("DEBIAN_FRONTEND=noninteractive dpkg-reconfigure pypi-appliance 2>&1").stdout
     assert "the port changed" not in unchanged and "starting at https://appliance:8080/simple/" in unchanged
     system.wait_http("/simple/", 200, user=USER, password=PASSWORD)
+
+
+def test_reading_rights_switch_at_run_time(system, client_account, tmp_path):
+    """One .deb, both policies: dpkg-reconfigure opens reading to anyone and closes it again."""
+    try:
+        reconfigure(system, access="public-read")
+        assert "PYPI_ACCESS=public-read\n" in system.sh("cat /etc/pypi-appliance/pypi-appliance.conf").stdout
+        system.wait_http(f"/simple/{PROJECT}/", 200)  # anonymous
+        status, wheel = system.fetch(f"/packages/{PROJECT.replace('-', '_')}-1.0-py3-none-any.whl")
+        assert status == 200 and wheel[:2] == b"PK"
+        body, content_type = upload_form(make_wheel(tmp_path, "9.9", project=PROJECT))
+        upload = system.fetch_all("/", method="POST", data=body, headers={"Content-Type": content_type})
+        assert upload[0] == 401 and upload[2]["WWW-Authenticate"] == 'Basic realm="pypi-appliance"'
+        assert system.http("/", user=USER, password="wrong", method="POST", data=body,
+                           headers={"Content-Type": content_type}) == 401
+        assert "public-read: anyone may list and download" in system.sh("pypi-appliance status").stdout
+    finally:
+        reconfigure(system, access="private")
+    system.wait_http(f"/simple/{PROJECT}/", 401)
+    assert system.http(f"/simple/{PROJECT}/", user=USER, password=PASSWORD) == 200
+    assert "9.9" not in system.sh("ls /srv/pypi/packages").stdout
 
 
 # An editor for debconf's editor frontend: keeps a copy of every file debconf

@@ -300,7 +300,8 @@ def test_bad_interactive_answers_are_asked_again(system, leaves_installed):
     serving(system, "first pw")
 
     code, out = system.interact("DEBIAN_FRONTEND=teletype dpkg-reconfigure pypi-appliance", [
-        "admin", "second pw", "second pw", "8080", "self-signed", "relative/dir", "/srv/pypi"], timeout=180)
+        "admin", "second pw", "second pw", "8080", "self-signed", "private", "relative/dir", "/srv/pypi"],
+        timeout=180)
     assert code == 0, out
     assert "data dir 'relative/dir' is not an absolute path" in out
     serving(system, "second pw")

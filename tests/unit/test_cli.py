@@ -16,7 +16,6 @@ from builder.cli import main
         (["--image", "pypiserver/pypi server:v2"], "image 'pypiserver/pypi server:v2'"),
         (["--image", "pypiserver/pypiserver:latest"], "uses 'latest'"),
         (["--proxy-image", "nginx"], "image 'nginx' has no tag"),
-        (["--auth-actions", "download"], "must include 'update'"),
     ],
 )
 def test_bad_values_are_rejected_by_name(tmp_path, args, named):
@@ -33,7 +32,7 @@ def test_every_command_has_help():
     assert top.exit_code == 0 and "build" in top.output
     build = runner.invoke(main, ["build", "--help"])
     assert build.exit_code == 0
-    for option in ["--version", "--port", "--data-dir", "--image", "--auth-actions", "--fallback",
+    for option in ["--version", "--port", "--data-dir", "--image", "--fallback",
                    "--output-dir"]:
         assert option in build.output
     assert "dependency confusion" in build.output

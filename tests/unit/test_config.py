@@ -4,7 +4,6 @@ from builder.config import (
     DEFAULT_IMAGE,
     Config,
     ConfigError,
-    check_auth_actions,
     check_data_dir,
     check_image,
     check_port,
@@ -92,19 +91,6 @@ def test_pinned_images(value):
 def test_bad_images(value, message):
     with pytest.raises(ConfigError, match=message):
         check_image(value)
-
-
-def test_auth_actions_are_put_in_canonical_order():
-    assert check_auth_actions("list,update") == ("update", "list")
-    assert check_auth_actions(" update , download ") == ("update", "download")
-
-
-@pytest.mark.parametrize(
-    "value, message", [("download,list", "must include 'update'"), ("update,delete", "'delete'"), ("", "update")]
-)
-def test_bad_auth_actions(value, message):
-    with pytest.raises(ConfigError, match=message):
-        check_auth_actions(value)
 
 
 def test_config_validates_itself():

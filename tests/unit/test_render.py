@@ -53,7 +53,7 @@ def test_compose_file_defaults(staged):
 
 def test_builder_options_reach_the_compose_file(staged):
     doc = compose(staged(port=9000, data_dir="/data/pypi", image="registry.local/pypiserver:v9",
-                         auth_actions=("update",), fallback=True))
+                         fallback=True))
     server = doc["services"]["pypiserver"]
     assert server["image"] == "registry.local/pypiserver:v9"
     assert "--authenticate=update" in server["command"]
@@ -123,20 +123,23 @@ def nginx_locations(tree):
 
 
 def test_front_door_enforces_the_configured_reading_rights(staged):
-    locations = nginx_locations(staged())
-    assert "auth_request /_auth;" in locations["/packages/"]
+    tree = staged()
+    locations = nginx_locations(tree)
+    # Reading rights come from PYPI_ACCESS at run time (access/<mode>.conf, mounted by compose).
+    for where in ("/packages/", "/simple/", "= /packages/"):
+        assert "include /etc/nginx/access.conf;" in locations[where], where
     assert "alias /data/packages/;" in locations["/packages/"]
-    assert "auth_request /_auth;" in locations["/simple/"]
-    assert "auth_request /_auth;" in locations["/"]
+    assert "auth_request /_auth;" in locations["/"]  # uploads always need a password
+    access = tree / "root/usr/share/pypi-appliance/access"
+    assert sorted(p.stem for p in access.iterdir()) == ["private", "public-read"]
+    assert "auth_request /_auth;" in (access / "private.conf").read_text()
+    assert "auth_request off;" in (access / "public-read.conf").read_text()
+    proxy = compose(tree)["services"]["proxy"]
+    assert ("/usr/share/pypi-appliance/access/${PYPI_ACCESS:-private}.conf:/etc/nginx/access.conf:ro"
+            in proxy["volumes"])
     assert "auth_request" not in locations["= /health"]
     assert "$passwords_version" in locations["= /_auth"]
     assert "$packages_version" in locations["/simple/"]
-
-
-def test_front_door_opens_reading_when_only_uploads_need_a_password(staged):
-    locations = nginx_locations(staged(auth_actions=("update",)))
-    for where in ("/packages/", "/simple/", "= /packages/", "/"):
-        assert "auth_request" not in locations[where], where
 
 
 def test_man_page_and_completion_come_from_the_parser(staged, appliance):

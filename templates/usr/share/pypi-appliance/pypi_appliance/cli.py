@@ -22,9 +22,11 @@ another user, it says so and exits 4.
 
 files:
   /etc/{PACKAGE}/{PACKAGE}.conf
-      PYPI_PORT, PYPI_DATA_DIR, PYPI_ADMIN_USER, PYPI_TLS (self-signed, provided
-      or off), PYPI_TLS_CERT, PYPI_TLS_KEY and, optionally, PYPI_TLS_NAMES: more
-      names and addresses for the self-signed certificate, comma separated.
+      PYPI_PORT, PYPI_DATA_DIR, PYPI_ADMIN_USER, PYPI_ACCESS (private: listing
+      and downloads need a password; public-read: anyone may read), PYPI_TLS
+      (self-signed, provided or off), PYPI_TLS_CERT, PYPI_TLS_KEY and, optionally,
+      PYPI_TLS_NAMES: more names and addresses for the self-signed certificate,
+      comma separated.
   /etc/{PACKAGE}/tls/
       The self-signed CA (ca.crt, and ca.key readable by root only) and the
       server certificate and key. Kept across upgrades; removed on purge (back

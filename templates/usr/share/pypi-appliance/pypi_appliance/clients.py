@@ -7,7 +7,7 @@ import re
 import urllib.parse
 
 from pypi_appliance.host import endpoint, host_name, index_url, is_ip, scheme
-from pypi_appliance.settings import AUTH_ACTIONS, PACKAGE, Settings
+from pypi_appliance.settings import PACKAGE, Settings
 from pypi_appliance.tls import cert_info, ensure_certificate, openssl, tls_paths
 
 # Where Debian and Ubuntu clients keep local CAs and their merged bundle.
@@ -65,7 +65,7 @@ def cmd_client_config(args, conf: Settings):
     where = endpoint(args.host or host_name(), conf)
     url = index_url(conf, where).removesuffix("/simple/")
     index = url
-    if "download" in AUTH_ACTIONS:
+    if conf.access == "private":
         index = f"{scheme(conf)}://{urllib.parse.quote(user, safe='')}@{where}"
     uv_name = PACKAGE.upper().replace("-", "_")
     hostname = where.rsplit(":", 1)[0].strip("[]")

@@ -16,7 +16,8 @@ BUILD = json.loads(_DEFAULTS.read_text(encoding="utf-8"))
 PACKAGE = BUILD["package"]
 CONF = os.environ.get("PYPI_APPLIANCE_CONF", f"/etc/{PACKAGE}/{PACKAGE}.conf")
 TLS_DIR = os.environ.get("PYPI_APPLIANCE_TLS_DIR", f"/etc/{PACKAGE}/tls")
-AUTH_ACTIONS = tuple(BUILD["auth_actions"])
+# Who may read the index; uploads always need a password (see builder/config.py).
+ACCESS_MODES = tuple(BUILD["access_modes"])
 USERNAME = re.compile(BUILD["username_pattern"])
 # gid of the pypiserver user inside the container: it must read the htpasswd file.
 SERVER_GID = BUILD["server_id"]
@@ -40,6 +41,7 @@ class Settings:
     tls_cert: str
     tls_key: str
     tls_names: str
+    access: str
 
 
 # The config file's keys and the Settings field each one sets.
@@ -51,6 +53,7 @@ KEYS = {
     "PYPI_TLS_CERT": "tls_cert",
     "PYPI_TLS_KEY": "tls_key",
     "PYPI_TLS_NAMES": "tls_names",
+    "PYPI_ACCESS": "access",
 }
 
 
@@ -64,6 +67,7 @@ def read_conf(path: str = CONF) -> Settings:
         "tls_cert": "",
         "tls_key": "",
         "tls_names": "",
+        "access": ACCESS_MODES[0],
     }
     try:
         with open(path, encoding="utf-8") as f:

@@ -129,6 +129,12 @@ def starting(service, age, found):
     return age is not None and age < STARTING_SECONDS
 
 
+ACCESS_TEXT = {
+    "private": "private: listing and downloads need a password",
+    "public-read": "public-read: anyone may list and download; uploads need a password",
+}
+
+
 def cmd_status(args, conf: Settings):
     service, age, result = service_state()
     healthy, detail = health(conf)
@@ -151,6 +157,7 @@ def cmd_status(args, conf: Settings):
         "health": detail,
         "urls": [index_url(conf, h) for h in [host_name(), *host_addresses()]],
         "tls": tls_state(conf),
+        "access": conf.access,
         "projects": projects,
         "files": files,
         "data_dir": conf.data_dir,
@@ -172,6 +179,7 @@ def cmd_status(args, conf: Settings):
             ("health", {"ok": "ok: ", "failing": "FAILING: ", "starting": ""}[state] + detail),
             ("url", "\n".ljust(12).join(report["urls"])),
             ("tls", describe_tls(report["tls"])),
+            ("access", ACCESS_TEXT.get(conf.access, f"{conf.access} (unknown: the service will not start)")),
             ("packages", f"{files} files in {projects} projects"),
             (
                 "data dir",

@@ -8,7 +8,7 @@ import os
 import sys
 import tempfile
 
-from pypi_appliance.settings import AUTH_ACTIONS, BCRYPT_MAX_BYTES, PACKAGE, SERVER_GID, USERNAME, Fail, Settings
+from pypi_appliance.settings import BCRYPT_MAX_BYTES, PACKAGE, SERVER_GID, USERNAME, Fail, Settings
 
 
 def htpasswd_path(conf: Settings):
@@ -99,7 +99,7 @@ def cmd_user_remove(args, conf: Settings):
     users = load_users(conf)
     if name not in users.users():
         raise Fail(f"no user {name!r}")
-    if users.users() == [name] and "download" in AUTH_ACTIONS:
+    if users.users() == [name] and conf.access == "private":
         raise Fail(f"{name!r} is the last user and downloads need a password; add another user first")
     users.delete(name)
     save_users(conf, users)
