@@ -75,8 +75,8 @@ check_passwords() {
 }
 
 check_access() {
-    case " {{ access_modes | join(" ") }} " in
-        *" $1 "*) ;;
+    case $1 in
+        {{ access_modes | join(" | ") }}) ;;
         *) echo "access '$1' is not one of {{ access_modes | join(", ") }}"; return 1 ;;
     esac
 }
