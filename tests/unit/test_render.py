@@ -1,6 +1,7 @@
 """What the templates render to, read back as the tools that consume them would."""
 
 import configparser
+import json
 import re
 import subprocess
 import sys
@@ -209,3 +210,20 @@ def test_data_dir_rule_is_the_same_in_shell_and_python(tmp_path):
         assert (shell.returncode == 0) == (python is None), (value, shell.stdout, python)
         if python:
             assert repr(value) in python and f"'{value}'" in shell.stdout, (value, shell.stdout, python)
+
+
+def test_access_modes_are_one_list(staged, tmp_path):
+    from builder.config import ACCESS_MODES
+
+    tree = staged()
+    templates = (tree / "debian/templates").read_text()
+    assert f"Template: pypi-appliance/access\nType: select\nChoices: {', '.join(ACCESS_MODES)}\n" in templates
+    checks = tmp_path / "_checks.sh"
+    checks.write_text(render(Config(version="1.0"), TREE / "debian", "_checks.sh"))
+    for value, ok in [*((mode, True) for mode in ACCESS_MODES), ("public", False), ("", False), ("private x", False)]:
+        shell = subprocess.run(["sh", "-c", '. "$1"; check_access "$2"', "sh", str(checks), value],
+                               capture_output=True, text=True)
+        assert (shell.returncode == 0) is ok, (value, shell.stdout)
+    assert sorted(p.stem for p in (tree / "root/usr/share/pypi-appliance/access").iterdir()) == sorted(ACCESS_MODES)
+    assert json.loads((tree / "root/usr/share/pypi-appliance/defaults.json").read_text())["access_modes"] == list(
+        ACCESS_MODES)
