@@ -8,6 +8,7 @@ from __future__ import annotations
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 
@@ -65,6 +66,34 @@ def old_deb(system, tmp_path_factory):
                     "--build-dir", str(out / "build")], check=True, capture_output=True)
     system.put(OLD_DEB, (out / f"pypi-appliance_{OLD_VERSION}_all.deb").read_bytes())
     return OLD_DEB
+
+
+# The last released package, as users have it installed (built from the commit
+# that released it, aa72c27, with its own builder).
+RELEASED = Path(__file__).resolve().parents[1] / "fixtures" / "pypi-appliance_0.1.0_all.deb"
+
+
+def test_upgrade_from_the_released_version_asks_only_the_new_question(system, leaves_installed, tmp_path):
+    purge_all(system)
+    system.put("/root/released.deb", RELEASED.read_bytes())
+    install(system, preseed(USER, PASSWORD), deb="/root/released.deb")
+    serving(system)
+    assert "access.conf" not in system.sh("cat /etc/pypi-appliance/nginx.conf").stdout
+    system.sh("echo '# admin note: kept across upgrades' >> /etc/pypi-appliance/pypi-appliance.conf")
+
+    # Interactively, at medium priority: the new question (pypi-appliance/access) and nothing else.
+    code, out = system.interact(f"DEBIAN_FRONTEND=teletype DEBIAN_PRIORITY=medium apt-get install -y {DEB}",
+                                ["1"], timeout=180)
+    assert code == 0, out
+    assert "Who may list and download packages?" in out, out
+    for old in ("Administrator", "TCP port", "HTTPS for the package index", "Directory for packages"):
+        assert old not in out, (old, out)
+    # The changed conffile arrived (nobody had edited it), the admin's config file kept its note.
+    assert "include /etc/nginx/access.conf;" in system.sh("cat /etc/pypi-appliance/nginx.conf").stdout
+    conf = system.sh("cat /etc/pypi-appliance/pypi-appliance.conf").stdout
+    assert "# admin note: kept across upgrades" in conf and "PYPI_ACCESS=private\n" in conf
+    serving(system)
+    assert system.http("/simple/") == 401
 
 
 def file_listed(system, password: str, filename: str) -> bool:
