@@ -9,6 +9,7 @@ from pathlib import Path
 import click
 
 from builder import __version__, config as cfg, deb, stage
+from builder.settings import BY_KEY
 
 # The checkout this module sits in, when run from one; an installed builder
 # (the stdeb package) is pointed at a checkout with --tree.
@@ -60,9 +61,11 @@ def main() -> None:
 @click.option("--version", "version", default=__version__, show_default=True,
               callback=_checked(cfg.check_version),
               help="Debian version of the package, e.g. 1.2.3 or 1.2.3~rc1.")
-@click.option("--port", type=int, default=8080, show_default=True, callback=_checked(cfg.check_port),
+@click.option("--port", type=int, default=int(BY_KEY["PYPI_PORT"].default), show_default=True,
+              callback=_checked(cfg.check_port),
               help="Default TCP port the index listens on (admins can change it with debconf).")
-@click.option("--data-dir", default="/srv/pypi", show_default=True, callback=_checked(cfg.check_data_dir),
+@click.option("--data-dir", default=BY_KEY["PYPI_DATA_DIR"].default, show_default=True,
+              callback=_checked(cfg.check_data_dir),
               help="Absolute path on the host holding packages/ and auth/.")
 @click.option("--image", default=cfg.DEFAULT_IMAGE, show_default=True, callback=_checked(cfg.check_image),
               help="pypiserver container image, pinned to a release tag or digest (never 'latest').")

@@ -6,13 +6,12 @@ import posixpath
 import re
 from dataclasses import dataclass, field
 
+from builder.settings import BY_KEY
+
 PACKAGE = "pypi-appliance"
 DEFAULT_IMAGE = "pypiserver/pypiserver:v2.4.2"
 # The front door; its official Alpine image ships the njs module the config loads.
 DEFAULT_PROXY_IMAGE = "nginx:1.28.0-alpine"
-# Who may read the index (PYPI_ACCESS, a run-time setting; uploads always need
-# a password): private = listing and downloads need one too, public-read = not.
-ACCESS_MODES = ("private", "public-read")
 # Login names the appliance accepts; shared by the debconf script and the helper.
 # Never ':' (the htpasswd separator) nor whitespace.
 USERNAME_PATTERN = r"[A-Za-z0-9][A-Za-z0-9._@+-]{0,63}"
@@ -97,8 +96,8 @@ def check_image(value: str) -> str:
 @dataclass(frozen=True)
 class Config:
     version: str
-    port: int = 8080
-    data_dir: str = "/srv/pypi"
+    port: int = int(BY_KEY["PYPI_PORT"].default)
+    data_dir: str = BY_KEY["PYPI_DATA_DIR"].default
     image: str = DEFAULT_IMAGE
     proxy_image: str = DEFAULT_PROXY_IMAGE
     fallback: bool = False

@@ -12,14 +12,24 @@ from pathlib import Path
 
 import jinja2
 
-from builder.config import ACCESS_MODES, BCRYPT_MAX_BYTES, PACKAGE, SERVER_ID, SYSTEM_DIRS, USERNAME_PATTERN, Config
+from builder.config import BCRYPT_MAX_BYTES, PACKAGE, SERVER_ID, SYSTEM_DIRS, USERNAME_PATTERN, Config
+from builder.settings import ACCESS_MODES, SETTINGS, TLS_LISTENERS
 
 SUFFIX = ".j2"
+
+
+def defaults(config: Config) -> dict[str, str]:
+    """Each setting's default, with what this build chose for the port and data dir."""
+    chosen = {"PYPI_PORT": str(config.port), "PYPI_DATA_DIR": config.data_dir}
+    return {s.key: chosen.get(s.key, s.default) for s in SETTINGS}
 
 
 def context(config: Config) -> dict:
     date = datetime.fromtimestamp(config.source_date_epoch, timezone.utc)
     return {
+        "defaults": defaults(config),
+        "tls_modes": tuple(TLS_LISTENERS),
+        "tls_listeners": TLS_LISTENERS,
         "config": config,
         "changelog_date": format_datetime(date),
         "username_pattern": USERNAME_PATTERN,
@@ -30,8 +40,8 @@ def context(config: Config) -> dict:
         # What the admin helper reads at run time (/usr/share/pypi-appliance/defaults.json).
         "helper_defaults": {
             "package": config.package,
-            "port": config.port,
-            "data_dir": config.data_dir,
+            "settings": defaults(config),
+            "tls_modes": list(TLS_LISTENERS),
             "access_modes": list(ACCESS_MODES),
             "username_pattern": USERNAME_PATTERN,
             "server_id": SERVER_ID,

@@ -83,8 +83,8 @@ check_access() {
 
 check_tls() {
     case $1 in
-        self-signed | provided | off) ;;
-        *) echo "TLS mode '$1' is not one of self-signed, provided, off"; return 1 ;;
+        {{ tls_modes | join(" | ") }}) ;;
+        *) echo "TLS mode '$1' is not one of {{ tls_modes | join(", ") }}"; return 1 ;;
     esac
 }
 

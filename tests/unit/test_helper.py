@@ -362,3 +362,11 @@ def test_restore_refuses_a_damaged_archive_and_touches_nothing(populated, tmp_pa
     assert result.returncode == 1
     assert "nothing was restored" in result.stderr
     assert sorted(p.name for p in (populated.data / "packages").iterdir()) == before
+
+
+def test_an_unknown_tls_mode_is_named(helper):
+    with helper.conf.open("a") as f:
+        f.write("PYPI_TLS=sometimes\n")
+    result = helper("tls")
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert "PYPI_TLS=sometimes in " in result.stderr and "is not one of self-signed, provided, off" in result.stderr

@@ -213,7 +213,7 @@ def test_data_dir_rule_is_the_same_in_shell_and_python(tmp_path):
 
 
 def test_access_modes_are_one_list(staged, tmp_path):
-    from builder.config import ACCESS_MODES
+    from builder.settings import ACCESS_MODES
 
     tree = staged()
     templates = (tree / "debian/templates").read_text()
@@ -227,3 +227,30 @@ def test_access_modes_are_one_list(staged, tmp_path):
     assert sorted(p.stem for p in (tree / "root/usr/share/pypi-appliance/access").iterdir()) == sorted(ACCESS_MODES)
     assert json.loads((tree / "root/usr/share/pypi-appliance/defaults.json").read_text())["access_modes"] == list(
         ACCESS_MODES)
+
+
+def test_settings_are_declared_once(staged, appliance):
+    """builder/settings.py: the README's table, the debconf defaults and choices,
+    the helper's keys and defaults, and the TLS listeners all follow it."""
+    from pypi_appliance.settings import KEYS, Settings, read_conf
+
+    from builder.settings import SETTINGS, TLS_LISTENERS, markdown_table
+
+    readme = (TREE / "README.md").read_text()
+    assert markdown_table() in readme, "README's settings table differs from builder/settings.py:\n" + markdown_table()
+    tree = staged(port=9123, data_dir="/data/pypi")
+    templates = (tree / "debian/templates").read_text()
+    expected = {s.key: s.default for s in SETTINGS} | {"PYPI_PORT": "9123", "PYPI_DATA_DIR": "/data/pypi"}
+    for s in SETTINGS:
+        if s.question and expected[s.key]:
+            block = templates.split(f"Template: pypi-appliance/{s.question}\n")[1].split("\n\n")[0]
+            assert f"\nDefault: {expected[s.key]}\n" in block, s.key
+            if s.choices:
+                assert f"Choices: {', '.join(s.choices)}\n" in block, s.key
+    assert json.loads((tree / "root/usr/share/pypi-appliance/defaults.json").read_text())["settings"] == expected
+    assert sorted(KEYS) == sorted(s.key for s in SETTINGS)
+    assert sorted(KEYS.values()) == sorted(Settings.__dataclass_fields__)
+    assert read_conf("/nonexistent") == Settings(**{KEYS[s.key]: s.default for s in SETTINGS})
+    links = (tree / "debian/links").read_text().split("\n")
+    for mode, listener in TLS_LISTENERS.items():
+        assert f"usr/share/pypi-appliance/listen/{listener}.conf usr/share/pypi-appliance/listen/{mode}.conf" in links

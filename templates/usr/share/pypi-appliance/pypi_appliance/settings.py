@@ -18,6 +18,7 @@ CONF = os.environ.get("PYPI_APPLIANCE_CONF", f"/etc/{PACKAGE}/{PACKAGE}.conf")
 TLS_DIR = os.environ.get("PYPI_APPLIANCE_TLS_DIR", f"/etc/{PACKAGE}/tls")
 # Who may read the index; uploads always need a password (see builder/config.py).
 ACCESS_MODES = tuple(BUILD["access_modes"])
+TLS_MODES = tuple(BUILD["tls_modes"])
 USERNAME = re.compile(BUILD["username_pattern"])
 # gid of the pypiserver user inside the container: it must read the htpasswd file.
 SERVER_GID = BUILD["server_id"]
@@ -44,31 +45,13 @@ class Settings:
     access: str
 
 
-# The config file's keys and the Settings field each one sets.
-KEYS = {
-    "PYPI_PORT": "port",
-    "PYPI_DATA_DIR": "data_dir",
-    "PYPI_ADMIN_USER": "admin_user",
-    "PYPI_TLS": "tls",
-    "PYPI_TLS_CERT": "tls_cert",
-    "PYPI_TLS_KEY": "tls_key",
-    "PYPI_TLS_NAMES": "tls_names",
-    "PYPI_ACCESS": "access",
-}
+# The config file's keys (builder/settings.py declares them) and the field each sets.
+KEYS = {key: key.removeprefix("PYPI_").lower() for key in BUILD["settings"]}
 
 
 def read_conf(path: str = CONF) -> Settings:
-    """KEY=VALUE lines of the config file over the built-in defaults."""
-    values = {
-        "port": str(BUILD["port"]),
-        "data_dir": BUILD["data_dir"],
-        "admin_user": "admin",
-        "tls": "self-signed",
-        "tls_cert": "",
-        "tls_key": "",
-        "tls_names": "",
-        "access": ACCESS_MODES[0],
-    }
+    """KEY=VALUE lines of the config file over the build's defaults."""
+    values = {KEYS[key]: default for key, default in BUILD["settings"].items()}
     try:
         with open(path, encoding="utf-8") as f:
             for line in f:

@@ -1,0 +1,52 @@
+"""The appliance's settings, declared once: the config file's keys, the debconf
+question that asks each one, its default, its choices and what it means.
+
+The builder's --port/--data-dir defaults, the debconf templates' defaults and
+choices, the config script's checks of the choices, the admin helper's keys and
+defaults (defaults.json) and the README's settings table all come from here
+(the README's is tested against it)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+# TLS modes and the front door's listener snippet for each (debian/links).
+TLS_LISTENERS = {"self-signed": "https", "provided": "https", "off": "http"}
+# Who may read the index; uploads always need a password.
+ACCESS_MODES = ("private", "public-read")
+
+
+@dataclass(frozen=True)
+class Setting:
+    key: str
+    question: str | None  # pypi-appliance/<question>, or None: the config file only
+    default: str
+    meaning: str
+    choices: tuple[str, ...] = ()
+
+
+SETTINGS = (
+    Setting("PYPI_ADMIN_USER", "admin-username", "admin",
+            "the admin account debconf manages (more with `pypi-appliance user add`)"),
+    Setting("PYPI_PORT", "port", "8080", "the TCP port the front door listens on"),
+    Setting("PYPI_TLS", "tls", "self-signed", "HTTPS: the appliance's own CA, your certificate, or plain HTTP",
+            tuple(TLS_LISTENERS)),
+    Setting("PYPI_TLS_CERT", "tls-cert", "", "the certificate (chain) file, PEM; set by the mode when not provided"),
+    Setting("PYPI_TLS_KEY", "tls-key", "", "its unencrypted key file, PEM"),
+    Setting("PYPI_TLS_NAMES", None, "", "more names and addresses for the self-signed certificate, comma separated"),
+    Setting("PYPI_ACCESS", "access", ACCESS_MODES[0],
+            "who may list and download: `private` needs a password, `public-read` does not", ACCESS_MODES),
+    Setting("PYPI_DATA_DIR", "data-dir", "/srv/pypi", "where packages/ and auth/ live"),
+)
+BY_KEY = {s.key: s for s in SETTINGS}
+
+
+def markdown_table() -> str:
+    """The README's settings table."""
+    rows = ["| key | debconf question | default | what |", "|---|---|---|---|"]
+    for s in SETTINGS:
+        question = f"`pypi-appliance/{s.question}`" if s.question else "(config file only)"
+        default = f"`{s.default}`" if s.default else "(empty)"
+        choices = f" (`{'`, `'.join(s.choices)}`)" if s.choices else ""
+        rows.append(f"| `{s.key}` | {question} | {default} | {s.meaning}{choices} |")
+    return "\n".join(rows) + "\n"
