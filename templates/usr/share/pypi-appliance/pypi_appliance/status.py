@@ -90,27 +90,18 @@ STARTING_SECONDS = 60
 
 
 def service_state():
-    """The unit's state, seconds since it was started (None when not running), and
-    its last result (start-limit-hit when it gave up)."""
+    """The unit's state and seconds since it was started (None when not running)."""
     _, out = run(
-        [
-            "systemctl",
-            "show",
-            f"{PACKAGE}.service",
-            "-p",
-            "ActiveState",
-            "-p",
-            "Result",
-            "-p",
-            "ExecMainStartTimestampMonotonic",
-        ]
+        ["systemctl", "show", f"{PACKAGE}.service", "-p", "ActiveState", "-p", "ExecMainStartTimestampMonotonic"]
     )
     props = dict(line.partition("=")[::2] for line in out.splitlines())
     started = int(props.get("ExecMainStartTimestampMonotonic") or 0)
     age = time.monotonic() - started / 1e6 if started else None
-    return props.get("ActiveState") or "unknown", age, props.get("Result", "")
+    return props.get("ActiveState") or "unknown", age
 
 
+# The unit restarts always; it stays "failed" only when systemd stopped retrying
+# (its start limit; systemd 257 keeps the last failure as the Result).
 GAVE_UP = (
     f"the service gave up after failing to start again and again; 'journalctl -u {PACKAGE}' "
     "says why (for example, images that can be neither found nor pulled: 'docker pull' them or "
@@ -136,7 +127,7 @@ ACCESS_TEXT = {
 
 
 def cmd_status(args, conf: Settings):
-    service, age, result = service_state()
+    service, age = service_state()
     healthy, detail = health(conf)
     found = containers()
     if not healthy and starting(service, age, found):
@@ -144,7 +135,7 @@ def cmd_status(args, conf: Settings):
         detail = f"starting ({detail}); the containers are coming up, check again in a few seconds"
     else:
         state = "ok" if healthy else "failing"
-        if not healthy and service == "failed" and result == "start-limit-hit":
+        if not healthy and service == "failed":
             detail = f"{detail}; {GAVE_UP}"
     files, projects, used = package_stats(conf)
     disk = shutil.disk_usage(conf.data_dir) if os.path.isdir(conf.data_dir) else None
