@@ -127,7 +127,7 @@ def test_backup_during_an_upload_is_consistent(system, installed, tmp_path):
         wheel.writestr("bulky-1.0.dist-info/METADATA", "Metadata-Version: 2.1\nName: bulky\nVersion: 1.0\n")
     body, content_type = upload_form(big)
     statuses = []
-    upload = threading.Thread(target=lambda: statuses.append(system.http(
+    upload = threading.Thread(target=lambda: statuses.append(system.fetch(
         "/", user=USER, password=PASSWORD, method="POST", data=body, headers={"Content-Type": content_type})))
     upload.start()
     archives = []
@@ -136,7 +136,7 @@ def test_backup_during_an_upload_is_consistent(system, installed, tmp_path):
         system.sh(f"pypi-appliance backup /root/during-{len(archives)}.tar.gz")
         archives.append(system.sh(f"base64 /root/during-{len(archives)}.tar.gz").stdout)
     upload.join(timeout=120)
-    assert statuses and statuses[0] == 200
+    assert statuses and statuses[0][0] == 200, statuses
     for encoded in archives:
         members = read_archive(base64.b64decode(encoded))
         assert "auth/htpasswd" in members and "config/pypi-appliance.conf" in members
