@@ -19,7 +19,6 @@ import time
 from pathlib import Path
 from urllib.parse import quote
 
-from builder import __version__
 from tests.e2e import images
 from tests.e2e.client import preseed
 from tests.e2e.system import System
@@ -235,7 +234,6 @@ def main() -> int:
     RESULTS.mkdir(parents=True, exist_ok=True)
     scratch = Path(tempfile.mkdtemp(prefix="pypi-appliance-bench."))
     deb, make_deb_s = build(scratch / "auth")
-    anon_deb, _ = build(scratch / "anon", "--version", f"{__version__}+anon", "--auth-actions", "update")
     system_ref = images.system_image()
     compose = images.compose_binary(system_ref)
     server_refs = [images.stand_in(ref) for ref in images.compose_images(deb)]
@@ -255,7 +253,6 @@ def main() -> int:
         system.sh(f"python3 /root/generate.py /srv/pypi/packages /srv/static {PROJECTS} {FILES_PER_PROJECT} "
                   "&& chown -R 9898:9898 /srv/pypi/packages")
         system.put("/root/pypi-appliance.deb", deb.read_bytes())
-        system.put("/root/pypi-appliance-anon.deb", anon_deb.read_bytes())
         system.sh("debconf-set-selections", input=preseed(USER, PASSWORD))
         started = time.monotonic()
         system.sh("DEBIAN_FRONTEND=noninteractive apt-get install -y /root/pypi-appliance.deb")
@@ -278,7 +275,10 @@ def main() -> int:
                   "DEBIAN_FRONTEND=noninteractive dpkg-reconfigure pypi-appliance")
         configs.append(measure(system, "appliance, authenticated", proxy, auth=True))
         headline = take_turns(system, container_pid(system, proxy), container_pid(system, "static"))
-        system.sh("DEBIAN_FRONTEND=noninteractive apt-get install -y /root/pypi-appliance-anon.deb")
+        # Anyone may read (PYPI_ACCESS=public-read), switched as an admin would.
+        system.sh("sed -i 's/^PYPI_ACCESS=.*/PYPI_ACCESS=public-read/' /etc/pypi-appliance/pypi-appliance.conf && "
+                  "DEBIAN_FRONTEND=noninteractive dpkg-reconfigure pypi-appliance")
+        system.wait_http("/simple/", 200, timeout=120)
         configs.append(measure(system, "appliance, anonymous", proxy, auth=False))
         system.sh("systemctl stop pypi-appliance")
 
