@@ -254,3 +254,39 @@ def test_settings_are_declared_once(staged, appliance):
     links = (tree / "debian/links").read_text().split("\n")
     for mode, listener in TLS_LISTENERS.items():
         assert f"usr/share/pypi-appliance/listen/{listener}.conf usr/share/pypi-appliance/listen/{mode}.conf" in links
+
+
+def shell_check(tmp_path, function: str, *args: str) -> subprocess.CompletedProcess:
+    checks = tmp_path / "_checks.sh"
+    if not checks.exists():
+        checks.write_text(render(Config(version="1.0"), TREE / "debian", "_checks.sh"))
+    return subprocess.run(["sh", "-c", f'. "$1"; shift; {function} "$@"', "sh", str(checks), *args],
+                          capture_output=True, text=True)
+
+
+def test_port_rule_is_the_same_in_shell_and_python(tmp_path):
+    from builder.config import check_port
+
+    # 8080 would be refused by the shell if something on this machine listens there.
+    for value in ["1", "80", "65535", "49152", "0", "65536", "70000", "-1", "http", "", "08x", "123456"]:
+        shell = shell_check(tmp_path, "check_port", value)
+        try:
+            check_port(int(value))
+            python = True
+        except (ValueError, ConfigError):
+            python = False
+        assert (shell.returncode == 0) is python, (value, shell.stdout)
+
+
+def test_password_length_rule_is_the_same_in_shell_and_python(tmp_path, appliance):
+    from pypi_appliance.settings import Fail
+    from pypi_appliance.users import check_password
+
+    for password in ["x" * 72, "x" * 73, "ä" * 36, "ä" * 37, "€" * 24, "€" * 25, "pass phrase"]:
+        shell = shell_check(tmp_path, "check_passwords", password, password)
+        try:
+            check_password(password)
+            python = True
+        except Fail:
+            python = False
+        assert (shell.returncode == 0) is python, (len(password.encode()), shell.stdout)
