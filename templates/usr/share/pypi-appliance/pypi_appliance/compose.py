@@ -6,7 +6,7 @@ import re
 import subprocess
 import sys
 
-from pypi_appliance.settings import ACCESS_MODES, CONF, PACKAGE, Fail, Settings
+from pypi_appliance.settings import CONF, PACKAGE, Fail, Settings, check_choices
 
 
 def compose(conf: Settings, *args):
@@ -54,8 +54,7 @@ def cmd_logs(args, conf: Settings):
 
 
 def cmd_up(args, conf: Settings):
-    if conf.access not in ACCESS_MODES:
-        raise Fail(f"PYPI_ACCESS={conf.access} in {CONF} is not one of {', '.join(ACCESS_MODES)}")
+    check_choices(conf)
     # In the foreground: if a container dies, compose exits and systemd starts it all again.
     return plain(compose(conf, "up", "--remove-orphans", "--abort-on-container-exit"))
 

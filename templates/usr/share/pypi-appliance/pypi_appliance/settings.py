@@ -63,6 +63,13 @@ def read_conf(path: str = CONF) -> Settings:
     return Settings(**values)
 
 
+def check_choices(conf: Settings) -> None:
+    """The settings that pick a file to mount (listen/, access/) must name one."""
+    for key, value, choices in (("PYPI_TLS", conf.tls, TLS_MODES), ("PYPI_ACCESS", conf.access, ACCESS_MODES)):
+        if value not in choices:
+            raise Fail(f"{key}={value} in {CONF} is not one of {', '.join(choices)}")
+
+
 HEADER = f"""\
 # {PACKAGE} settings, read by {PACKAGE}.service (docker compose --env-file) and by
 # the {PACKAGE} command. After editing: systemctl restart {PACKAGE}

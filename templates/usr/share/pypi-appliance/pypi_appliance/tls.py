@@ -12,7 +12,7 @@ import tempfile
 import time
 
 from pypi_appliance.host import host_addresses, is_ip, normal_name
-from pypi_appliance.settings import CONF, PACKAGE, TLS_DIR, TLS_MODES, Fail, Settings
+from pypi_appliance.settings import PACKAGE, TLS_DIR, Fail, Settings, check_choices
 
 # Server certificates last 397 days (the most browsers accept) and are renewed
 # on the restart after they come within 30 days of expiry; the CA lasts 10 years.
@@ -204,8 +204,7 @@ def tls_state(conf: Settings):
 
 
 def cmd_tls(args, conf: Settings):
-    if conf.tls not in TLS_MODES:
-        raise Fail(f"PYPI_TLS={conf.tls} in {CONF} is not one of {', '.join(TLS_MODES)}")
+    check_choices(conf)
     for line in ensure_certificate(conf):
         print(f"{PACKAGE}: {line}", file=sys.stderr)
     state = tls_state(conf)
