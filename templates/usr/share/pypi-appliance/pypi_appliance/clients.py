@@ -12,8 +12,6 @@ from pypi_appliance.tls import cert_info, ensure_certificate, openssl, tls_paths
 
 # Where Debian and Ubuntu clients keep local CAs and their merged bundle.
 CLIENT_CA_DIR = "/usr/local/share/ca-certificates"
-
-
 CLIENT_BUNDLE = "/etc/ssl/certs/ca-certificates.crt"
 
 
@@ -63,7 +61,7 @@ def trust_section(conf: Settings, endpoint_text, cert):
 def cmd_client_config(args, conf: Settings):
     user = args.user or conf.admin_user
     where = endpoint(args.host or host_name(), conf)
-    url = index_url(conf, where).removesuffix("/simple/")
+    url = f"{scheme(conf)}://{where}"
     index = url
     if conf.access == "private":
         index = f"{scheme(conf)}://{urllib.parse.quote(user, safe='')}@{where}"
