@@ -30,20 +30,27 @@ def preseed(user: str, password: str, port: int | None = None, tls: str | None =
     return "\n".join(lines) + "\n"
 
 
-def make_wheel(directory: Path, version: str = "1.0", project: str = PROJECT) -> Path:
-    """A minimal, valid pure-Python wheel, built without any network."""
+def make_wheel(directory: Path, version: str = "1.0", project: str = PROJECT, metadata: str = "",
+               payload: int = 0) -> Path:
+    """A minimal, valid pure-Python wheel, built without any network; metadata adds
+    METADATA lines, payload that many random (incompressible) bytes."""
     name = project.replace("-", "_")
     path = directory / f"{name}-{version}-py3-none-any.whl"
     dist_info = f"{name}-{version}.dist-info"
     files = {
         f"{name}/__init__.py": f'VERSION = "{version}"\n',
         f"{dist_info}/METADATA": f"Metadata-Version: 2.1\nName: {project}\nVersion: {version}\n"
-                                 "Summary: probe package for pypi-appliance tests\n",
+                                 f"Summary: probe package for pypi-appliance tests\n{metadata}",
         f"{dist_info}/WHEEL": "Wheel-Version: 1.0\nGenerator: tests\nRoot-Is-Purelib: true\nTag: py3-none-any\n",
     }
     with zipfile.ZipFile(path, "w") as wheel:
         for arcname, text in files.items():
             wheel.writestr(arcname, text)
+        if payload:
+            with wheel.open(f"{name}/payload.bin", "w") as out:
+                for _ in range(0, payload, 2**20):
+                    out.write(os.urandom(min(2**20, payload)))
+            files[f"{name}/payload.bin"] = ""
         record = "".join(f"{arcname},,\n" for arcname in files) + f"{dist_info}/RECORD,,\n"
         wheel.writestr(f"{dist_info}/RECORD", record)
     return path

@@ -1,5 +1,5 @@
-"""The front door's caches never serve stale answers: uploads, files changed on
-disk and password changes show through within the promised time."""
+"""Nothing stale: uploads, files changed on disk and password changes show
+through within the promised time (more in test_index.py)."""
 
 from __future__ import annotations
 
@@ -19,6 +19,16 @@ def index(system, project: str = PROJECT) -> tuple[int, str]:
     return status, body.decode(errors="replace")
 
 
+def within_a_second(system, test, project: str = PROJECT) -> tuple[int, str]:
+    """The page once test(body) holds; files changed on disk show within 1 s."""
+    deadline = time.monotonic() + 1
+    while True:
+        status, body = index(system, project)
+        if test(body) or time.monotonic() > deadline:
+            return status, body
+        time.sleep(0.05)
+
+
 def test_upload_shows_in_the_index_at_once(system, installed, tmp_path):
     assert index(system)[0] == 404  # now cached as "no such project"
     for version in ("1.0", "1.1"):
@@ -35,35 +45,6 @@ def test_package_files_need_the_password(system, installed, tmp_path):
     assert system.http(f"/packages/{wheel.name}") == 401
     assert system.http(f"/packages/{wheel.name}", user=USER, password="wrong") in REFUSED
     assert system.http("/packages/../auth/htpasswd", user=USER, password=PASSWORD) in (400, 404)
-
-
-def test_files_changed_on_disk_show_within_5_seconds(system, installed, tmp_path, timings):
-    wheel = make_wheel(tmp_path, "2.0", project=PROJECT)
-    system.put(f"/root/{wheel.name}", wheel.read_bytes())
-    index(system)  # warm the cache
-    system.sh(f"install -o 9898 -g 9898 -m 0644 /root/{wheel.name} /srv/pypi/packages/")
-    started = time.monotonic()
-    statuses = []
-    while time.monotonic() - started < 5:
-        status, body = index(system)
-        statuses.append(status)
-        if wheel.name in body:
-            break
-        time.sleep(0.1)
-    assert wheel.name in body, "a file copied into the packages dir did not show within 5 s"
-    timings.append(("file copied on disk visible in /simple/", time.monotonic() - started))
-
-    system.sh(f"rm /srv/pypi/packages/{wheel.name}")
-    started = time.monotonic()
-    while time.monotonic() - started < 5:
-        status, body = index(system)
-        statuses.append(status)
-        if wheel.name not in body:
-            break
-        time.sleep(0.1)
-    assert wheel.name not in body, "a deleted file was still listed after 5 s"
-    timings.append(("file deleted on disk gone from /simple/", time.monotonic() - started))
-    assert set(statuses) == {200}, statuses
 
 
 def test_password_changes_apply_at_once(system, installed):
@@ -90,9 +71,9 @@ def test_each_page_follows_its_own_files_in_any_spelling(system, installed, tmp_
     system.sh(f"cp /srv/pypi/packages/fresh_probe-1.0-py3-none-any.whl /srv/pypi/packages/{odd} "
               f"&& chown 9898:9898 /srv/pypi/packages/{odd}")
     try:
-        status, body = index(system)
+        status, body = within_a_second(system, lambda body: odd in body)
         assert status == 200 and odd in body, body
     finally:
         system.sh(f"rm -f /srv/pypi/packages/{odd}")
-    status, body = index(system)
+    status, body = within_a_second(system, lambda body: odd not in body)
     assert status == 200 and odd not in body

@@ -1,5 +1,4 @@
 import fs from 'fs';
-import crypto from 'crypto';
 
 // pip and twine (python-requests) encode Basic credentials as Latin-1, most
 // other clients as UTF-8, and pypiserver rejects anything but UTF-8. Pass
@@ -28,9 +27,8 @@ function utf8_authorization(r) {
 }
 
 
-// Cache keys change whenever these directories change: the helper replaces
-// the password file by rename, and uploads, copies and deletes touch the
-// packages dir.
+// Credential checks are remembered per version of the password file: the
+// helper replaces it by rename, which changes the directory's mtime.
 function mtime(path) {
     try {
         return String(fs.statSync(path).mtimeMs);
@@ -47,44 +45,56 @@ function normalize(name) {
     return name.toLowerCase().replace(/[-_.]+/g, '-');
 }
 
-// The version of one project's index page: the names of the files that can
-// belong to it (normalized names starting with "<project>-"), so an upload or
-// a copy elsewhere leaves its cached page valid. Listed once per change of
-// the packages dir and shared by all workers; any other page (the project
-// list) takes the directory's own version.
-function packages_version(r) {
-    var dir = mtime('/data/packages');
-    var match = r.uri.match(/^\/simple\/([^\/]+)\/$/);
-    if (!match) {
-        return dir;
-    }
-    try {
-        return project_version(ngx.shared.packages, dir, normalize(match[1]));
-    } catch (e) {
-        // Say a listing outgrew the shared zone: the whole dir's version is always right.
-        return dir;
-    }
+// PEP 691 content negotiation for Accept headers that weigh the formats
+// with q-values (the map in nginx.conf takes the usual ones): 'json' when
+// the JSON type has the highest q, else 'html' (the default, as PEP 691 allows).
+var JSON_TYPES = ['application/vnd.pypi.simple.v1+json', 'application/vnd.pypi.simple.latest+json'];
+var HTML_TYPES = ['application/vnd.pypi.simple.v1+html', 'application/vnd.pypi.simple.latest+html',
+                  'text/html', '*/*'];
+
+function accept_q(header, types) {
+    var best = -1;
+    (header || '').split(',').forEach(function (part) {
+        var fields = part.split(';');
+        if (types.indexOf(fields[0].trim().toLowerCase()) < 0) {
+            return;
+        }
+        var q = 1;
+        fields.slice(1).forEach(function (param) {
+            var kv = param.split('=');
+            if (kv[0].trim().toLowerCase() === 'q') {
+                q = parseFloat(kv[1]);
+            }
+        });
+        if (!isNaN(q) && q > best) {
+            best = q;
+        }
+    });
+    return best;
 }
 
-function project_version(shared, dir, project) {
-    var key = dir + '|' + project;
-    var version = shared.get(key);
-    if (version !== undefined) {
-        return version;
+function negotiate(header) {
+    var json = accept_q(header, JSON_TYPES);
+    return json > 0 && json >= accept_q(header, HTML_TYPES) ? 'json' : 'html';
+}
+
+function negotiated_format(r) {
+    return negotiate(r.headersIn.Accept);
+}
+
+// A page the indexer has not made (see @simple_miss in nginx.conf).
+function simple_miss(r) {
+    var match = r.uri.match(/^\/_index\/(json|html)\/([^\/]+)\/$/);
+    if (!fs.existsSync('/data/index/simple/index.html')) {
+        r.internalRedirect('@pypiserver');
+        return;
     }
-    var listing = shared.get(dir);
-    if (listing === undefined) {
-        listing = '\n' + fs.readdirSync('/data/packages').map(normalize).join('\n') + '\n';
-        shared.set(dir, listing);
+    if (match && normalize(match[2]) !== match[2]) {
+        r.return(301, '/simple/' + normalize(match[2]) + '/');
+        return;
     }
-    var prefix = '\n' + project + '-';
-    var names = [];
-    for (var at = listing.indexOf(prefix); at !== -1; at = listing.indexOf(prefix, at + 1)) {
-        names.push(listing.slice(at + 1, listing.indexOf('\n', at + 1)));
-    }
-    version = 'p' + crypto.createHash('sha1').update(names.sort().join('\n')).digest('hex');
-    shared.set(key, version);
-    return version;
+    r.headersOut['Content-Type'] = 'text/plain; charset=utf-8';
+    r.return(404, 'no project ' + (match ? match[2] : '') + ' on this index\n');
 }
 
 
@@ -95,7 +105,7 @@ function project_version(shared, dir, project) {
 var refusal = null;
 
 function upload_refusal_header(r) {
-    if (r.method === 'POST' && (r.status === 400 || r.status === 409)) {
+    if (r.method === 'POST' && (r.status === 400 || r.status === 409 || r.status === 507)) {
         refusal = '';
         delete r.headersOut['Content-Length'];
         r.headersOut['Content-Type'] = 'text/plain; charset=utf-8';
@@ -129,5 +139,5 @@ function refusal_text(body) {
     return text + '\n';
 }
 
-export default {utf8_authorization, passwords_version, packages_version,
+export default {utf8_authorization, passwords_version, negotiated_format, negotiate, simple_miss,
                 upload_refusal_header, upload_refusal_body};

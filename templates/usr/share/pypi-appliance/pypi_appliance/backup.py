@@ -111,6 +111,13 @@ def cmd_backup(args, conf: Settings):
             else:
                 skipped.append(name)
         staged += [(src, arc) for src, arc in sources if os.path.isfile(src)]
+        # Upload times and yanks: what the files themselves cannot say.
+        records = os.path.join(data, "index", "records")
+        for name in sorted(os.listdir(records)) if os.path.isdir(records) else []:
+            if name.endswith(".json") and not name.startswith("."):
+                copy = os.path.join(scratch, f"record-{name}")
+                shutil.copy2(os.path.join(records, name), copy)
+                staged.append((copy, f"index/records/{name}"))
         write_archive(target, staged)
     for name in skipped:
         print(f"{PACKAGE}: left out {name}: incomplete (an upload in progress?)", file=sys.stderr)
@@ -118,8 +125,9 @@ def cmd_backup(args, conf: Settings):
     print(f"backed up {count} package files{' and the CA' if args.with_ca else ''} to {target}", file=sys.stderr)
 
 
-# What restore puts back; config/ in an archive is for reference only.
-RESTORED = ("packages", "auth", "tls")
+# What restore puts back; config/ in an archive is for reference only. Of the
+# index, only the records: the indexer makes the pages from them and the files.
+RESTORED = ("packages", "auth", "tls", "index")
 
 
 def extract_verified(path, scratch):
@@ -269,6 +277,14 @@ def cmd_restore(args, conf: Settings):
                 os.chown(os.path.join(root, name), SERVER_GID, SERVER_GID)
                 os.chmod(os.path.join(root, name), 0o644)
         os.chmod(new_packages, 0o755)
+        new_index = os.path.join(scratch, "index")
+        os.makedirs(os.path.join(new_index, "records"), exist_ok=True)
+        for root, _, names in os.walk(new_index):
+            os.chown(root, SERVER_GID, SERVER_GID)
+            os.chmod(root, 0o755)
+            for name in names:
+                os.chown(os.path.join(root, name), SERVER_GID, SERVER_GID)
+                os.chmod(os.path.join(root, name), 0o644)
         os.chown(new_auth, 0, SERVER_GID)
         os.chmod(new_auth, 0o750)
         os.chown(os.path.join(new_auth, "htpasswd"), 0, SERVER_GID)
@@ -277,7 +293,7 @@ def cmd_restore(args, conf: Settings):
         if state == "active":
             subprocess.run(["systemctl", "stop", f"{PACKAGE}.service"], check=True)
         try:
-            swap_in(data, scratch, ["packages", "auth"])
+            swap_in(data, scratch, ["packages", "auth", "index"])
             if with_ca:
                 install_ca(scratch)
                 ensure_certificate(conf)

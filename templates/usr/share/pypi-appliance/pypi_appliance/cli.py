@@ -10,6 +10,7 @@ import pypi_appliance
 from pypi_appliance.backup import cmd_backup, cmd_restore
 from pypi_appliance.clients import CLIENT_BUNDLE, cmd_client_config, cmd_url
 from pypi_appliance.compose import cmd_down, cmd_logs, cmd_up
+from pypi_appliance.releases import cmd_reindex, cmd_remove, cmd_unyank, cmd_yank
 from pypi_appliance.settings import KEYS, PACKAGE, Fail, NeedsRoot, cmd_write_config, read_conf
 from pypi_appliance.status import cmd_status
 from pypi_appliance.tls import cmd_tls
@@ -165,6 +166,51 @@ archive holds one), and starts it again.""",
     )
     r.add_argument("file", help="archive written by 'backup'").complete = FILES
     r.add_argument("-y", "--yes", action="store_true", help="do not ask (required when not on a terminal)")
+
+    y = command(
+        sub,
+        "yank",
+        cmd_yank,
+        "mark a release yanked (PEP 592): pip skips it unless pinned exactly",
+        """\
+Mark every file of PROJECT==VERSION yanked in the index (data-yanked in the
+HTML pages, "yanked" in the JSON ones, PEP 592): pip and uv then skip the
+release unless it is pinned with ==. The files stay. Takes effect at once;
+logged to the journal; kept in backups.""",
+        root=True,
+    )
+    y.add_argument("release", metavar="PROJECT==VERSION")
+    y.add_argument("--reason", metavar="TEXT", help="why, shown to pip's users")
+    uy = command(
+        sub, "unyank", cmd_unyank, "undo a yank", "List PROJECT==VERSION as installable again.", root=True
+    )
+    uy.add_argument("release", metavar="PROJECT==VERSION")
+    rv = command(
+        sub,
+        "remove",
+        cmd_remove,
+        "delete a release's files from the index",
+        """\
+Delete every file of PROJECT==VERSION from the packages dir and the index.
+It names the files and asks on a terminal; without one it needs --yes.
+A deleted release cannot come back under the same file names with other
+contents: pip's caches may hold the old ones. Logged to the journal.""",
+        root=True,
+    )
+    rv.add_argument("release", metavar="PROJECT==VERSION")
+    rv.add_argument("-y", "--yes", action="store_true", help="do not ask (required when not on a terminal)")
+    command(
+        sub,
+        "reindex",
+        cmd_reindex,
+        "rebuild the index from the packages dir",
+        """\
+Read every file in the packages dir again (check it is whole, hash it, take
+its metadata) and rewrite every page, keeping upload times and yanks. The
+indexer follows the packages dir by itself; this is for doubt. Exits 1 when
+some file is not listed (it says which and why).""",
+        root=True,
+    )
 
     command(
         sub,

@@ -73,6 +73,28 @@ def package_stats(conf: Settings):
     return files, len(projects), size
 
 
+def index_state(conf: Settings):
+    """What the indexer said after its last pass (DATA_DIR/index/status.json)."""
+    try:
+        with open(os.path.join(conf.data_dir, "index", "status.json"), encoding="utf-8") as f:
+            return json.load(f)
+    except (OSError, ValueError):
+        return None
+
+
+# Below this much free space uploads may soon be refused (507).
+LOW_SPACE_BYTES = 2**30
+
+
+def space_warning(disk):
+    if disk and disk.free < max(LOW_SPACE_BYTES, disk.total // 20):
+        return (
+            f"only {disk.free / 2**20:.0f} MiB free on the data dir: large uploads will be refused "
+            "(507, nothing is kept) until space is freed"
+        )
+    return None
+
+
 def describe_tls(state):
     if state["mode"] == "off":
         return "off (plain HTTP)"
@@ -138,7 +160,9 @@ def cmd_status(args, conf: Settings):
         if not healthy and service == "failed":
             detail = f"{detail}; {GAVE_UP}"
     files, projects, used = package_stats(conf)
-    disk = shutil.disk_usage(conf.data_dir) if os.path.isdir(conf.data_dir) else None
+    # Where uploads go: packages/ may be a file system of its own.
+    uploads = next((d for d in (os.path.join(conf.data_dir, "packages"), conf.data_dir) if os.path.isdir(d)), None)
+    disk = shutil.disk_usage(uploads) if uploads else None
     report = {
         "service": service,
         "containers": found if isinstance(found, list) else None,
@@ -154,7 +178,16 @@ def cmd_status(args, conf: Settings):
         "data_dir": conf.data_dir,
         "packages_bytes": used,
         "disk_free_bytes": disk.free if disk else None,
+        "index": index_state(conf),
     }
+    warnings = [w for w in (report["tls"].get("warning"), space_warning(disk)) if w]
+    if report["index"] and report["index"]["invalid"]:
+        bad = report["index"]["invalid"]
+        warnings.append(
+            f"{len(bad)} files in the packages dir are not listed: "
+            + "; ".join(f"{name}: {why}" for name, why in list(bad.items())[:5])
+        )
+    report["warnings"] = warnings
     if args.json:
         print(json.dumps(report, indent=2))
     else:
@@ -173,13 +206,19 @@ def cmd_status(args, conf: Settings):
             ("access", ACCESS_TEXT.get(conf.access, f"{conf.access} (unknown: the service will not start)")),
             ("packages", f"{files} files in {projects} projects"),
             (
+                "index",
+                f"{report['index']['files']} files listed in {report['index']['projects']} projects "
+                f"(updated {report['index']['time'][:19].replace('T', ' ')} UTC)"
+                if report["index"]
+                else "not made yet (the indexer makes it when the service starts)",
+            ),
+            (
                 "data dir",
                 conf.data_dir
                 + (f" ({used / 2**20:.1f} MiB used, {disk.free / 2**30:.1f} GiB free)" if disk else " (missing)"),
             ),
         ]
-        if "warning" in report["tls"]:
-            rows.append(("WARNING", report["tls"]["warning"]))
+        rows += [("WARNING", warning) for warning in warnings]
         for key, value in rows:
             print(f"{key:<10}  {value}")
     if isinstance(found, str) and found.startswith("permission denied"):

@@ -1,0 +1,88 @@
+"""gunicorn config for pypiserver (mounted over the image's /data/gunicorn.conf.py,
+its documented override point), with the image's settings, and the write path
+made whole: an upload is written under a hidden name and renamed only when it
+is complete, a full disk answers 507 and leaves nothing, and the response waits
+until the indexer lists the file (or refuses it, if it is not a whole wheel
+or archive)."""
+
+import json
+import logging
+import os
+import shutil
+import urllib.error
+import urllib.request
+
+import pypiserver.backend
+from pypiserver.bottle_wrapper import HTTPError
+
+# The image's settings (docker/gunicorn.conf.py in pypiserver's repository),
+# but threads, not gevent: bottle keeps each request in a threading.local made
+# when it was imported, before gevent's patching, so under gevent every
+# request that waits (an upload being read, the indexer's answer) shares it
+# with the others and may answer with theirs (seen: an upload answered with
+# /health's body, "Missing ':action' field!" for a large upload under load).
+errorlog = "-"
+preload_app = True
+workers = 1
+worker_class = "gthread"
+threads = 16
+
+PACKAGES = "/data/packages"
+UPLOAD_PREFIX = ".upload-"  # the indexer and backups skip hidden files
+INDEXER = os.environ.get("PYPI_INDEXER", "http://indexer:8082")
+log = logging.getLogger("pypi-appliance")
+
+# Nothing is being uploaded while the server starts: what a restart cut short goes.
+for _name in os.listdir(PACKAGES):
+    if _name.startswith(UPLOAD_PREFIX):
+        os.unlink(os.path.join(PACKAGES, _name))
+        log.warning("removed %s, an upload cut short by a restart", _name)
+
+
+def refresh():
+    """Ask the indexer for a pass over the packages dir; what it found invalid."""
+    request = urllib.request.Request(f"{INDEXER}/refresh", data=b"", method="POST")
+    try:
+        with urllib.request.urlopen(request, timeout=60) as response:
+            return json.load(response).get("invalid", {})
+    except (OSError, ValueError) as err:
+        # Still stored: the indexer lists it when it is back.
+        log.warning("the indexer did not answer (%s); the index lists new files when it is back", err)
+        return {}
+
+
+def write_file(fh, destination):
+    """pypiserver.backend.write_file, made atomic, with a clear answer for a full disk."""
+    destination = str(destination)
+    directory, name = os.path.split(destination)
+    tmp = os.path.join(directory, f"{UPLOAD_PREFIX}{os.getpid()}-{id(fh)}-{name}")
+    offset = fh.tell()
+    try:
+        with open(tmp, "xb") as dest:
+            shutil.copyfileobj(fh, dest, 2**20)
+            dest.flush()
+            os.fsync(dest.fileno())
+        os.chmod(tmp, 0o644)
+        # link, not rename: a file that appeared meanwhile is never replaced.
+        os.link(tmp, destination)
+    except FileExistsError:
+        raise HTTPError(409, f"Package '{name}' already exists!") from None
+    except OSError as err:
+        if err.errno in (28, 122):  # ENOSPC, EDQUOT
+            log.error("refused %s: no space left on the data dir", name)
+            raise HTTPError(507, f"{name} was not stored: no space left on the appliance's data dir. "
+                                 "Nothing was kept; free space there and upload again.") from None
+        raise
+    finally:
+        fh.seek(offset)
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    invalid = refresh()
+    rel = os.path.relpath(destination, PACKAGES)
+    if rel in invalid:
+        os.unlink(destination)
+        refresh()
+        raise HTTPError(400, f"{name} was not stored: {invalid[rel]}")
+
+
+pypiserver.backend.write_file = write_file
