@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import json
+import os
 import re
 import statistics
 import subprocess
@@ -26,6 +27,8 @@ from tests.e2e.system import System
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results"
 PROJECTS, FILES_PER_PROJECT = 1_000, 10
+# The large index, 100,000 files (0 skips it: BENCH_LARGE_PROJECTS=0 make bench).
+LARGE_PROJECTS = int(os.environ.get("BENCH_LARGE_PROJECTS", "10000"))
 DURATION = 5  # seconds per wrk run
 # ASCII: the recipe cannot serve pip a non-ASCII password (see README).
 USER, PASSWORD = "bench", "bench-password"
@@ -35,14 +38,14 @@ PLAIN, HTTPS = "http://127.0.0.1:8080", "https://127.0.0.1:8080"
 CA = "/etc/pypi-appliance/tls/ca.crt"
 CURL_TLS, PIP_TLS = f"--cacert {CA}", f"--cert {CA}"
 
-# Generates the packages (tiny, valid wheels) and the static PEP 503 pages the anchor serves.
+# Generates the packages: tiny, valid wheels (the anchor serves the
+# appliance's own pages, copied, so both carry the same attributes).
 GENERATE = r"""
-import hashlib, html, io, os, sys, zipfile
-packages, static, projects, per = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
+import io, os, sys, zipfile
+packages, projects, per = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
 os.makedirs(packages, exist_ok=True)
-links = {}
 for p in range(projects):
-    name = f"bench-p{p:04d}"
+    name = f"bench-p{p:05d}"
     mod = name.replace("-", "_")
     for v in range(per):
         fn = f"{mod}-1.{v}-py3-none-any.whl"
@@ -52,18 +55,29 @@ for p in range(projects):
             z.writestr(f"{mod}-1.{v}.dist-info/METADATA", f"Metadata-Version: 2.1\nName: {name}\nVersion: 1.{v}\n")
             z.writestr(f"{mod}-1.{v}.dist-info/WHEEL", "Wheel-Version: 1.0\nRoot-Is-Purelib: true\nTag: py3-none-any\n")
             z.writestr(f"{mod}-1.{v}.dist-info/RECORD", "")
-        data = buf.getvalue()
         with open(os.path.join(packages, fn), "wb") as f:
-            f.write(data)
-        links.setdefault(name, []).append((fn, hashlib.sha256(data).hexdigest()))
-for name, files in links.items():
-    d = os.path.join(static, "simple", name)
-    os.makedirs(d, exist_ok=True)
-    with open(os.path.join(d, "index.html"), "w") as f:
-        f.write("<!DOCTYPE html><html><body>\n" + "".join(
-            f'<a href="../../packages/{fn}#sha256={h}">{html.escape(fn)}</a><br>\n' for fn, h in files) + "</body></html>\n")
-with open(os.path.join(static, "simple", "index.html"), "w") as f:
-    f.write("<!DOCTYPE html><html><body>\n" + "".join(f'<a href="{n}/">{n}</a><br>\n' for n in links) + "</body></html>\n")
+            f.write(buf.getvalue())
+"""
+
+# A project that depends on 20 internal packages of 20 MB each (random bytes,
+# stored): what metadata files (PEP 658) spare a resolver.
+GENERATE_DEPS = r"""
+import io, os, sys, zipfile
+packages, count, size = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+def wheel(name, requires, payload):
+    mod = name.replace("-", "_")
+    with zipfile.ZipFile(os.path.join(packages, f"{mod}-1.0-py3-none-any.whl"), "w") as z:
+        z.writestr(f"{mod}/__init__.py", "")
+        if payload:
+            z.writestr(f"{mod}/payload.bin", os.urandom(payload))
+        meta = f"Metadata-Version: 2.1\nName: {name}\nVersion: 1.0\n" + "".join(f"Requires-Dist: {r}\n" for r in requires)
+        z.writestr(f"{mod}-1.0.dist-info/METADATA", meta)
+        z.writestr(f"{mod}-1.0.dist-info/WHEEL", "Wheel-Version: 1.0\nRoot-Is-Purelib: true\nTag: py3-none-any\n")
+        z.writestr(f"{mod}-1.0.dist-info/RECORD", "")
+deps = [f"bench-dep-{n:02d}" for n in range(count)]
+for d in deps:
+    wheel(d, [], size)
+wheel("bench-app", deps, 0)
 """
 
 STATIC_NGINX = """
@@ -78,11 +92,20 @@ http {
     tcp_nopush on;
     keepalive_requests 10000;
     default_type application/octet-stream;
+    map $http_accept $page {
+        default index.html;
+        "~*application/vnd\\.pypi\\.simple\\.v1\\+json" index.json;
+    }
     server {
         listen 8080;
-        location = /health { return 200 "ok\n"; }
+        location = /health { return 200 "ok\\n"; }
         location /packages/ { alias /data/packages/; }
-        location /simple/ { root /data/static; index index.html; default_type text/html; }
+        location ~ ^/packages/(?<file>.+\\.whl)\\.metadata$ { alias /data/static/metadata/$file.metadata; }
+        location /simple/ {
+            root /data/static;
+            types { application/vnd.pypi.simple.v1+json json; text/html html; }
+            try_files ${uri}$page =404;
+        }
     }
 }
 """
@@ -139,11 +162,11 @@ def parse_wrk(out: str) -> dict:
     }
 
 
-def wrk(system: System, pid: str, base: str, path: str, concurrency: int, auth: bool) -> dict:
-    header = ""
+def wrk(system: System, pid: str, base: str, path: str, concurrency: int, auth: bool, accept: str = "") -> dict:
+    header = f"-H 'Accept: {accept}'" if accept else ""
     if auth:
         token = base64.b64encode(f"{USER}:{PASSWORD}".encode()).decode()
-        header = f"-H 'Authorization: Basic {token}'"
+        header += f" -H 'Authorization: Basic {token}'"
     threads = min(concurrency, 2)
     out = system.sh(f"nsenter -t {pid} -n wrk -t{threads} -c{concurrency} -d{DURATION}s --timeout 30s "
                     f"--latency {header} {base}{path}", timeout=DURATION + 60).stdout
@@ -155,7 +178,7 @@ def pip_download(system: System, pid: str, base: str, auth: bool) -> float:
     scheme, _, host = base.partition("://")
     # pip 24.2+ cannot verify HTTPS to an IP address (pypa/pip#12906); the certificate covers localhost.
     host = host.replace("127.0.0.1", "localhost") if scheme == "https" else host
-    names = " ".join(f"bench-p{p:04d}" for p in range(PIP_PROJECTS))
+    names = " ".join(f"bench-p{p:05d}" for p in range(PIP_PROJECTS))
     started = time.monotonic()
     system.sh(f"rm -rf /tmp/dl && nsenter -t {pid} -n env PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_CONFIG_FILE=/dev/null "
               f"python3 -m pip download -q --no-deps --no-cache-dir -d /tmp/dl {PIP_TLS if scheme == 'https' else ''} "
@@ -166,68 +189,280 @@ def pip_download(system: System, pid: str, base: str, auth: bool) -> float:
     return seconds
 
 
-PATHS = {
-    "/simple/": "/simple/",
-    "/simple/<project>/": "/simple/bench-p0500/",
-    "/packages/<file>": "/packages/bench_p0500-1.5-py3-none-any.whl",
-}
+JSON_ACCEPT = "application/vnd.pypi.simple.v1+json"
 
 
-def measure(system: System, label: str, container: str, auth: bool, base: str = PLAIN) -> dict:
+def paths(projects: int) -> dict:
+    """Each cell's (path, Accept header): a project and a file in the middle of the index."""
+    middle = projects // 2
+    return {
+        "/simple/": ("/simple/", ""),
+        "/simple/<project>/": (f"/simple/bench-p{middle:05d}/", ""),
+        "/simple/<project>/ JSON": (f"/simple/bench-p{middle:05d}/", JSON_ACCEPT),
+        "/packages/<file>": (f"/packages/bench_p{middle:05d}-1.5-py3-none-any.whl", ""),
+    }
+
+
+def measure(system: System, label: str, container: str, auth: bool, restart: str, projects: int,
+            base: str = PLAIN, cells=(1, 16)) -> dict:
     pid = container_pid(system, container)
     wait_health(system, pid, base)
     result = {"label": label, "wrk": {}}
-    for name, path in PATHS.items():
-        for concurrency in (1, 16):
+    for name, (path, accept) in paths(projects).items():
+        for concurrency in cells:
             system.sh(f"nsenter -t {pid} -n curl -sf {CURL_TLS} -o /dev/null "
                       + (f"-u '{USER}:{PASSWORD}' " if auth else "") + f"{base}{path}")
-            figures = wrk(system, pid, base, path, concurrency, auth)
+            figures = wrk(system, pid, base, path, concurrency, auth, accept)
             result["wrk"][f"{name} c={concurrency}"] = figures
-            log(f"  {label:<28} {name:<20} c={concurrency:<3} {figures['rps']:>10.1f} req/s "
-                f"p50 {figures['p50_ms']} ms p99 {figures['p99_ms']} ms")
-    # Cold: the first pip for these projects (index pages not cached); warm:
-    # the next one; then again after another project got a new file, as an
-    # upload, a restore or an rsync does.
+            log(f"  {label:<28} {name:<24} c={concurrency:<3} {figures['rps']:>10.1f} req/s "
+                f"p50 {figures['p50_ms']} ms p99 {figures['p99_ms']} ms non-2xx {figures['non_2xx']}")
+    # Cold: the first pip after a restart; warm: the next one; then again after
+    # another project got a new file, as an upload, a restore or an rsync does.
+    system.sh(restart)
+    pid = container_pid(system, container)
+    wait_health(system, pid, base)
     result["pip_download_s"] = pip_download(system, pid, base, auth)
     result["pip_download_warm_s"] = pip_download(system, pid, base, auth)
-    new = f"/srv/pypi/packages/bench_p0999-{time.time_ns()}.0-py3-none-any.whl"
-    system.sh(f"cp /srv/pypi/packages/bench_p0999-1.0-py3-none-any.whl {new} && chown 9898:9898 {new}")
+    last = projects - 1
+    new = f"/srv/pypi/packages/bench_p{last:05d}-{time.time_ns()}.0-py3-none-any.whl"
+    system.sh(f"cp /srv/pypi/packages/bench_p{last:05d}-1.0-py3-none-any.whl {new} && chown 9898:9898 {new}")
     result["pip_download_changed_s"] = pip_download(system, pid, base, auth)
     log(f"  {label:<28} pip download of {PIP_PROJECTS} projects: {result['pip_download_s']:.2f} s cold, "
         f"{result['pip_download_warm_s']:.2f} s warm, {result['pip_download_changed_s']:.2f} s after a change")
     return result
 
 
-def take_turns(system: System, app_pid: str, static_pid: str) -> dict:
-    """The headline cell, /packages/<file> at c=16, from the appliance (plain
-    HTTP, authenticated) and the anchor in turns: a noisy moment hits both."""
-    path, app, static = PATHS["/packages/<file>"], [], []
-    for _ in range(HEADLINE_ROUNDS):
-        static.append(wrk(system, static_pid, PLAIN, path, 16, auth=False)["rps"])
-        app.append(wrk(system, app_pid, PLAIN, path, 16, auth=True)["rps"])
-    log(f"  headline in turns: appliance {app} static {static} req/s")
-    return {"appliance_rps": app, "static_rps": static,
-            "ratio": statistics.median(app) / statistics.median(static)}
+def take_turns(system: System, app_pid: str, static_pid: str, projects: int) -> dict:
+    """The headline cells at c=16, from the appliance (plain HTTP,
+    authenticated) and the anchor in turns: a noisy moment hits both."""
+    result = {}
+    for cell in ("/packages/<file>", "/simple/<project>/", "/simple/<project>/ JSON"):
+        path, accept = paths(projects)[cell]
+        app, static = [], []
+        for _ in range(HEADLINE_ROUNDS):
+            static.append(wrk(system, static_pid, PLAIN, path, 16, auth=False, accept=accept)["rps"])
+            app.append(wrk(system, app_pid, PLAIN, path, 16, auth=True, accept=accept)["rps"])
+        log(f"  in turns, {cell}: appliance {app} static {static} req/s")
+        result[cell] = {"appliance_rps": app, "static_rps": static,
+                        "ratio": statistics.median(app) / statistics.median(static)}
+    return result
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
+
+
+# Uploads through the front door, each followed at once by the page: the
+# response waits for the listing, so the page must always have the file.
+UPLOAD_PROBE = r"""
+import base64, http.client, io, json, sys, time, zipfile
+count, user, password = int(sys.argv[1]), sys.argv[2], sys.argv[3]
+auth = "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()
+upload_s, listed = [], 0
+stamp = time.time_ns()
+for n in range(count):
+    version = f"{stamp}.{n}"
+    name = f"bench_upload-{version}-py3-none-any.whl"
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as z:
+        z.writestr(f"bench_upload-{version}.dist-info/METADATA", f"Metadata-Version: 2.1\nName: bench-upload\nVersion: {version}\n")
+    bd = "benchboundary"
+    body = (f'--{bd}\r\nContent-Disposition: form-data; name=":action"\r\n\r\nfile_upload\r\n'
+            f'--{bd}\r\nContent-Disposition: form-data; name="content"; filename="{name}"\r\n\r\n').encode()
+    body += buf.getvalue() + f"\r\n--{bd}--\r\n".encode()
+    c = http.client.HTTPConnection("127.0.0.1", 8080, timeout=60)
+    started = time.monotonic()
+    c.request("POST", "/", body, {"Authorization": auth, "Content-Type": f"multipart/form-data; boundary={bd}"})
+    r = c.getresponse(); r.read()
+    upload_s.append(time.monotonic() - started)
+    assert r.status == 200, r.status
+    c.request("GET", "/simple/bench-upload/", headers={"Authorization": auth})
+    page = c.getresponse().read().decode()
+    listed += name in page
+print(json.dumps({"upload_s": upload_s, "listed_next_request": listed, "count": count}))
+"""
+
+COPY_PROBE = r"""
+import json, os, shutil, sys, time, urllib.request, base64
+count, user, password, source = int(sys.argv[1]), sys.argv[2], sys.argv[3], sys.argv[4]
+auth = "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()
+seen = []
+for n in range(count):
+    name = f"bench_p00000-{time.time_ns()}.0-py3-none-any.whl"
+    tmp = f"/srv/pypi/packages/.copy-{name}"
+    shutil.copy(source, tmp); os.chown(tmp, 9898, 9898)
+    os.rename(tmp, f"/srv/pypi/packages/{name}")
+    started = time.monotonic()
+    while time.monotonic() - started < 10:
+        req = urllib.request.Request("http://127.0.0.1:8080/simple/bench-p00000/", headers={"Authorization": auth})
+        if name in urllib.request.urlopen(req).read().decode():
+            break
+        time.sleep(0.01)
+    seen.append(time.monotonic() - started)
+print(json.dumps({"copy_listed_s": seen}))
+"""
+
+
+def freshness(system: System, pid: str) -> dict:
+    """Upload response times (each checked listed by the next request), the
+    time until a file copied in is listed, and a full reindex."""
+    system.put("/root/upload-probe.py", UPLOAD_PROBE.encode())
+    system.put("/root/copy-probe.py", COPY_PROBE.encode())
+    up = json.loads(system.sh(f"nsenter -t {pid} -n python3 /root/upload-probe.py 50 {USER} {PASSWORD}",
+                              timeout=600).stdout)
+    assert up["listed_next_request"] == up["count"], up
+    copy = json.loads(system.sh(f"nsenter -t {pid} -n python3 /root/copy-probe.py 20 {USER} {PASSWORD} "
+                                "/srv/pypi/packages/bench_p00000-1.0-py3-none-any.whl", timeout=600).stdout)
+    started = time.monotonic()
+    system.sh("pypi-appliance reindex", timeout=3600)
+    reindex_s = time.monotonic() - started
+    result = {
+        "upload_p50_s": percentile(up["upload_s"], 0.5), "upload_p99_s": percentile(up["upload_s"], 0.99),
+        "listed_next_request": f"{up['listed_next_request']}/{up['count']}",
+        "copy_p50_s": percentile(copy["copy_listed_s"], 0.5), "copy_p99_s": percentile(copy["copy_listed_s"], 0.99),
+        "reindex_s": reindex_s,
+    }
+    log(f"  freshness: {result}")
+    return result
+
+
+def lo_bytes(system: System, pid: str) -> int:
+    """Bytes sent on loopback in a network namespace (client and server both run there)."""
+    dev = system.sh(f"nsenter -t {pid} -n cat /proc/net/dev").stdout
+    line = next(line for line in dev.splitlines() if line.strip().startswith("lo:"))
+    return int(line.split(":", 1)[1].split()[8])
+
+
+def resolution(system: System, proxy_pid: str, pypiserver_pid: str) -> list[dict]:
+    """pip (--dry-run --report) and uv resolving bench-app's 20 dependencies of
+    20 MB each, through the appliance (metadata files) and from pypiserver's own
+    pages (no metadata: every wheel is downloaded to read it)."""
+    system.sh("install -m 0755 /root/uv /usr/local/bin/uv")
+    credentials = f"{quote(USER, safe='')}:{quote(PASSWORD, safe='')}@"
+    rows = []
+    for where, pid in (("appliance (metadata files)", proxy_pid), ("pypiserver's own pages", pypiserver_pid)):
+        url = f"http://{credentials}127.0.0.1:8080/simple/"
+        for tool, command in (
+            ("pip install --dry-run --report", "env PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_CONFIG_FILE=/dev/null "
+             f"python3 -m pip install -q --dry-run --ignore-installed --no-cache-dir --report /tmp/report.json "
+             f"--index-url {url} bench-app"),
+            ("uv pip compile", f"sh -c 'echo bench-app | uv pip compile --no-cache --no-config -q --index-url {url} -'"),
+        ):
+            before = lo_bytes(system, pid)
+            started = time.monotonic()
+            system.sh(f"nsenter -t {pid} -n {command} >/dev/null", timeout=900)
+            seconds = time.monotonic() - started
+            sent = lo_bytes(system, pid) - before
+            rows.append({"where": where, "tool": tool, "seconds": seconds, "bytes": sent})
+            log(f"  resolution: {where:<28} {tool:<32} {seconds:6.2f} s {sent / 2**20:8.1f} MiB")
+    return rows
 
 
 def report(results: dict) -> None:
-    configs = results["configurations"]
-    head = (f"{'configuration':<28}" + "".join(f"{k:>26}" for k in configs[0]["wrk"])
-            + f"{'pip cold (s)':>14}{'pip warm (s)':>14}{'pip changed (s)':>17}")
-    print(f"pypi-appliance benchmark: {PROJECTS * FILES_PER_PROJECT} files in {PROJECTS} projects, "
-          f"wrk {DURATION} s per cell, req/s (p99 ms)")
-    print(head)
-    for c in configs:
-        cells = "".join(f"{v['rps']:>15.0f} ({v['p99_ms'] or 0:>7.1f})" for v in c["wrk"].values())
-        print(f"{c['label']:<28}{cells}{c['pip_download_s']:>14.2f}{c['pip_download_warm_s']:>14.2f}"
-              f"{c['pip_download_changed_s']:>17.2f}")
+    for scale in results["scales"]:
+        configs = scale["configurations"]
+        print(f"\n{scale['files']} files in {scale['projects']} projects, wrk {DURATION} s per cell, req/s (p99 ms)")
+        head = (f"{'configuration':<28}" + "".join(f"{k:>30}" for k in configs[0]["wrk"])
+                + f"{'pip cold (s)':>14}{'pip warm (s)':>14}{'pip changed (s)':>17}")
+        print(head)
+        for c in configs:
+            cells = "".join(f"{c['wrk'][k]['rps']:>19.0f} ({c['wrk'][k]['p99_ms'] or 0:>7.1f})"
+                            if k in c["wrk"] else f"{'-':>30}" for k in configs[0]["wrk"])
+            print(f"{c['label']:<28}{cells}{c['pip_download_s']:>14.2f}{c['pip_download_warm_s']:>14.2f}"
+                  f"{c['pip_download_changed_s']:>17.2f}")
+        print(f"first index of {scale['files']} files (service start): {scale['first_index_s']:.1f} s")
+        print(f"freshness: {scale['freshness']}")
+        for name, value in scale["ratios"].items():
+            print(f"{name}: {value:.2f}")
+    for row in results.get("resolution", []):
+        print(f"resolution: {row['where']:<28} {row['tool']:<32} {row['seconds']:6.2f} s {row['bytes'] / 2**20:8.1f} MiB")
     print(f"make deb (builder run): {results['make_deb_s']:.1f} s")
     print(f"apt install to first authenticated 200 over HTTPS (image present): {results['install_to_200_s']:.1f} s")
-    h = results["headline"]
-    print(f"headline cell in turns ({HEADLINE_ROUNDS} rounds, medians): appliance "
-          f"{statistics.median(h['appliance_rps']):.0f} req/s, static {statistics.median(h['static_rps']):.0f} req/s")
-    for name, value in results["ratios"].items():
-        print(f"{name}: {value:.2f}")
+    print(f"authenticated-download/static ratio: {results['headline']:.2f}")
+
+
+def ratios(by: dict, turns: dict) -> dict:
+    app, static = by["appliance, authenticated"], by["nginx static (anchor)"]
+    out = {
+        "pip download time / static, cold (after a restart)": app["pip_download_s"] / static["pip_download_s"],
+        "pip download time / static, warm": app["pip_download_warm_s"] / static["pip_download_warm_s"],
+        "pip download time / static, after another project changed":
+            app["pip_download_changed_s"] / static["pip_download_changed_s"],
+    }
+    for cell, figures in turns.items():
+        out[f"authenticated {cell} c=16 / static, in turns"] = figures["ratio"]
+    recipe = by.get("recipe (waitress, bcrypt)")
+    if recipe:
+        out["authenticated /simple/<project>/ c=16 vs recipe"] = (
+            app["wrk"]["/simple/<project>/ c=16"]["rps"] / max(recipe["wrk"]["/simple/<project>/ c=16"]["rps"], 0.01))
+    tls = by.get("appliance, auth, HTTPS")
+    if tls:
+        for cell in ("/packages/<file> c=16", "/simple/<project>/ c=16"):
+            out[f"TLS cost: HTTPS/HTTP req/s, {cell}"] = tls["wrk"][cell]["rps"] / app["wrk"][cell]["rps"]
+    return out
+
+
+def wait_indexed(system: System, files: int, timeout: float = 3600) -> float:
+    started = time.monotonic()
+    while time.monotonic() - started < timeout:
+        out = system.sh("cat /srv/pypi/index/status.json 2>/dev/null || true").stdout
+        if out and json.loads(out)["files"] >= files:
+            return time.monotonic() - started
+        time.sleep(0.5)
+    raise TimeoutError(f"the index did not list {files} files within {timeout} s")
+
+
+def scale_run(system: System, projects: int, nginx_ref: str, pypiserver_ref: str, full: bool) -> dict:
+    """One size of index: the appliance (plain HTTP, authenticated; and at
+    full, HTTPS, anonymous and the recipe) against the anchor, in one go."""
+    files = projects * FILES_PER_PROJECT
+    log(f"generating {files} files in {projects} projects")
+    system.sh("systemctl stop pypi-appliance && rm -rf /srv/pypi/packages/* /srv/pypi/index/* /srv/static && "
+              f"python3 /root/generate.py /srv/pypi/packages {projects} {FILES_PER_PROJECT} && "
+              "chown -R 9898:9898 /srv/pypi/packages", timeout=3600)
+    started = time.monotonic()
+    system.sh("systemctl start pypi-appliance")
+    wait_indexed(system, files)
+    first_index_s = time.monotonic() - started
+    # The anchor: nginx serving the appliance's own pages and metadata files, copied.
+    system.sh("mkdir -p /srv/static && cp -a /srv/pypi/index/simple /srv/pypi/index/metadata /srv/static/ && "
+              "docker rm -f static >/dev/null 2>&1; "
+              f"docker run -d --name static -v /root/static-nginx.conf:/etc/nginx/nginx.conf:ro "
+              f"-v /srv/pypi/packages:/data/packages:ro -v /srv/static:/data/static:ro {nginx_ref} "
+              "nginx -g 'daemon off;'")
+    proxy, restart = "pypi-appliance-proxy-1", "systemctl restart pypi-appliance"
+    configs = []
+    if full:
+        system.sh("sed -i 's/^PYPI_TLS=.*/PYPI_TLS=self-signed/' /etc/pypi-appliance/pypi-appliance.conf && "
+                  "DEBIAN_FRONTEND=noninteractive dpkg-reconfigure pypi-appliance")
+        system.trust()
+        configs.append(measure(system, "appliance, auth, HTTPS", proxy, True, restart, projects, base=HTTPS))
+        system.sh("sed -i 's/^PYPI_TLS=.*/PYPI_TLS=off/' /etc/pypi-appliance/pypi-appliance.conf && "
+                  "DEBIAN_FRONTEND=noninteractive dpkg-reconfigure pypi-appliance")
+        system.trust()
+    configs.append(measure(system, "appliance, authenticated", proxy, True, restart, projects))
+    turns = take_turns(system, container_pid(system, proxy), container_pid(system, "static"), projects)
+    fresh = freshness(system, container_pid(system, proxy))
+    if full:
+        system.sh("sed -i 's/^PYPI_ACCESS=.*/PYPI_ACCESS=public-read/' /etc/pypi-appliance/pypi-appliance.conf && "
+                  "DEBIAN_FRONTEND=noninteractive dpkg-reconfigure pypi-appliance")
+        system.wait_http("/simple/", 200, timeout=120)
+        configs.append(measure(system, "appliance, anonymous", proxy, False, restart, projects))
+        system.sh("sed -i 's/^PYPI_ACCESS=.*/PYPI_ACCESS=private/' /etc/pypi-appliance/pypi-appliance.conf && "
+                  "DEBIAN_FRONTEND=noninteractive dpkg-reconfigure pypi-appliance")
+        system.sh("systemctl stop pypi-appliance")
+        # The recipe: pypiserver's command without --server (waitress), bcrypt on every request.
+        system.sh(f"docker run -d --name recipe --init -v /srv/pypi/packages:/data/packages "
+                  f"-v /srv/pypi/auth:/data/auth:ro {pypiserver_ref} "
+                  f"run -p 8080 -P /data/auth/htpasswd -a update,download,list /data/packages")
+        configs.append(measure(system, "recipe (waitress, bcrypt)", "recipe", True, "docker restart recipe",
+                               projects, cells=(1, 16)))
+        system.sh("docker rm -f recipe && systemctl start pypi-appliance")
+    configs.append(measure(system, "nginx static (anchor)", "static", False, "docker restart static", projects))
+    by = {c["label"]: c for c in configs}
+    return {"files": files, "projects": projects, "first_index_s": first_index_s, "configurations": configs,
+            "turns": turns, "freshness": fresh, "ratios": ratios(by, turns)}
 
 
 def main() -> int:
@@ -248,10 +483,10 @@ def main() -> int:
         system.refresh_port()
         system.wait_booted()
         system.load_images(server_refs)
-        log(f"generating {PROJECTS * FILES_PER_PROJECT} files in {PROJECTS} projects")
         system.put("/root/generate.py", GENERATE.encode())
-        system.sh(f"python3 /root/generate.py /srv/pypi/packages /srv/static {PROJECTS} {FILES_PER_PROJECT} "
-                  "&& chown -R 9898:9898 /srv/pypi/packages")
+        system.put("/root/generate-deps.py", GENERATE_DEPS.encode())
+        system.put("/root/static-nginx.conf", STATIC_NGINX.encode())
+        system.put("/root/uv", Path(sys.executable).with_name("uv").read_bytes())
         system.put("/root/pypi-appliance.deb", deb.read_bytes())
         system.sh("debconf-set-selections", input=preseed(USER, PASSWORD))
         started = time.monotonic()
@@ -260,62 +495,20 @@ def main() -> int:
         system.wait_http("/simple/", 200, timeout=120, user=USER, password=PASSWORD)
         install_to_200_s = time.monotonic() - started
 
-        # The anchor runs beside the appliance from the start (its own network
-        # namespace), so the headline cell can be taken from both in turns.
-        system.put("/root/static-nginx.conf", STATIC_NGINX.encode())
-        system.sh(f"docker run -d --name static -v /root/static-nginx.conf:/etc/nginx/nginx.conf:ro "
-                  f"-v /srv/pypi/packages:/data/packages:ro -v /srv/static:/data/static:ro {nginx_ref} "
-                  "nginx -g 'daemon off;'")
-
-        proxy = "pypi-appliance-proxy-1"
-        configs = [measure(system, "appliance, auth, HTTPS", proxy, auth=True, base=HTTPS)]
-        # Plain HTTP, as the issue's targets were set: the config file is the
-        # truth, and dpkg-reconfigure applies it.
-        system.sh("sed -i 's/^PYPI_TLS=.*/PYPI_TLS=off/' /etc/pypi-appliance/pypi-appliance.conf && "
-                  "DEBIAN_FRONTEND=noninteractive dpkg-reconfigure pypi-appliance")
-        configs.append(measure(system, "appliance, authenticated", proxy, auth=True))
-        headline = take_turns(system, container_pid(system, proxy), container_pid(system, "static"))
-        # Anyone may read (PYPI_ACCESS=public-read), switched as an admin would.
-        system.sh("sed -i 's/^PYPI_ACCESS=.*/PYPI_ACCESS=public-read/' /etc/pypi-appliance/pypi-appliance.conf && "
-                  "DEBIAN_FRONTEND=noninteractive dpkg-reconfigure pypi-appliance")
-        system.wait_http("/simple/", 200, timeout=120)
-        configs.append(measure(system, "appliance, anonymous", proxy, auth=False))
-        system.sh("systemctl stop pypi-appliance")
-
-        # The recipe: pypiserver's command without --server (waitress), bcrypt on every request.
-        system.sh(f"docker run -d --name recipe --init -v /srv/pypi/packages:/data/packages "
-                  f"-v /srv/pypi/auth:/data/auth:ro {pypiserver_ref} "
-                  f"run -p 8080 -P /data/auth/htpasswd -a update,download,list /data/packages")
-        configs.append(measure(system, "recipe (waitress, bcrypt)", "recipe", auth=True))
-        system.sh("docker rm -f recipe")
-        configs.append(measure(system, "nginx static (anchor)", "static", auth=False))
+        scales = [scale_run(system, PROJECTS, nginx_ref, pypiserver_ref, full=True)]
+        # Dependency resolution, on the 10,000-file index plus bench-app and its 20 dependencies.
+        system.sh(f"python3 /root/generate-deps.py /srv/pypi/packages {PIP_PROJECTS} {20 * 2**20} && "
+                  "chown -R 9898:9898 /srv/pypi/packages")
+        wait_indexed(system, PROJECTS * FILES_PER_PROJECT + PIP_PROJECTS + 1)
+        rows = resolution(system, container_pid(system, "pypi-appliance-proxy-1"),
+                          container_pid(system, "pypi-appliance-pypiserver-1"))
+        if LARGE_PROJECTS:
+            scales.append(scale_run(system, LARGE_PROJECTS, nginx_ref, pypiserver_ref, full=False))
     finally:
         subprocess.run([*base, "down", "-v"], env=env, capture_output=True)
 
-    by = {c["label"]: c for c in configs}
-    app, static, recipe = by["appliance, authenticated"], by["nginx static (anchor)"], by["recipe (waitress, bcrypt)"]
-    tls = by["appliance, auth, HTTPS"]
-
-    def rps(config, cell):
-        return config["wrk"][cell]["rps"]
-
-    ratios = {
-        "authenticated /simple/<project>/ vs recipe (c=16)":
-            rps(app, "/simple/<project>/ c=16") / max(rps(recipe, "/simple/<project>/ c=16"), 0.01),
-        "authenticated pip download time / static, cold": app["pip_download_s"] / static["pip_download_s"],
-        "authenticated pip download time / static, warm": app["pip_download_warm_s"] / static["pip_download_warm_s"],
-        "authenticated pip download time / static, after another project changed":
-            app["pip_download_changed_s"] / static["pip_download_changed_s"],
-        "TLS cost: HTTPS/HTTP req/s, /packages/<file> c=16":
-            rps(tls, "/packages/<file> c=16") / rps(app, "/packages/<file> c=16"),
-        "TLS cost: HTTPS/HTTP req/s, /simple/<project>/ c=16":
-            rps(tls, "/simple/<project>/ c=16") / rps(app, "/simple/<project>/ c=16"),
-        "TLS cost: HTTPS/HTTP pip download time, warm": tls["pip_download_warm_s"] / app["pip_download_warm_s"],
-        "authenticated-download/static ratio": headline["ratio"],
-    }
-    results = {"files": PROJECTS * FILES_PER_PROJECT, "projects": PROJECTS, "duration_s": DURATION,
-               "make_deb_s": make_deb_s, "install_to_200_s": install_to_200_s,
-               "configurations": configs, "headline": headline, "ratios": ratios}
+    results = {"make_deb_s": make_deb_s, "install_to_200_s": install_to_200_s, "scales": scales,
+               "resolution": rows, "headline": scales[0]["turns"]["/packages/<file>"]["ratio"]}
     stamp = time.strftime("%Y%m%d-%H%M%S")
     (RESULTS / f"bench-{stamp}.json").write_text(json.dumps(results, indent=2))
     report(results)

@@ -36,7 +36,7 @@ SETTINGS = (
     Setting("PYPI_TLS_NAMES", None, "", "more names and addresses for the self-signed certificate, comma separated"),
     Setting("PYPI_ACCESS", "access", ACCESS_MODES[0],
             "who may list and download: `private` needs a password, `public-read` does not", ACCESS_MODES),
-    Setting("PYPI_DATA_DIR", "data-dir", "/srv/pypi", "where packages/ and auth/ live"),
+    Setting("PYPI_DATA_DIR", "data-dir", "/srv/pypi", "where packages/, auth/ and index/ live"),
 )
 BY_KEY = {s.key: s for s in SETTINGS}
 

@@ -73,7 +73,8 @@ def test_status_json_and_table(system, installed, tmp_path):
     assert upload.returncode == 0, upload.stdout + upload.stderr
     report = json.loads(system.sh("pypi-appliance status --json").stdout)
     assert report["healthy"] is True and report["service"] == "active"
-    assert {c["name"] for c in report["containers"]} == {"pypi-appliance-proxy-1", "pypi-appliance-pypiserver-1"}
+    assert {c["name"] for c in report["containers"]} == {"pypi-appliance-proxy-1", "pypi-appliance-pypiserver-1",
+                                                         "pypi-appliance-indexer-1"}
     assert report["data_dir"] == "/srv/pypi" and report["disk_free_bytes"] > 0
     sizes = system.sh("find /srv/pypi/packages -type f ! -name '.*' -printf '%s\\n'").stdout.split()
     assert sizes, "no package files: the counts below would prove nothing"
@@ -165,8 +166,11 @@ def test_backup_during_an_upload_is_consistent(system, installed, tmp_path):
 
 
 def test_backup_purge_reinstall_restore(system, installed, tmp_path):
-    upload = twine_upload(system, make_wheel(tmp_path, "2.5", project=PROJECT), PASSWORD)
-    assert upload.returncode == 0, upload.stdout
+    for version in ("2.4", "2.5"):
+        upload = twine_upload(system, make_wheel(tmp_path, version, project=PROJECT), PASSWORD)
+        assert upload.returncode == 0, upload.stdout
+    system.sh(f"pypi-appliance yank {PROJECT}==2.4 --reason 'too old'")
+    index = index_json(system, PASSWORD)
     ca = system.sh("cat /etc/pypi-appliance/tls/ca.crt").stdout
     system.sh("pypi-appliance backup --with-ca /root/site.tar.gz")
     system.sh("apt-get purge -y pypi-appliance && rm -rf /srv/pypi")
@@ -200,3 +204,13 @@ def test_backup_purge_reinstall_restore(system, installed, tmp_path):
     assert system.http("/simple/", user=USER, password="fresh install password") in REFUSED
     assert pip_install(system, tmp_path, PASSWORD, project=PROJECT) == "2.5"
     assert later.name not in system.sh("ls /srv/pypi/packages").stdout
+    # Upload times and yanks came back with the files.
+    assert index_json(system, PASSWORD) == index
+
+
+def index_json(system, password):
+    """The project's files as the JSON page lists them: upload time and yank each."""
+    status, body = system.fetch(f"/simple/{PROJECT}/", user=USER, password=password,
+                                headers={"Accept": "application/vnd.pypi.simple.v1+json"})
+    assert status == 200, body
+    return {f["filename"]: (f["upload-time"], f["yanked"]) for f in json.loads(body)["files"]}

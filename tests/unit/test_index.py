@@ -1,0 +1,170 @@
+"""The index engine on its own: what it lists, what it refuses, what it keeps
+(upload times, yanks), and its pages' fields (PEP 503/592/658/691/700/714)."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+import re
+import tarfile
+import time
+
+import pytest
+
+from tests.e2e.client import make_wheel
+
+
+@pytest.fixture
+def index(appliance, tmp_path):
+    from pypi_appliance.index import Index, Syncer
+
+    (tmp_path / "packages").mkdir()
+    ix = Index(str(tmp_path))
+    return ix, Syncer(ix, log=lambda text: None), tmp_path / "packages"
+
+
+def sdist(directory, name, version, pkg_info=True):
+    path = directory / f"{name}-{version}.tar.gz"
+    with tarfile.open(path, "w:gz") as archive:
+        members = {f"{name}-{version}/setup.py": b"from setuptools import setup\nsetup()\n"}
+        if pkg_info:
+            members[f"{name}-{version}/PKG-INFO"] = (f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n"
+                                                     "Requires-Python: >=3.9\n").encode()
+        for member, data in members.items():
+            info = tarfile.TarInfo(member)
+            info.size = len(data)
+            archive.addfile(info, io.BytesIO(data))
+    return path
+
+
+def project_page(ix, project):
+    with open(os.path.join(ix.simple, project, "index.json")) as f:
+        return json.load(f)
+
+
+def test_whole_files_are_listed_and_broken_ones_say_why(index):
+    from pypi_appliance.index import Invalid, inspect
+
+    ix, syncer, packages = index
+    wheel = make_wheel(packages, "1.0", project="Good.Probe", metadata="Requires-Python: >=3.8\n")
+    good_sdist = sdist(packages, "good-probe", "1.1")
+    truncated = packages / "good_probe-2.0-py3-none-any.whl"
+    truncated.write_bytes(wheel.read_bytes()[:-30])
+    crc = packages / "good_probe-2.1-py3-none-any.whl"
+    crc.write_bytes(wheel.read_bytes().replace(b'VERSION = "1.0"', b'VERSION = "1.X"'))
+    cut_tar = packages / "good-probe-2.2.tar.gz"
+    cut_tar.write_bytes(good_sdist.read_bytes()[:60])
+    (packages / "notes.txt").write_text("not a distribution")
+    other = make_wheel(packages.parent, "1.0", project="other")
+    (packages / "good_probe-3.0-py3-none-any.whl").write_bytes(other.read_bytes())
+    changes = syncer.sync()
+    assert sorted(changes["added"]) == sorted([good_sdist.name, wheel.name])
+    why = changes["invalid"]
+    assert why[truncated.name].startswith("not a whole zip archive")
+    assert why[crc.name] == "member Good.Probe/__init__.py is corrupt"
+    assert why[cut_tar.name].startswith("not a whole archive")
+    assert why["notes.txt"] == "not a wheel or source archive that pip can install"
+    assert why["good_probe-3.0-py3-none-any.whl"] == "the file name says 'good_probe' but its metadata says 'other'"
+    with pytest.raises(Invalid, match="no PKG-INFO"):
+        inspect(str(sdist(packages.parent, "bare", "1.0", pkg_info=False)), "bare-1.0.tar.gz")
+    page = project_page(ix, "good-probe")
+    assert [f["filename"] for f in page["files"]] == [wheel.name, good_sdist.name]
+    assert page["versions"] == ["1.0", "1.1"]
+    files = {f["filename"]: f for f in page["files"]}
+    assert files[good_sdist.name]["requires-python"] == ">=3.9"
+    assert files[good_sdist.name]["core-metadata"] is False  # PEP 658 files for wheels only
+    assert files[wheel.name]["hashes"]["sha256"] == hashlib.sha256(wheel.read_bytes()).hexdigest()
+    status = json.loads(open(ix.status_file).read())
+    assert status["files"] == 2 and status["projects"] == 1 and len(status["invalid"]) == 5
+
+
+def test_a_file_being_copied_is_listed_once_whole(index):
+    ix, syncer, packages = index
+    whole = make_wheel(packages.parent, "1.0", project="copy-probe").read_bytes()
+    target = packages / "copy_probe-1.0-py3-none-any.whl"
+    target.write_bytes(whole[: len(whole) // 2])
+    syncer.sync()
+    assert not os.path.exists(os.path.join(ix.simple, "copy-probe"))
+    assert not syncer.changed()
+    with open(target, "ab") as f:  # the directory's mtime stays: the file's own stat tells
+        f.write(whole[len(whole) // 2:])
+    assert syncer.changed()
+    assert syncer.sync()["added"] == [target.name]
+
+
+def test_upload_times_and_yanks_survive_reindex_restore_and_a_missing_disk(index, appliance):
+    from pypi_appliance.index import Syncer
+
+    ix, syncer, packages = index
+    wheel = make_wheel(packages, "1.0", project="keep-probe")
+    syncer.sync()
+    first = project_page(ix, "keep-probe")["files"][0]["upload-time"]
+    with ix.lock():
+        record = ix.load("keep-probe")
+        record["yanked"]["1.0"] = "bad"
+        ix.save("keep-probe", record)
+        ix.publish("keep-probe", record)
+    time.sleep(0.01)
+    Syncer(ix, log=lambda text: None, rehash=True).sync()  # reindex
+    item = project_page(ix, "keep-probe")["files"][0]
+    assert (item["upload-time"], item["yanked"]) == (first, "bad")
+    # The same bytes under a new inode (a restore), and after the disk was away.
+    data = wheel.read_bytes()
+    wheel.unlink()
+    syncer.sync()
+    assert not os.path.exists(os.path.join(ix.simple, "keep-probe"))
+    wheel.write_bytes(data)
+    syncer.sync()
+    item = project_page(ix, "keep-probe")["files"][0]
+    assert (item["upload-time"], item["yanked"]) == (first, "bad")
+    # Other bytes under that name are another file.
+    wheel.unlink()
+    syncer.sync()
+    make_wheel(packages, "1.0", project="keep-probe", metadata="Summary: other\n")
+    syncer.sync()
+    assert project_page(ix, "keep-probe")["files"][0]["upload-time"] != first
+
+
+def test_pages_carry_the_pep_fields_escaped(appliance):
+    from pypi_appliance.index import API_VERSION, render_project, render_root
+
+    record = {
+        "files": {
+            "a_b-1.0-py3-none-any.whl": {"version": "1.0", "sha256": "ab" * 32, "size": 10,
+                                         "upload-time": "2026-01-02T03:04:05.000006Z",
+                                         "requires-python": ">=3.8,<4", "metadata-sha256": "cd" * 32},
+            "a_b-1.0.tar.gz": {"version": "1.0", "sha256": "ef" * 32, "size": 20,
+                               "upload-time": "2026-01-02T03:04:05.000006Z", "requires-python": None},
+            "a_b-0.9.tar.gz": {"version": "0.9", "sha256": "01" * 32, "size": 5,
+                               "upload-time": "2025-01-02T03:04:05.000006Z", "requires-python": None},
+        },
+        "yanked": {"1.0": '<"why">', "0.9": ""},
+    }
+    page, data = render_project("a-b", record)
+    doc = json.loads(data)
+    assert doc["meta"] == {"api-version": API_VERSION} and API_VERSION == "1.1"
+    assert doc["versions"] == ["0.9", "1.0"]
+    wheel = next(f for f in doc["files"] if f["filename"].endswith(".whl"))
+    assert wheel["core-metadata"] == wheel["dist-info-metadata"] == {"sha256": "cd" * 32}
+    assert wheel["yanked"] == '<"why">' and wheel["url"] == "../../packages/a_b-1.0-py3-none-any.whl"
+    assert next(f for f in doc["files"] if f["filename"] == "a_b-0.9.tar.gz")["yanked"] is True
+    assert "requires-python" not in next(f for f in doc["files"] if f["filename"] == "a_b-1.0.tar.gz")
+    html = page.decode()
+    assert 'data-requires-python="&gt;=3.8,&lt;4"' in html
+    assert 'data-yanked="&lt;&quot;why&quot;&gt;"' in html and 'data-yanked=""' in html
+    assert html.count("data-core-metadata=") == 1
+    assert re.search(r'href="\.\./\.\./packages/a_b-1\.0\.tar\.gz#sha256=(ef){32}"', html)
+    page, data = render_root(["a-b", "c"])
+    assert json.loads(data) == {"meta": {"api-version": "1.1"}, "projects": [{"name": "a-b"}, {"name": "c"}]}
+    assert b'<a href="c/">c</a>' in page
+
+
+def test_release_specs_name_the_value(appliance):
+    from pypi_appliance.index import parse_release
+
+    assert parse_release("Foo_Bar==1.0") == ("foo-bar", "1.0")
+    for bad in ("foo", "foo==", "==1.0", "foo>=1.0"):
+        with pytest.raises(ValueError, match=re.escape(repr(bad))):
+            parse_release(bad)
