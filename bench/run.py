@@ -335,27 +335,32 @@ def lo_bytes(system: System, pid: str) -> int:
 
 
 def resolution(system: System, proxy_pid: str, pypiserver_pid: str) -> list[dict]:
-    """pip (--dry-run --report) and uv resolving bench-app's 20 dependencies of
-    20 MB each, through the appliance (metadata files) and from pypiserver's own
-    pages (no metadata: every wheel is downloaded to read it)."""
+    """pip (--dry-run --report; Debian 13's and the newest, which no longer
+    downloads what metadata files describe, pypa/pip#13482) and uv resolving
+    bench-app's 20 dependencies of 20 MB each, through the appliance (metadata
+    files) and from pypiserver's own pages (no metadata: every wheel is read)."""
     system.sh("install -m 0755 /root/uv /usr/local/bin/uv")
+    system.put("/root/pip.whl", images.newest_pip().read_bytes())
+    pips = {}
+    for pip in ("python3 -m pip", "python3 /root/pip.whl/pip"):
+        version = system.sh(f"{pip} --version").stdout.split()[1]
+        pips[f"pip {version} install --dry-run --report"] = (
+            f"env PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_CONFIG_FILE=/dev/null {pip} install -q --dry-run "
+            "--ignore-installed --no-cache-dir --report /tmp/report.json --index-url {url} bench-app")
     credentials = f"{quote(USER, safe='')}:{quote(PASSWORD, safe='')}@"
+    url = f"http://{credentials}127.0.0.1:8080/simple/"
     rows = []
     for where, pid in (("appliance (metadata files)", proxy_pid), ("pypiserver's own pages", pypiserver_pid)):
-        url = f"http://{credentials}127.0.0.1:8080/simple/"
-        for tool, command in (
-            ("pip install --dry-run --report", "env PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_CONFIG_FILE=/dev/null "
-             f"python3 -m pip install -q --dry-run --ignore-installed --no-cache-dir --report /tmp/report.json "
-             f"--index-url {url} bench-app"),
-            ("uv pip compile", f"sh -c 'echo bench-app | uv pip compile --no-cache --no-config -q --index-url {url} -'"),
-        ):
+        tools = {**pips, "uv pip compile": "sh -c 'echo bench-app | uv pip compile --no-cache --no-config -q "
+                                           "--index-url {url} -'"}
+        for tool, command in tools.items():
             before = lo_bytes(system, pid)
             started = time.monotonic()
-            system.sh(f"nsenter -t {pid} -n {command} >/dev/null", timeout=900)
+            system.sh(f"nsenter -t {pid} -n {command.format(url=url)} >/dev/null", timeout=900)
             seconds = time.monotonic() - started
             sent = lo_bytes(system, pid) - before
             rows.append({"where": where, "tool": tool, "seconds": seconds, "bytes": sent})
-            log(f"  resolution: {where:<28} {tool:<32} {seconds:6.2f} s {sent / 2**20:8.1f} MiB")
+            log(f"  resolution: {where:<28} {tool:<44} {seconds:6.2f} s {sent / 2**20:8.1f} MiB")
     return rows
 
 
@@ -376,7 +381,7 @@ def report(results: dict) -> None:
         for name, value in scale["ratios"].items():
             print(f"{name}: {value:.2f}")
     for row in results.get("resolution", []):
-        print(f"resolution: {row['where']:<28} {row['tool']:<32} {row['seconds']:6.2f} s {row['bytes'] / 2**20:8.1f} MiB")
+        print(f"resolution: {row['where']:<28} {row['tool']:<44} {row['seconds']:6.2f} s {row['bytes'] / 2**20:8.1f} MiB")
     print(f"make deb (builder run): {results['make_deb_s']:.1f} s")
     print(f"apt install to first authenticated 200 over HTTPS (image present): {results['install_to_200_s']:.1f} s")
     print(f"authenticated-download/static ratio: {results['headline']:.2f}")

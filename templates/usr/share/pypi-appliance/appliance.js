@@ -27,20 +27,6 @@ function utf8_authorization(r) {
 }
 
 
-// Credential checks are remembered per version of the password file: the
-// helper replaces it by rename, which changes the directory's mtime.
-function mtime(path) {
-    try {
-        return String(fs.statSync(path).mtimeMs);
-    } catch (e) {
-        return 'missing';
-    }
-}
-
-function passwords_version(r) {
-    return mtime('/data/auth');
-}
-
 function normalize(name) {
     return name.toLowerCase().replace(/[-_.]+/g, '-');
 }
@@ -139,5 +125,5 @@ function refusal_text(body) {
     return text + '\n';
 }
 
-export default {utf8_authorization, passwords_version, negotiated_format, negotiate, simple_miss,
+export default {utf8_authorization, negotiated_format, negotiate, simple_miss,
                 upload_refusal_header, upload_refusal_body};

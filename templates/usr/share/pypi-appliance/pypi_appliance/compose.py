@@ -7,6 +7,7 @@ import subprocess
 import sys
 
 from pypi_appliance.settings import CONF, PACKAGE, Fail, Settings, check_choices
+from pypi_appliance.users import ensure_version
 
 
 def compose(conf: Settings, *args):
@@ -55,6 +56,7 @@ def cmd_logs(args, conf: Settings):
 
 def cmd_up(args, conf: Settings):
     check_choices(conf)
+    ensure_version(conf)
     # In the foreground: if a container dies, compose exits and systemd starts it all again.
     return plain(compose(conf, "up", "--remove-orphans", "--abort-on-container-exit"))
 

@@ -7,7 +7,10 @@ import json
 import os
 import re
 import socket
+import ssl
 import subprocess
+import urllib.error
+import urllib.request
 
 from pypi_appliance.settings import Settings
 
@@ -64,6 +67,20 @@ def normal_name(name):
 
 def scheme(conf: Settings):
     return "http" if conf.tls == "off" else "https"
+
+
+def probe(conf: Settings, path: str):
+    """Status and headers of one request to the front door over loopback (or
+    (None, {}) and why not). The certificate is checked by the tls report."""
+    url = f"{scheme(conf)}://127.0.0.1:{conf.port}{path}"
+    context = ssl._create_unverified_context()
+    try:
+        with urllib.request.urlopen(url, timeout=5, context=context) as response:
+            return response.status, dict(response.headers), f"{url} answered {response.status}"
+    except urllib.error.HTTPError as err:
+        return err.code, dict(err.headers), f"{url} answered {err.code}"
+    except OSError as err:
+        return None, {}, f"{url} did not answer: {getattr(err, 'reason', err)}"
 
 
 def endpoint(host, conf: Settings):

@@ -6,12 +6,9 @@ import json
 import os
 import re
 import shutil
-import ssl
 import time
-import urllib.error
-import urllib.request
 
-from pypi_appliance.host import host_addresses, host_name, index_url, run, scheme
+from pypi_appliance.host import host_addresses, host_name, index_url, probe, run
 from pypi_appliance.settings import PACKAGE, NeedsRoot, Settings
 from pypi_appliance.tls import tls_state
 
@@ -46,16 +43,8 @@ def containers():
 
 
 def health(conf: Settings):
-    url = f"{scheme(conf)}://127.0.0.1:{conf.port}/health"
-    # A liveness probe over loopback: the certificate is checked by the tls report.
-    context = ssl._create_unverified_context()
-    try:
-        with urllib.request.urlopen(url, timeout=5, context=context) as response:
-            return response.status == 200, f"{url} answered {response.status}"
-    except urllib.error.HTTPError as err:
-        return False, f"{url} answered {err.code}"
-    except OSError as err:
-        return False, f"{url} did not answer: {getattr(err, 'reason', err)}"
+    status, _, detail = probe(conf, "/health")
+    return status == 200, detail
 
 
 def package_stats(conf: Settings):

@@ -5,10 +5,15 @@ from __future__ import annotations
 import getpass
 import logging
 import os
+import secrets
 import sys
 import tempfile
+import time
 
+from pypi_appliance.host import run
 from pypi_appliance.settings import BCRYPT_MAX_BYTES, PACKAGE, SERVER_GID, USERNAME, Fail, Settings
+
+PROXY = f"{PACKAGE}-proxy-1"
 
 
 def htpasswd_path(conf: Settings):
@@ -51,22 +56,67 @@ def load_users(conf: Settings):
     return HtpasswdFile(path, new=not os.path.exists(path), default_scheme="bcrypt")
 
 
-def save_users(conf: Settings, users):
-    """Replace the htpasswd file atomically: pypiserver re-reads it on every login."""
-    path = htpasswd_path(conf)
-    directory = os.path.dirname(path)
-    if not os.path.isdir(directory):
-        raise Fail(f"{directory} does not exist; run 'dpkg-reconfigure {PACKAGE}' to create the data dir")
-    fd, tmp = tempfile.mkstemp(prefix=".htpasswd.", dir=directory)
+def replace(path, data: bytes, mode: int):
+    fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", dir=os.path.dirname(path))
     try:
         with os.fdopen(fd, "wb") as f:
-            f.write(users.to_string())
-            os.fchmod(f.fileno(), 0o640)
+            f.write(data)
+            os.fchmod(f.fileno(), mode)
             os.fchown(f.fileno(), 0, SERVER_GID)
         os.replace(tmp, path)
     except BaseException:
         os.unlink(tmp)
         raise
+
+
+def version_path(conf: Settings):
+    return os.path.join(conf.data_dir, "auth", "passwords-version.conf")
+
+
+def new_version(conf: Settings) -> None:
+    """A new version of the password file for the front door's credential cache."""
+    token = secrets.token_hex(8)
+    replace(version_path(conf), f'map "" $passwords_version {{ default "{token}"; }}\n'.encode(), 0o640)
+
+
+def ensure_version(conf: Settings) -> None:
+    """The front door includes the file: it must exist before it starts."""
+    if not os.path.exists(version_path(conf)) and os.path.isdir(os.path.dirname(version_path(conf))):
+        new_version(conf)
+
+
+def nginx_workers() -> dict[str, str]:
+    """The front door's worker processes: pid -> title ("... is shutting down" once old)."""
+    _, out = run(["docker", "top", PROXY, "-eo", "pid,args"])
+    rows = (line.split(None, 1) for line in out.splitlines()[1:])
+    return {row[0]: row[1] for row in rows if len(row) == 2 and "worker process" in row[1]}
+
+
+def reload_front_door() -> None:
+    """Reload nginx, and wait until the workers that knew the old passwords
+    take no new connection: credentials checked with them stop working now."""
+    old = [pid for pid, title in nginx_workers().items() if "shutting down" not in title]
+    if not old or run(["docker", "kill", "--signal", "HUP", PROXY])[0] != 0:
+        return  # not running: it reads the version when it starts
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        now = nginx_workers()
+        if all(pid not in now or "shutting down" in now[pid] for pid in old) and set(now) - set(old):
+            return
+        time.sleep(0.05)
+    print(f"{PACKAGE}: the front door did not reload within 10 s; "
+          f"'systemctl restart {PACKAGE}' makes the change take effect", file=sys.stderr)
+
+
+def save_users(conf: Settings, users):
+    """Replace the htpasswd file atomically (pypiserver re-reads it on every
+    login), then the front door's version of it."""
+    directory = os.path.dirname(htpasswd_path(conf))
+    if not os.path.isdir(directory):
+        raise Fail(f"{directory} does not exist; run 'dpkg-reconfigure {PACKAGE}' to create the data dir")
+    replace(htpasswd_path(conf), users.to_string(), 0o640)
+    new_version(conf)
+    reload_front_door()
 
 
 def cmd_user_list(args, conf: Settings):

@@ -1,6 +1,6 @@
 """gunicorn config for pypiserver (mounted over the image's /data/gunicorn.conf.py,
 its documented override point), with the image's settings, and the write path
-made whole: an upload is written under a hidden name and renamed only when it
+made whole and fast: an upload is written under a hidden name and renamed only when it
 is complete, a full disk answers 507 and leaves nothing, and the response waits
 until the indexer lists the file (or refuses it, if it is not a whole wheel
 or archive)."""
@@ -85,4 +85,12 @@ def write_file(fh, destination):
         raise HTTPError(400, f"{name} was not stored: {invalid[rel]}")
 
 
+def exists(self, filename):
+    """pypiserver's check for a re-upload walks and stats the whole packages dir
+    (a second at 100,000 files, on every upload); the name at the top, where
+    uploads go, is what can clash (link() above refuses it atomically too)."""
+    return any(os.path.lexists(os.path.join(str(root), filename)) for root in self.roots)
+
+
 pypiserver.backend.write_file = write_file
+pypiserver.backend.SimpleFileBackend.exists = exists
