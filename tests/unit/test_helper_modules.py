@@ -1,5 +1,7 @@
 """The helper's modules, imported directly from the staged tree."""
 
+import os
+import re
 import subprocess
 
 from builder.cli import TREE
@@ -83,3 +85,24 @@ def test_shell_and_python_read_the_config_file_alike(appliance, tmp_path):
                                capture_output=True, text=True, check=True).stdout.rstrip("\n")
         if shell:  # an unset key: the helper has its default, the config script asks debconf's
             assert shell == getattr(settings, field), key
+
+
+def test_the_password_version_is_the_file_the_front_door_includes(appliance, shipped_tree, tmp_path):
+    from pypi_appliance.settings import read_conf
+    from pypi_appliance.users import ensure_version, new_version, version_path
+
+    conf_file = tmp_path / "pypi-appliance.conf"
+    conf_file.write_text(f"PYPI_DATA_DIR={tmp_path}\n")
+    conf = read_conf(str(conf_file))
+    (tmp_path / "auth").mkdir()
+    nginx = (shipped_tree / "root/etc/pypi-appliance/nginx.conf").read_text()
+    compose = (shipped_tree / "root/etc/pypi-appliance/compose.yaml").read_text()
+    assert "/auth:/data/auth:ro" in compose
+    assert f"include /data/auth/{os.path.basename(version_path(conf))};" in nginx
+    ensure_version(conf)
+    first = open(version_path(conf)).read()
+    assert re.fullmatch(r'map "" \$passwords_version \{ default "[0-9a-f]{16}"; \}\n', first)
+    ensure_version(conf)  # there already: kept
+    assert open(version_path(conf)).read() == first
+    new_version(conf)
+    assert open(version_path(conf)).read() != first
