@@ -33,7 +33,7 @@ DURATION = 5  # seconds per wrk run
 # ASCII: the recipe cannot serve pip a non-ASCII password (see README).
 USER, PASSWORD = "bench", "bench-password"
 PIP_PROJECTS = 20
-HEADLINE_ROUNDS = 3  # the headline cell, appliance and anchor taken in turns; medians
+HEADLINE_ROUNDS = 5  # the "in turns" cells, appliance and anchor alternately; medians
 PLAIN, HTTPS = "http://127.0.0.1:8080", "https://127.0.0.1:8080"
 CA = "/etc/pypi-appliance/tls/ca.crt"
 CURL_TLS, PIP_TLS = f"--cacert {CA}", f"--cert {CA}"
