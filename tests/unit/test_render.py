@@ -127,8 +127,8 @@ def test_front_door_enforces_the_configured_reading_rights(staged):
     tree = staged()
     locations = nginx_locations(tree)
     # Reading rights come from PYPI_ACCESS at run time (access/<mode>.conf, mounted by compose).
-    for where in ("/packages/", "/simple/", "= /packages/", r"~ ^/_index/json/(?<page>.*)$",
-                  r"~ ^/_index/html/(?<page>.*)$", r"~ ^/packages/(?<file>.+\.whl)\.metadata$"):
+    for where in ("/packages/", "/simple/", "= /packages/", r"~ ^/_index/(?<format>json|html)/(?<page>.*)$",
+                  r"~ ^/packages/(?<file>.+\.whl)\.metadata$"):
         assert "include /etc/nginx/access.conf;" in locations[where], where
     assert "alias /data/packages/;" in locations["/packages/"]
     assert "auth_request /_auth;" in locations["/"]  # uploads always need a password
@@ -142,7 +142,9 @@ def test_front_door_enforces_the_configured_reading_rights(staged):
     assert "auth_request" not in locations["= /health"]
     assert "$passwords_version" in locations["= /_auth"]
     # Index pages are the indexer's files; both kinds of page are reached only through a rewrite.
-    assert "try_files /simple/${page}index.json =404;" in locations[r"~ ^/_index/json/(?<page>.*)$"]
+    pages = locations[r"~ ^/_index/(?<format>json|html)/(?<page>.*)$"]
+    assert "try_files /simple/${page}index.$format =404;" in pages
+    assert "application/vnd.pypi.simple.v1+json json;" in pages and "text/html html;" in pages
     for where in ("= /simple/", r"~ ^/simple/(?<project>[^/]+)/$"):
         assert "rewrite ^ /_index/$simple_format/" in locations[where], where
 

@@ -35,11 +35,8 @@ from datetime import datetime, timezone
 from urllib.parse import quote
 
 API_VERSION = "1.1"
-JSON_TYPE = "application/vnd.pypi.simple.v1+json"
 # What pip can install; anything else in the packages dir is reported, not listed.
 WHEEL, SDISTS = ".whl", (".tar.gz", ".tgz", ".tar.bz2", ".tar.xz", ".zip")
-# pypiserver writes an upload under this prefix and renames it when complete.
-UPLOAD_PREFIX = ".upload-"
 
 
 class Invalid(Exception):
