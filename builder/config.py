@@ -18,6 +18,8 @@ USERNAME_PATTERN = r"[A-Za-z0-9][A-Za-z0-9._@+-]{0,63}"
 # uid and gid of the pypiserver user in its official image (the postinst owns
 # the packages dir by it; the helper gives it the password file's group).
 SERVER_ID = 9898
+# The audit log (helper, containers, logrotate, fail2ban, the postinst).
+AUDIT_LOG = f"/var/log/{PACKAGE}/audit.log"
 # bcrypt reads at most this many bytes of a password (config script and helper).
 BCRYPT_MAX_BYTES = 72
 

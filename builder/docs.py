@@ -16,7 +16,7 @@ import shtab
 # The functions cli.USERS names: accounts for "user passwd|remove".
 PREAMBLE = """\
 _pypi_appliance_users() {
-  compgen -W "$(pypi-appliance user list 2>/dev/null)" -- "$1"
+  compgen -W "$(pypi-appliance user list --names 2>/dev/null)" -- "$1"
 }
 """
 

@@ -37,7 +37,15 @@ SETTINGS = (
     Setting("PYPI_ACCESS", "access", ACCESS_MODES[0],
             "who may list and download: `private` needs a password, `public-read` does not", ACCESS_MODES),
     Setting("PYPI_DATA_DIR", "data-dir", "/srv/pypi", "where packages/, auth/ and index/ live"),
+    Setting("PYPI_AUTH_MAX_FAILURES", None, "10",
+            "failed logins from one client address within a minute that start its throttle (429)"),
+    Setting("PYPI_AUTH_THROTTLE_SECONDS", None, "60",
+            "the first throttle's length; each failure after it doubles the next"),
+    Setting("PYPI_AUTH_THROTTLE_MAX_SECONDS", None, "3600", "the longest throttle"),
+    Setting("PYPI_AUTH_WORKERS", None, "2", "threads that check passwords (bcrypt): the most CPU guesses can take"),
 )
+# Settings that must be whole numbers of 1 or more.
+COUNTS = ("PYPI_AUTH_MAX_FAILURES", "PYPI_AUTH_THROTTLE_SECONDS", "PYPI_AUTH_THROTTLE_MAX_SECONDS", "PYPI_AUTH_WORKERS")
 BY_KEY = {s.key: s for s in SETTINGS}
 
 

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import jinja2
 
-from builder.config import BCRYPT_MAX_BYTES, PACKAGE, SERVER_ID, SYSTEM_DIRS, USERNAME_PATTERN, Config
-from builder.settings import ACCESS_MODES, SETTINGS, TLS_LISTENERS
+from builder.config import AUDIT_LOG, BCRYPT_MAX_BYTES, PACKAGE, SERVER_ID, SYSTEM_DIRS, USERNAME_PATTERN, Config
+from builder.settings import ACCESS_MODES, COUNTS, SETTINGS, TLS_LISTENERS
 
 SUFFIX = ".j2"
 
@@ -28,6 +28,7 @@ def context(config: Config) -> dict:
     date = datetime.fromtimestamp(config.source_date_epoch, timezone.utc)
     return {
         "defaults": defaults(config),
+        "auth_settings": [s.key for s in SETTINGS if s.key.startswith("PYPI_AUTH_")],
         "tls_modes": tuple(TLS_LISTENERS),
         "tls_listeners": TLS_LISTENERS,
         "config": config,
@@ -37,15 +38,18 @@ def context(config: Config) -> dict:
         "access_modes": ACCESS_MODES,
         "server_id": SERVER_ID,
         "bcrypt_max_bytes": BCRYPT_MAX_BYTES,
+        "audit_log": AUDIT_LOG,
         # What the admin helper reads at run time (/usr/share/pypi-appliance/defaults.json).
         "helper_defaults": {
             "package": config.package,
             "settings": defaults(config),
             "tls_modes": list(TLS_LISTENERS),
             "access_modes": list(ACCESS_MODES),
+            "counts": list(COUNTS),
             "username_pattern": USERNAME_PATTERN,
             "server_id": SERVER_ID,
             "bcrypt_max_bytes": BCRYPT_MAX_BYTES,
+            "audit_log": AUDIT_LOG,
         },
     }
 

@@ -23,9 +23,14 @@ chroot "$root" env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin python3 -m venv /opt/py
 chroot "$root" env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin /opt/pypiserver/bin/pip install -q --no-index --find-links /wheels \
     -r /wheels/requirements.txt
 rm -rf "$root/wheels"
-for tool in pypi-server gunicorn python; do
+for tool in pypi-server gunicorn; do
     ln -sf "/opt/pypiserver/bin/$tool" "$root/usr/local/bin/$tool"
 done
+# The real image's /usr/local/bin/python has pypiserver's dependencies (passlib,
+# bcrypt); a symlink to the venv's would not (Python finds a venv by the path
+# it was started as).
+printf '#!/bin/sh\nexec /opt/pypiserver/bin/python "$@"\n' >"$root/usr/local/bin/python"
+chmod 0755 "$root/usr/local/bin/python"
 
 chroot "$root" env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin groupadd --system --gid 9898 pypiserver
 chroot "$root" env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin useradd --system --uid 9898 --gid 9898 --home-dir /data --no-create-home pypiserver

@@ -10,11 +10,13 @@ root=$(mktemp -d /var/tmp/pypi-appliance-system.XXXXXX)
 trap 'rm -rf "$root"' EXIT
 
 # What the appliance's Depends pull in is preinstalled so installs need no network;
-# wrk and pip are for the benchmark; debconf-i18n (installed by default on
+# wrk and pip are for the benchmark; logrotate and fail2ban (its service
+# masked: there is no sshd for its default jail) for the audit log's rotation
+# and filter; debconf-i18n (installed by default on
 # Debian) and a zh_TW.UTF-8 locale for the translated questions.
 debootstrap --variant=minbase \
     --keyring=/usr/share/keyrings/debian-archive-keyring.gpg \
-    --include=systemd,systemd-sysv,dbus,docker.io,docker-cli,docker-compose,iptables,iproute2,procps,ca-certificates,debconf-utils,debconf-i18n,locales,python3,python3-passlib,python3-bcrypt,curl,wrk,python3-pip \
+    --include=systemd,systemd-sysv,dbus,docker.io,docker-cli,docker-compose,iptables,iproute2,procps,ca-certificates,debconf-utils,debconf-i18n,locales,python3,python3-passlib,python3-bcrypt,curl,wrk,python3-pip,logrotate,fail2ban \
     trixie "$root" "$mirror" >/dev/null
 
 echo "zh_TW.UTF-8 UTF-8" >"$root/etc/locale.gen"
@@ -26,7 +28,7 @@ for unit in getty@.service getty.target console-getty.service systemd-udevd.serv
     systemd-udev-trigger.service systemd-udevd-control.socket systemd-udevd-kernel.socket \
     systemd-firstboot.service systemd-remount-fs.service sys-kernel-debug.mount \
     sys-kernel-tracing.mount sys-kernel-config.mount dev-hugepages.mount \
-    systemd-modules-load.service; do
+    systemd-modules-load.service fail2ban.service; do
     ln -sf /dev/null "$root/etc/systemd/system/$unit"
 done
 rm -rf "$root"/var/cache/apt/archives/*.deb "$root"/var/lib/apt/lists/*

@@ -37,13 +37,15 @@ def helper(tmp_path, request):
             [request.param, "-m", "pypi_appliance", *args],
             input=stdin, capture_output=True, text=True,
             env=dict(os.environ, PYTHONPATH=str(tree / "root/usr/share/pypi-appliance"),
-                     PYPI_APPLIANCE_CONF=str(conf), PYPI_APPLIANCE_TLS_DIR=str(tmp_path / "tls")),
+                     PYPI_APPLIANCE_CONF=str(conf), PYPI_APPLIANCE_TLS_DIR=str(tmp_path / "tls"),
+                     PYPI_AUDIT_LOG=str(tmp_path / "audit.log"), SUDO_USER="alice"),
         )
 
     run.conf = conf
     run.tls = tmp_path / "tls"
     run.htpasswd = data / "auth" / "htpasswd"
     run.data = data
+    run.audit = tmp_path / "audit.log"
     return run
 
 
@@ -59,9 +61,10 @@ def wheel_bytes(name="probe", version="1.0"):
 
 
 def test_user_lifecycle(helper):
-    assert helper("user", "add", "--password-stdin", "admin", stdin=PASSWORD + "\n").returncode == 0
+    assert helper("user", "add", "--role", "publish", "--password-stdin", "admin", stdin=PASSWORD + "\n").returncode == 0
     assert helper("user", "add", "--password-stdin", "ci", stdin="other\n").returncode == 0
-    assert helper("user", "list").stdout.split() == ["admin", "ci"]
+    assert helper("user", "list").stdout.splitlines() == ["admin publish", "ci read"]
+    assert helper("user", "list", "--names").stdout.splitlines() == ["admin", "ci"]
 
     users = HtpasswdFile(str(helper.htpasswd))
     assert users.get_hash("admin")[:7] in (b"$2y$12$", b"$2b$12$")  # bcrypt, cost 12
@@ -75,10 +78,45 @@ def test_user_lifecycle(helper):
     users = HtpasswdFile(str(helper.htpasswd))
     assert users.check_password("admin", "new secret") and not users.check_password("admin", PASSWORD)
 
+    assert helper("user", "role", "ci", "publish").returncode == 0
+    assert helper("user", "list").stdout.splitlines() == ["admin publish", "ci publish"]
+    assert helper("user", "role", "ci", "admin", "read").returncode == 0
+    assert helper("user", "list").stdout.splitlines() == ["admin read", "ci read"]
     assert helper("user", "remove", "ci").returncode == 0
     last = helper("user", "remove", "admin")
     assert last.returncode == 1 and "last user" in last.stderr
-    assert helper("user", "list").stdout.split() == ["admin"]
+    assert helper("user", "list").stdout.splitlines() == ["admin read"]
+    # A removed account's role goes with it: the same name added again may only read.
+    assert (helper.data / "auth" / "roles").read_text().count("ci ") == 0
+
+    events = [line.split()[1:] for line in helper.audit.read_text().splitlines()]
+    assert events == [
+        ["user-add", "by=alice", "account=admin", "role=publish"],
+        ["user-add", "by=alice", "account=ci", "role=read"],
+        ["user-passwd", "by=alice", "account=admin"],
+        ["user-role", "by=alice", "account=ci", "role=publish"],
+        ["user-role", "by=alice", "account=ci", "role=read"],
+        ["user-role", "by=alice", "account=admin", "role=read"],
+        ["user-remove", "by=alice", "account=ci"],
+    ]
+    assert PASSWORD not in helper.audit.read_text() and "new secret" not in helper.audit.read_text()
+
+
+def test_generated_password(helper):
+    helper.conf.write_text(helper.conf.read_text() + "PYPI_TLS=off\n")
+    result = helper("user", "add", "--generate", "--role", "publish", "ci")
+    assert result.returncode == 0, result.stderr
+    password = result.stdout.splitlines()[1]
+    assert len(password) >= 40 and password in result.stdout.splitlines()[3]  # PIP_INDEX_URL=http://ci:PW@...
+    assert f"TWINE_PASSWORD={password}" in result.stdout
+    users = HtpasswdFile(str(helper.htpasswd))
+    assert users.check_password("ci", password) and password.encode() not in helper.htpasswd.read_bytes()
+    assert password not in helper.audit.read_text()
+    # A read account gets no twine line; another run makes another password.
+    other = helper("user", "add", "--generate", "reader")
+    assert "TWINE" not in other.stdout and other.stdout.splitlines()[1] != password
+    both = helper("user", "add", "--generate", "--password-stdin", "x", stdin="pw\n")
+    assert both.returncode == 1 and "choose one" in both.stderr
 
 
 @pytest.mark.parametrize(
@@ -90,6 +128,9 @@ def test_user_lifecycle(helper):
         (["user", "add", "--password-stdin", "admin"], "x" * 73 + "\n", "72-byte limit"),
         (["user", "passwd", "--password-stdin", "nobody"], "x\n", "no user 'nobody'"),
         (["user", "remove", "nobody"], None, "no user 'nobody'"),
+        (["user", "role", "nobody", "publish"], None, "no user 'nobody'"),
+        (["user", "role", "publish"], None, "give NAME... then the role, read or publish"),
+        (["user", "role", "admin", "owner"], None, "give NAME... then the role, read or publish"),
     ],
 )
 def test_bad_input_is_named_and_changes_nothing(helper, args, stdin, message):

@@ -7,6 +7,7 @@ import os
 import sys
 
 import pypi_appliance
+from pypi_appliance.audit import cmd_audit
 from pypi_appliance.backup import cmd_backup, cmd_restore
 from pypi_appliance.clients import CLIENT_BUNDLE, cmd_client_config, cmd_url
 from pypi_appliance.compose import cmd_down, cmd_logs, cmd_up
@@ -14,7 +15,8 @@ from pypi_appliance.releases import cmd_reindex, cmd_remove, cmd_unyank, cmd_yan
 from pypi_appliance.settings import KEYS, PACKAGE, Fail, NeedsRoot, cmd_write_config, read_conf
 from pypi_appliance.status import cmd_status
 from pypi_appliance.tls import cmd_tls
-from pypi_appliance.users import cmd_user_add, cmd_user_list, cmd_user_passwd, cmd_user_remove
+from pypi_appliance.roles import ROLES
+from pypi_appliance.users import cmd_user_add, cmd_user_list, cmd_user_passwd, cmd_user_remove, cmd_user_role
 
 # What argparse does not know: files and exit codes (in --help and the man page).
 EPILOG = f"""\
@@ -240,29 +242,61 @@ some file is not listed (it says which and why).""",
     )
     w.add_argument("settings", nargs="+", metavar="KEY=VALUE", help=f"one of {', '.join(KEYS)}")
 
+    au = command(
+        sub,
+        "audit",
+        cmd_audit,
+        "show the audit log",
+        """\
+Show the audit log: one line per upload, yank, unyank, removal, account and
+role change, failed login and throttled address, with the time (UTC), the
+account, the client's address and the file. fail2ban can act on its
+login-failed lines (see /etc/fail2ban/jail.d/pypi-appliance.conf).""",
+        root=True,
+    )
+    au.add_argument("-f", "--follow", action="store_true", help="keep printing new lines")
+    au.add_argument("-n", "--lines", type=int, default=20, metavar="N", help="lines to show (default 20)")
+
     accounts = command(
         sub,
         "user",
         None,
-        "manage accounts in the htpasswd file",
-        """\
-Manage accounts. Passwords are read from a prompt (asked twice) or, with
---password-stdin, from the first line of standard input; never from the
-command line. Changes take effect at once, without a restart.""",
+        "manage accounts and their roles",
+        f"""\
+Manage accounts. Each is {ROLES[0]} (list and download) or {ROLES[1]} (also
+upload, yank and remove). Passwords are read from a prompt (asked twice) or,
+with --password-stdin, from the first line of standard input; never from the
+command line. Changes take effect at once, without a restart, also for
+credentials the front door has already checked.""",
     )
     usub = accounts.add_subparsers(dest="user_command", metavar="ACTION", required=True)
-    command(usub, "list", cmd_user_list, "list accounts", "List the accounts.", root=True)
-    for name, func, summary in (
-        ("add", cmd_user_add, "add an account"),
-        ("passwd", cmd_user_passwd, "change an account's password"),
-    ):
-        a = command(usub, name, func, summary, summary[0].upper() + summary[1:] + ".", root=True)
-        account = a.add_argument("name")
-        if name == "passwd":
-            account.complete = USERS
-        a.add_argument(
+    ls = command(usub, "list", cmd_user_list, "list accounts and their roles", "List the accounts: NAME ROLE.",
+                 root=True)
+    ls.add_argument("--names", action="store_true", help="names only")
+    a = command(usub, "add", cmd_user_add, "add an account", "Add an account.", root=True)
+    a.add_argument("name")
+    a.add_argument("--role", choices=ROLES, default=ROLES[0], help=f"what it may do (default {ROLES[0]})")
+    a.add_argument(
+        "--generate",
+        action="store_true",
+        help="make a long random password, print it once with the pip, uv and twine settings that use it",
+    )
+    p_ = command(usub, "passwd", cmd_user_passwd, "change an account's password", "Change an account's password.",
+                 root=True)
+    p_.add_argument("name").complete = USERS
+    for parser_ in (a, p_):
+        parser_.add_argument(
             "--password-stdin", action="store_true", help="read the password from the first line of standard input"
         )
+    ro = command(
+        usub,
+        "role",
+        cmd_user_role,
+        "set accounts' role",
+        f"Set the role of one or more accounts: {ROLES[0]} or {ROLES[1]}. Takes effect at once.",
+        root=True,
+    )
+    ro.add_argument("names_role", nargs="+", metavar="NAME... ROLE").complete = USERS
     rm = command(usub, "remove", cmd_user_remove, "remove an account", "Remove an account.", root=True)
     rm.add_argument("name").complete = USERS
     return p

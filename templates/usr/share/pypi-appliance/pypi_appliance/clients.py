@@ -127,3 +127,25 @@ default = true
 #   export UV_DEFAULT_INDEX={index}/simple/
 {uv_tls}
 """)
+
+
+def machine_snippet(conf: Settings, name: str, password: str, role: str) -> str:
+    """What a machine given a generated password needs: shown once, never stored."""
+    where = endpoint(host_name(), conf)
+    url = f"{scheme(conf)}://{where}"
+    quoted = f"{urllib.parse.quote(name, safe='')}:{password}"
+    lines = [
+        f"# {name}'s password, shown only now ({PACKAGE} keeps only its bcrypt hash):",
+        password,
+        "# pip and uv on the machine (keep it in the CI system's secret store):",
+        f"PIP_INDEX_URL={scheme(conf)}://{quoted}@{where}/simple/",
+        f"UV_DEFAULT_INDEX={scheme(conf)}://{quoted}@{where}/simple/",
+    ]
+    if role == "publish":
+        lines += [
+            "# twine:",
+            f"TWINE_REPOSITORY_URL={url}/ TWINE_USERNAME={name} TWINE_PASSWORD={password}",
+        ]
+    if conf.tls != "off":
+        lines.append(f"# The machine must trust this appliance's CA: '{PACKAGE} client-config' shows how.")
+    return "\n".join(lines)

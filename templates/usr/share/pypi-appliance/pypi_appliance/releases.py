@@ -7,6 +7,7 @@ import os
 import sys
 import syslog
 
+from pypi_appliance import audit
 from pypi_appliance.index import Index, Syncer, parse_release
 from pypi_appliance.settings import PACKAGE, SERVER_GID, Fail, Settings
 
@@ -57,8 +58,10 @@ def set_yank(conf: Settings, spec: str, reason: str | None) -> None:
         index.save(project, record)
         index.publish(project, record)
     if reason is None:
+        audit.record("unyank", by=audit.actor(), release=f"{project}=={version}")
         logged(f"unyanked {project}=={version}")
     else:
+        audit.record("yank", by=audit.actor(), release=f"{project}=={version}", reason=reason)
         logged(f"yanked {project}=={version}" + (f": {reason}" if reason else ""))
 
 
@@ -96,6 +99,8 @@ def cmd_remove(args, conf: Settings) -> None:
         for name in names:
             record.get("gone", {}).pop(name, None)
         index.save(project, record)
+    for name in names:
+        audit.record("remove", by=audit.actor(), release=f"{project}=={version}", file=name)
     logged(f"removed {project}=={version} ({', '.join(names)})")
 
 

@@ -43,6 +43,10 @@ class Settings:
     tls_key: str
     tls_names: str
     access: str
+    auth_max_failures: str
+    auth_throttle_seconds: str
+    auth_throttle_max_seconds: str
+    auth_workers: str
 
 
 # The config file's keys (builder/settings.py declares them) and the field each sets.
@@ -64,10 +68,15 @@ def read_conf(path: str = CONF) -> Settings:
 
 
 def check_choices(conf: Settings) -> None:
-    """The settings that pick a file to mount (listen/, access/) must name one."""
+    """The settings that pick a file to mount (listen/, access/) must name one;
+    the counts given to the credential checker must be counts."""
     for key, value, choices in (("PYPI_TLS", conf.tls, TLS_MODES), ("PYPI_ACCESS", conf.access, ACCESS_MODES)):
         if value not in choices:
             raise Fail(f"{key}={value} in {CONF} is not one of {', '.join(choices)}")
+    for key in BUILD["counts"]:
+        value = getattr(conf, KEYS[key])
+        if not (value.isdigit() and int(value) >= 1):
+            raise Fail(f"{key}={value} in {CONF} is not a whole number of 1 or more")
 
 
 HEADER = f"""\

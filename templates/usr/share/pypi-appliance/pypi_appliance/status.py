@@ -71,6 +71,24 @@ def index_state(conf: Settings):
         return None
 
 
+def throttled():
+    """Addresses the credential checker throttles now (None: it did not answer)."""
+    code, out = run(["docker", "exec", f"{PACKAGE}-auth-1", "python", "-c",
+                     "import urllib.request as u; print(u.urlopen('http://127.0.0.1:8083/throttled', timeout=4).read().decode())"])
+    try:
+        return json.loads(out) if code == 0 else None
+    except ValueError:
+        return None
+
+
+def describe_throttled(found):
+    if found is None:
+        return "unknown (the credential checker did not answer)"
+    if not found:
+        return "no address"
+    return ", ".join(f"{t['client']} ({t['seconds_left']} s left)" for t in found)
+
+
 # Below this much free space uploads may soon be refused (507).
 LOW_SPACE_BYTES = 2**30
 
@@ -168,6 +186,7 @@ def cmd_status(args, conf: Settings):
         "packages_bytes": used,
         "disk_free_bytes": disk.free if disk else None,
         "index": index_state(conf),
+        "throttled": throttled(),
     }
     warnings = [w for w in (report["tls"].get("warning"), space_warning(disk)) if w]
     if report["index"] and report["index"]["invalid"]:
@@ -201,6 +220,7 @@ def cmd_status(args, conf: Settings):
                 if report["index"]
                 else "not made yet (the indexer makes it when the service starts)",
             ),
+            ("throttled", describe_throttled(report["throttled"])),
             (
                 "data dir",
                 conf.data_dir

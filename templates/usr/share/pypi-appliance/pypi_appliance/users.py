@@ -1,4 +1,5 @@
-"""Accounts in the htpasswd file: bcrypt hashes, replaced atomically."""
+"""Accounts: bcrypt hashes in the htpasswd file and roles beside it, each
+replaced atomically; every change takes effect at the front door at once."""
 
 from __future__ import annotations
 
@@ -10,7 +11,9 @@ import sys
 import tempfile
 import time
 
+from pypi_appliance import audit
 from pypi_appliance.host import run
+from pypi_appliance.roles import ROLES, format_roles, read_roles
 from pypi_appliance.settings import BCRYPT_MAX_BYTES, PACKAGE, SERVER_GID, USERNAME, Fail, Settings
 
 PROXY = f"{PACKAGE}-proxy-1"
@@ -18,6 +21,10 @@ PROXY = f"{PACKAGE}-proxy-1"
 
 def htpasswd_path(conf: Settings):
     return os.path.join(conf.data_dir, "auth", "htpasswd")
+
+
+def roles_path(conf: Settings):
+    return os.path.join(conf.data_dir, "auth", "roles")
 
 
 def check_username(name):
@@ -108,20 +115,30 @@ def reload_front_door() -> None:
           f"'systemctl restart {PACKAGE}' makes the change take effect", file=sys.stderr)
 
 
-def save_users(conf: Settings, users):
-    """Replace the htpasswd file atomically (pypiserver re-reads it on every
-    login), then the front door's version of it."""
+def save_users(conf: Settings, users, roles: dict[str, str]):
+    """Replace the htpasswd and roles files atomically (the credential checker
+    and pypiserver read them again when they change), then the front door's
+    version of them: credentials it has cached are checked again."""
     directory = os.path.dirname(htpasswd_path(conf))
     if not os.path.isdir(directory):
         raise Fail(f"{directory} does not exist; run 'dpkg-reconfigure {PACKAGE}' to create the data dir")
+    names = set(users.users())
+    replace(roles_path(conf), format_roles({n: r for n, r in roles.items() if n in names}), 0o640)
     replace(htpasswd_path(conf), users.to_string(), 0o640)
     new_version(conf)
     reload_front_door()
 
 
+def account(users, name):
+    if name not in users.users():
+        raise Fail(f"no user {name!r}; 'user add {name}' creates it")
+    return name
+
+
 def cmd_user_list(args, conf: Settings):
+    roles = read_roles(roles_path(conf))
     for name in sorted(load_users(conf).users()):
-        print(name)
+        print(name if args.names else f"{name} {roles.get(name, ROLES[0])}")
 
 
 def cmd_user_add(args, conf: Settings):
@@ -129,28 +146,50 @@ def cmd_user_add(args, conf: Settings):
     users = load_users(conf)
     if name in users.users():
         raise Fail(f"user {name!r} already exists; use 'user passwd {name}' to change the password")
-    users.set_password(name, read_password(args))
-    save_users(conf, users)
-    print(f"added user {name!r}", file=sys.stderr)
+    if args.generate and args.password_stdin:
+        raise Fail("--generate and --password-stdin both give the password; choose one")
+    password = secrets.token_urlsafe(30) if args.generate else read_password(args)
+    users.set_password(name, password)
+    roles = read_roles(roles_path(conf))
+    roles[name] = args.role
+    save_users(conf, users, roles)
+    audit.record("user-add", by=audit.actor(), account=name, role=args.role)
+    print(f"added user {name!r} ({args.role})", file=sys.stderr)
+    if args.generate:
+        from pypi_appliance.clients import machine_snippet
+
+        print(machine_snippet(conf, name, password, args.role))
 
 
 def cmd_user_passwd(args, conf: Settings):
-    name = args.name
     users = load_users(conf)
-    if name not in users.users():
-        raise Fail(f"no user {name!r}; 'user add {name}' creates it")
+    name = account(users, args.name)
     users.set_password(name, read_password(args))
-    save_users(conf, users)
+    save_users(conf, users, read_roles(roles_path(conf)))
+    audit.record("user-passwd", by=audit.actor(), account=name)
     print(f"changed the password of {name!r}", file=sys.stderr)
 
 
-def cmd_user_remove(args, conf: Settings):
-    name = args.name
+def cmd_user_role(args, conf: Settings):
+    *names, role = args.names_role
+    if not names or role not in ROLES:
+        raise Fail(f"'user role {' '.join(args.names_role)}': give NAME... then the role, {' or '.join(ROLES)}")
     users = load_users(conf)
-    if name not in users.users():
-        raise Fail(f"no user {name!r}")
+    roles = read_roles(roles_path(conf))
+    for name in names:
+        roles[account(users, name)] = role
+    save_users(conf, users, roles)
+    for name in names:
+        audit.record("user-role", by=audit.actor(), account=name, role=role)
+    print(f"{', '.join(repr(n) for n in names)} may now {role}", file=sys.stderr)
+
+
+def cmd_user_remove(args, conf: Settings):
+    users = load_users(conf)
+    name = account(users, args.name)
     if users.users() == [name] and conf.access == "private":
         raise Fail(f"{name!r} is the last user and downloads need a password; add another user first")
     users.delete(name)
-    save_users(conf, users)
+    save_users(conf, users, read_roles(roles_path(conf)))
+    audit.record("user-remove", by=audit.actor(), account=name)
     print(f"removed user {name!r}", file=sys.stderr)

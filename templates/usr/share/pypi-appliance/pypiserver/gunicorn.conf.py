@@ -3,7 +3,7 @@ its documented override point), with the image's settings, and the write path
 made whole and fast: an upload is written under a hidden name and renamed only when it
 is complete, a full disk answers 507 and leaves nothing, and the response waits
 until the indexer lists the file (or refuses it, if it is not a whole wheel
-or archive)."""
+or archive), and each upload is written to the audit log."""
 
 import json
 import logging
@@ -13,7 +13,9 @@ import urllib.error
 import urllib.request
 
 import pypiserver.backend
-from pypiserver.bottle_wrapper import HTTPError
+from pypiserver.bottle_wrapper import HTTPError, request
+
+from pypi_appliance import audit
 
 # The image's settings (docker/gunicorn.conf.py in pypiserver's repository),
 # but threads, not gevent: bottle keeps each request in a threading.local made
@@ -83,6 +85,8 @@ def write_file(fh, destination):
         os.unlink(destination)
         refresh()
         raise HTTPError(400, f"{name} was not stored: {invalid[rel]}")
+    audit.record("upload", client=request.environ.get("HTTP_X_REAL_IP", request.remote_addr),
+                 account=(request.auth or ("",))[0], file=rel, size=os.path.getsize(destination))
 
 
 def exists(self, filename):

@@ -1,0 +1,309 @@
+"""The credential checker: the front door asks it about each Authorization
+header it has not seen answered (nginx.conf, location /_auth) and remembers
+good answers. bcrypt runs here, on a bounded number of threads, so guesses never
+take time from uploads or index pages; clean addresses are checked before
+addresses that keep failing, and an address that fails too often is throttled
+(429 with Retry-After at the front door) without any bcrypt work.
+
+Run as a compose service: python -m pypi_appliance.auth serve /data 8083
+Answers to GET /check: 200 (empty, cacheable) with X-Appliance-User and X-Appliance-Role; 403 when
+the account may not do what X-Appliance-Need asks; 401 with X-Appliance-Refusal
+(wrong, or throttled with Retry-After). GET /throttled lists throttled addresses."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import collections
+import hashlib
+import http.server
+import itertools
+import json
+import logging
+import os
+import secrets
+import sys
+import threading
+import time
+
+from pypi_appliance import audit
+from pypi_appliance.roles import ROLES, may, read_roles
+
+# A bcrypt hash of a random password: unknown names cost what known ones do.
+DUMMY_HASH = None
+
+
+class Accounts:
+    """The htpasswd and roles files, read again when either changes."""
+
+    def __init__(self, auth_dir: str):
+        self.htpasswd = os.path.join(auth_dir, "htpasswd")
+        self.roles_file = os.path.join(auth_dir, "roles")
+        self.version = None
+        self.users = None
+        self.roles = {}
+        self.lock = threading.Lock()
+
+    def _stamp(self):
+        stamps = []
+        for path in (self.htpasswd, self.roles_file):
+            try:
+                st = os.stat(path)
+                stamps.append((st.st_ino, st.st_mtime_ns, st.st_size))
+            except FileNotFoundError:
+                stamps.append(None)
+        return tuple(stamps)
+
+    def current(self):
+        """(version, users, roles): reloaded when a file changed."""
+        with self.lock:
+            stamp = self._stamp()
+            if stamp != self.version:
+                logging.getLogger("passlib").setLevel(logging.ERROR)
+                from passlib.apache import HtpasswdFile
+
+                exists = os.path.exists(self.htpasswd)
+                self.users = HtpasswdFile(self.htpasswd, new=not exists)
+                self.roles = read_roles(self.roles_file)
+                self.version = stamp
+            return self.version, self.users, self.roles
+
+
+class Throttle:
+    """Failures per client address. MAX_FAILURES within WINDOW seconds throttle
+    the address for PERIOD seconds; each failure after a throttle, until it
+    has been quiet for as long again, doubles the period (up to PERIOD_MAX)."""
+
+    WINDOW = 60
+
+    def __init__(self, max_failures: int, period: float, period_max: float):
+        self.max_failures, self.period, self.period_max = max_failures, period, period_max
+        self.failures = collections.defaultdict(collections.deque)
+        self.until = {}
+        self.level = {}
+        self.lock = threading.Lock()
+
+    def _prune(self, client, now):
+        times = self.failures[client]
+        while times and times[0] < now - self.WINDOW:
+            times.popleft()
+        level = self.level.get(client, 0)
+        if level and now > self.until[client] + self.period * 2 ** (level - 1):
+            del self.level[client], self.until[client]
+        return times
+
+    def blocked(self, client: str, now: float) -> int:
+        """Seconds until the client may try a credential again (0: now)."""
+        with self.lock:
+            self._prune(client, now)
+            return max(0, int(self.until.get(client, 0) - now + 0.999))
+
+    def recent(self, client: str, now: float) -> int:
+        with self.lock:
+            return len(self._prune(client, now)) + self.level.get(client, 0) * self.max_failures
+
+    def failed(self, client: str, now: float) -> int:
+        """Record a failure; the new throttle's seconds when it starts one."""
+        with self.lock:
+            times = self._prune(client, now)
+            times.append(now)
+            level = self.level.get(client, 0)
+            if level == 0 and len(times) < self.max_failures:
+                return 0
+            level += 1
+            seconds = min(self.period * 2 ** (level - 1), self.period_max)
+            self.level[client], self.until[client] = level, now + seconds
+            times.clear()
+            if len(self.failures) > 100_000:  # a spray of addresses: forget the quiet ones
+                for other in [c for c, t in self.failures.items() if not t and c not in self.level]:
+                    del self.failures[other]
+            return int(seconds)
+
+    def state(self, now: float) -> list[dict]:
+        with self.lock:
+            return [
+                {"client": c, "seconds_left": int(until - now + 0.999), "level": self.level[c]}
+                for c, until in sorted(self.until.items()) if until > now
+            ]
+
+
+class Checker:
+    """bcrypt checks on WORKERS threads. A free thread takes the waiting check
+    whose address has the fewest failures now, then one that logged in
+    before, then the one with the fewest checks waiting. With two threads or
+    more, one is kept for addresses without failures: guesses never have all
+    of them, and a client that has not failed never waits for a guess to end.
+    At most PER_CLIENT checks wait per address."""
+
+    PER_CLIENT = 4
+    MAX_WAITING = 1024
+    TRUSTED_SECONDS = 3600
+
+    def __init__(self, accounts: Accounts, throttle: Throttle, workers: int):
+        self.accounts, self.throttle = accounts, throttle
+        self.pending = []
+        self.order = itertools.count()
+        self.waiting = collections.Counter()
+        self.succeeded = {}  # address -> when a check from it last succeeded
+        self.lock = threading.Lock()
+        self.ready = threading.Condition(self.lock)
+        # Good answers, by a salted hash of the header: a throttled address
+        # keeps using credentials already known to be good.
+        self.salt = secrets.token_bytes(16)
+        self.good = collections.OrderedDict()
+        for n in range(workers):
+            threading.Thread(target=self._work, args=(n == 0 and workers > 1,), daemon=True).start()
+
+    def _rank(self, job, now):
+        client = job["client"]
+        trusted = now - self.succeeded.get(client, -self.TRUSTED_SECONDS) < self.TRUSTED_SECONDS
+        return self.throttle.recent(client, now), not trusted, self.waiting[client], job["order"]
+
+    def _take(self, clean_only):
+        with self.ready:
+            while True:
+                now = time.monotonic()
+                ranked = [(self._rank(j, now), j) for j in self.pending]
+                ranked = [(rank, j) for rank, j in ranked if rank[0] == 0 or not clean_only]
+                if ranked:
+                    job = min(ranked, key=lambda pair: pair[0])[1]
+                    self.pending.remove(job)
+                    return job
+                self.ready.wait()
+
+    def _work(self, clean_only):
+        while True:
+            job = self._take(clean_only)
+            job["result"] = self._bcrypt(job["users"], job["name"], job["password"])
+            job["done"].set()
+
+    @staticmethod
+    def _bcrypt(users, name, password):
+        global DUMMY_HASH
+        try:
+            if name in users.users():
+                return bool(users.check_password(name, password))
+            from passlib.hash import bcrypt
+
+            DUMMY_HASH = DUMMY_HASH or bcrypt.hash(secrets.token_hex(16))
+            bcrypt.verify(password, DUMMY_HASH)
+        except (ValueError, TypeError):
+            pass
+        return False
+
+    def check(self, header: str, client: str):
+        """(status, name, reason, retry_after): 200 with the account's name,
+        401 wrong/throttled/busy."""
+        name, password = split_basic(header)
+        _, users, _ = self.accounts.current()
+        key = hashlib.sha256(self.salt + header.encode()).digest()
+        with self.lock:
+            hit = self.good.get(key)
+        # Known good while the account's hash is the same: other accounts'
+        # changes do not cost a bcrypt check.
+        if hit and hit[0] == name and users.get_hash(name) == hit[1]:
+            return 200, name, "", 0
+        now = time.monotonic()
+        left = self.throttle.blocked(client, now)
+        if left:
+            return 401, name, "throttled", left
+        if name is None:
+            return 401, None, "wrong", 0
+        with self.lock:
+            if self.waiting[client] >= self.PER_CLIENT or len(self.pending) >= self.MAX_WAITING:
+                return 401, name, "busy", 1
+            self.waiting[client] += 1
+            job = {"users": users, "name": name, "password": password, "client": client,
+                   "order": next(self.order), "done": threading.Event()}
+            self.pending.append(job)
+            self.ready.notify_all()
+        try:
+            job["done"].wait()
+        finally:
+            with self.lock:
+                self.waiting[client] -= 1
+                if not self.waiting[client]:
+                    del self.waiting[client]
+        if job["result"]:
+            with self.lock:
+                self.succeeded[client] = time.monotonic()
+                if len(self.succeeded) > 10_000:
+                    self.succeeded = {c: t for c, t in self.succeeded.items()
+                                      if time.monotonic() - t < self.TRUSTED_SECONDS}
+                self.good[key] = (name, users.get_hash(name))
+                if len(self.good) > 10_000:
+                    self.good.popitem(last=False)
+            return 200, name, "", 0
+        audit.record("login-failed", client=client, account=name)
+        seconds = self.throttle.failed(client, time.monotonic())
+        if seconds:
+            audit.record("throttled", client=client, seconds=seconds)
+        return 401, name, "wrong", 0
+
+
+def split_basic(header: str):
+    """(name, password) of a Basic header, or (None, None)."""
+    scheme, _, token = (header or "").strip().partition(" ")
+    if scheme.lower() != "basic":
+        return None, None
+    try:
+        name, sep, password = base64.b64decode(token.strip(), validate=True).decode("utf-8").partition(":")
+    except (binascii.Error, UnicodeDecodeError):
+        return None, None
+    return (name, password) if sep and name else (None, None)
+
+
+def handler(checker: Checker):
+    class Handler(http.server.BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def log_message(self, *args):
+            pass
+
+        def answer(self, status, headers=(), body=b""):
+            self.send_response(status)
+            for key, value in headers:
+                self.send_header(key, value)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def do_GET(self):
+            if self.path == "/health":
+                return self.answer(200, body=b"ok")
+            if self.path == "/throttled":
+                state = json.dumps(checker.throttle.state(time.monotonic())).encode()
+                return self.answer(200, [("Content-Type", "application/json")], state)
+            if self.path != "/check":
+                return self.answer(404)
+            client = self.headers.get("X-Real-IP", self.client_address[0])
+            status, name, reason, retry = checker.check(self.headers.get("Authorization", ""), client)
+            headers = [("X-Appliance-User", name or "")]
+            if status != 200:
+                headers += [("X-Appliance-Refusal", reason), ("Retry-After", str(retry))]
+                return self.answer(401, headers)
+            role = checker.accounts.current()[2].get(name, ROLES[0])
+            headers.append(("X-Appliance-Role", role))
+            need = self.headers.get("X-Appliance-Need", ROLES[0])
+            self.answer(200 if may(role, need) else 403, headers)
+
+    return Handler
+
+
+def serve(data: str, port: int) -> None:
+    # The settings from the config file (compose.yaml passes them, with their defaults).
+    env = {key: int(os.environ[key]) for key in ("PYPI_AUTH_MAX_FAILURES", "PYPI_AUTH_THROTTLE_SECONDS",
+                                                 "PYPI_AUTH_THROTTLE_MAX_SECONDS", "PYPI_AUTH_WORKERS")}
+    throttle = Throttle(env["PYPI_AUTH_MAX_FAILURES"], env["PYPI_AUTH_THROTTLE_SECONDS"],
+                        env["PYPI_AUTH_THROTTLE_MAX_SECONDS"])
+    checker = Checker(Accounts(os.path.join(data, "auth")), throttle, env["PYPI_AUTH_WORKERS"])
+    server = http.server.ThreadingHTTPServer(("0.0.0.0", port), handler(checker))
+    server.daemon_threads = True
+    print(f"checking credentials on port {port} with {env['PYPI_AUTH_WORKERS']} bcrypt threads", flush=True)
+    server.serve_forever()
+
+
+if __name__ == "__main__":
+    if len(sys.argv) != 4 or sys.argv[1] != "serve":
+        sys.exit("usage: python -m pypi_appliance.auth serve DATA_DIR PORT")
+    serve(sys.argv[2], int(sys.argv[3]))

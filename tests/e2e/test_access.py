@@ -1,0 +1,259 @@
+"""Who may do what, and the front door under password guessing: read and
+publish roles, generated credentials, throttling (429 + Retry-After) of an
+address that keeps failing, credential checks that never starve uploads and
+pages, the audit log, its rotation and the fail2ban filter."""
+
+from __future__ import annotations
+
+import concurrent.futures
+import json
+import random
+import re
+import time
+
+import pytest
+
+from tests.e2e.client import PASSWORD, USER, make_wheel, pip_install, twine_upload, upload_form
+
+pytestmark = pytest.mark.e2e
+
+AUDIT = "/var/log/pypi-appliance/audit.log"
+# Source addresses inside the system container, one per simulated client
+# machine (RFC 2544's benchmarking range), reaching the published port on the
+# system's own address, as a client on the network would: through Docker's DNAT.
+FLOOD = [f"198.18.0.{n}" for n in range(1, 17)]
+
+# Runs inside the system container: N connections per address, each sending
+# wrong passwords for at least DURATION seconds and until every address has
+# been throttled (at most 90 s), then the counts by status.
+FLOODER = r"""
+import base64, collections, http.client, json, ssl, sys, threading, time
+target, port, duration, per_address = sys.argv[1], int(sys.argv[2]), float(sys.argv[3]), int(sys.argv[4])
+addresses = sys.argv[5:]
+context = ssl._create_unverified_context()
+counts, lock, throttled = collections.Counter(), threading.Lock(), set()
+start = time.monotonic()
+def running():
+    now = time.monotonic()
+    return now < start + 90 and (now < start + duration or len(throttled) < len(addresses))
+def guess(address, n):
+    i = 0
+    while running():
+        try:
+            conn = http.client.HTTPSConnection(target, port, context=context, source_address=(address, 0), timeout=10)
+            while running():
+                i += 1
+                token = base64.b64encode(f"ci:guess-{address}-{n}-{i}".encode()).decode()
+                conn.request("GET", "/simple/", headers={"Authorization": "Basic " + token})
+                response = conn.getresponse()
+                response.read()
+                with lock:
+                    counts[response.status] += 1
+                    if response.status == 429:
+                        throttled.add(address)
+        except OSError as err:
+            with lock:
+                counts[type(err).__name__] += 1
+threads = [threading.Thread(target=guess, args=(a, n)) for a in addresses for n in range(per_address)]
+for t in threads: t.start()
+for t in threads: t.join(120)
+counts["seconds"] = round(time.monotonic() - start, 1)
+counts["throttled addresses"] = len(throttled)
+print(json.dumps(counts))
+"""
+
+
+def own_address(system) -> str:
+    return system.sh("ip -4 -o addr show eth0 | awk '{print $4}' | cut -d/ -f1 | head -1").stdout.strip()
+
+
+@pytest.fixture
+def clients(system, installed):
+    """Extra addresses on the system container (removed after)."""
+    def add(addresses):
+        for address in addresses:
+            system.sh(f"ip addr add {address}/32 dev eth0 2>/dev/null || true")
+        added.extend(addresses)
+        return own_address(system)
+    added = []
+    yield add
+    for address in added:
+        system.sh(f"ip addr del {address}/32 dev eth0", check=False)
+
+
+def flood(system, target, addresses, seconds, per_address=1):
+    """Start the flood in the system container; the result is a future of its counts."""
+    system.put("/root/flood.py", FLOODER.encode())
+    pool = concurrent.futures.ThreadPoolExecutor(1)
+    future = pool.submit(system.sh, f"python3 /root/flood.py {target} 8080 {seconds} {per_address} {' '.join(addresses)}",
+                         timeout=150)
+    pool.shutdown(wait=False)
+    return future
+
+
+def audit_lines(system, event=None):
+    lines = system.sh(f"cat {AUDIT}").stdout.splitlines()
+    return [line for line in lines if event is None or line.split()[1] == event]
+
+
+def add_generated(system, name, role):
+    out = system.sh(f"pypi-appliance user add --generate --role {role} {name}").stdout
+    password = out.splitlines()[1]
+    assert len(password) >= 40
+    return password, out
+
+
+def test_roles_and_generated_credentials(system, installed, tmp_path):
+    password, out = add_generated(system, "reader", "read")
+    assert "PIP_INDEX_URL=" in out and "TWINE" not in out
+    assert system.sh("pypi-appliance user list").stdout.splitlines() == [f"{USER} publish", "reader read"]
+    assert password not in system.sh(f"cat /srv/pypi/auth/htpasswd /srv/pypi/auth/roles {AUDIT}").stdout
+    try:
+        wheel = make_wheel(tmp_path, "1.0", project="role-probe")
+        # A read account lists and downloads...
+        assert twine_upload(system, wheel, PASSWORD).returncode == 0
+        assert pip_install(system, tmp_path, password, user="reader", project="role-probe") == "1.0"
+        # ...and may not publish: 403, saying so, and nothing is stored.
+        body, content_type = upload_form(make_wheel(tmp_path, "2.0", project="role-probe"))
+        upload = {"method": "POST", "data": body, "headers": {"Content-Type": content_type}}
+        status, text, _ = system.fetch_all("/", user="reader", password=password, **upload)
+        assert status == 403, (status, text)
+        assert b"the account reader may list and download but not publish" in text
+        assert b"pypi-appliance user role reader publish" in text
+        assert system.sh("ls /srv/pypi/packages").stdout.split() == [wheel.name]
+
+        # Role changes apply at once, to a credential the front door has cached.
+        system.sh("pypi-appliance user role reader publish")
+        status, text, _ = system.fetch_all("/", user="reader", password=password, **upload)
+        assert status == 200, text
+        system.sh("pypi-appliance user role reader read")
+        body3, content_type3 = upload_form(make_wheel(tmp_path, "3.0", project="role-probe"))
+        assert system.fetch_all("/", user="reader", password=password, method="POST", data=body3,
+                                headers={"Content-Type": content_type3})[0] == 403
+        system.sh("pypi-appliance user remove reader")
+        assert system.http("/simple/", user="reader", password=password) == 401
+
+        # Each upload and change is in the audit log, with the account and address.
+        uploads = audit_lines(system, "upload")
+        assert [re.search(r"account=(\S+) file=(\S+)", line).groups() for line in uploads[-2:]] == [
+            (USER, wheel.name), ("reader", "role_probe-2.0-py3-none-any.whl")]
+        assert all(re.search(r" client=\d+\.\d+\.\d+\.\d+ ", line) for line in uploads)
+        changes = [line.split()[1:] for line in audit_lines(system) if line.split()[1].startswith("user-")]
+        assert changes[-4:] == [
+            ["user-add", "by=root", "account=reader", "role=read"],
+            ["user-role", "by=root", "account=reader", "role=publish"],
+            ["user-role", "by=root", "account=reader", "role=read"],
+            ["user-remove", "by=root", "account=reader"]]
+        tail = system.sh("pypi-appliance audit -n 2").stdout.splitlines()
+        assert tail == audit_lines(system)[-2:]
+    finally:
+        system.sh("pypi-appliance user remove reader 2>/dev/null; rm -f /srv/pypi/packages/role_probe-*; "
+                  "pypi-appliance reindex >/dev/null 2>&1", check=False)
+
+
+def test_guesses_from_many_addresses_starve_nothing(system, installed, clients, tmp_path, timings):
+    target = clients(FLOOD)
+    # The admin's credential is checked anew (an account change resets what
+    # the front door knows), and a new account is checked for the first time,
+    # both while 16 addresses send wrong passwords.
+    password, _ = add_generated(system, "fresh", "read")
+    try:
+        running = flood(system, target, FLOOD, seconds=10)
+        time.sleep(2)
+        page_times, upload_times = [], []
+        for n in range(3):
+            started = time.monotonic()
+            assert system.http("/simple/", user="fresh", password=password) == 200
+            page_times.append(time.monotonic() - started)
+            body, content_type = upload_form(make_wheel(tmp_path, f"1.{n}", project="flood-probe"))
+            system.sh("pypi-appliance user passwd --password-stdin fresh", input=f"{password}\n")
+            started = time.monotonic()
+            status, text, _ = system.fetch_all("/", user=USER, password=PASSWORD, method="POST", data=body,
+                                               headers={"Content-Type": content_type})
+            upload_times.append(time.monotonic() - started)
+            assert status == 200, text
+        counts = json.loads(running.result(timeout=150).stdout)
+        timings.append(("flood: 16 addresses throttled after", counts["seconds"]))
+    finally:
+        system.sh("pypi-appliance user remove fresh; rm -f /srv/pypi/packages/flood_probe-*; "
+                  "pypi-appliance reindex >/dev/null 2>&1", check=False)
+    timings.append(("flood: first check of a new credential, worst of 3", max(page_times)))
+    timings.append(("flood: upload with a credential checked anew, worst of 3", max(upload_times)))
+    # The flood ran (every address checked 10 times, then throttled), only
+    # ever answered 401 or 429, and neither the page nor the upload waited
+    # behind its bcrypt work.
+    assert counts["throttled addresses"] == len(FLOOD) and counts["401"] >= len(FLOOD) * 10, counts
+    assert set(counts) == {"401", "429", "seconds", "throttled addresses"}, counts
+    assert max(page_times) < 1 and max(upload_times) < 1, (page_times, upload_times, counts)
+    throttled = {t["client"] for t in json.loads(system.sh("pypi-appliance status --json").stdout)["throttled"]}
+    assert throttled >= set(FLOOD)
+
+
+def test_an_address_that_keeps_failing_is_throttled(system, installed, clients):
+    # Addresses of their own each run: a throttle outlives a test.
+    net = random.randint(1, 254)
+    guesser, other = f"198.18.{net}.1", f"198.18.{net}.2"
+    target = clients([guesser, other])
+    # What the front door sees: this host's address from outside the system
+    # (the suite's host reaches it through two port publishings), and a
+    # machine's own address through Docker's DNAT.
+    gateway = system.sh("ip route | awk '/^default/ {print $3}'").stdout.strip()
+    assert system.http("/simple/", user="nobody", password="wrong") == 401
+    assert audit_lines(system, "login-failed")[-1].split()[2] == f"client={gateway}"
+
+    probe = (
+        "import base64, http.client, ssl, sys\n"
+        "source, user = sys.argv[1:3]\n"
+        "password = sys.stdin.read()\n"
+        f"conn = http.client.HTTPSConnection('{target}', 8080, context=ssl._create_unverified_context(),\n"
+        "                                    source_address=(source, 0), timeout=30)\n"
+        "token = base64.b64encode(f'{user}:{password}'.encode()).decode()\n"
+        "conn.request('GET', '/simple/', headers={'Authorization': 'Basic ' + token})\n"
+        "response = conn.getresponse()\n"
+        "print(response.status, response.getheader('Retry-After') or '-', response.read().decode().strip())\n"
+    )
+    system.put("/root/probe.py", probe.encode())
+
+    def ask(source, user, password):
+        """Status, Retry-After and body of one request from source (the password on stdin)."""
+        return system.sh(f"python3 /root/probe.py {source} {user}", input=password).stdout.split(" ", 2)
+
+    # The session's admin credential, known good from this address.
+    assert ask(guesser, USER, PASSWORD)[0] == "200"
+    answers = [ask(guesser, "ci", f"guess{n}")[0] for n in range(10)]
+    assert answers == ["401"] * 10
+    status, retry, text = ask(guesser, "ci", "guess10")
+    assert status == "429" and retry == "60" and f"too many failed or unchecked logins from {guesser};" in text
+    # Known-good credentials still work from there; other addresses are not affected.
+    assert ask(guesser, USER, PASSWORD)[0] == "200"
+    assert ask(other, USER, PASSWORD)[0] == "200"
+    assert ask(other, "ci", "wrong")[0] == "401"
+
+    status_text = system.sh("pypi-appliance status").stdout
+    assert re.search(rf"^throttled\s.*\b{re.escape(guesser)} \(\d+ s left\)", status_text, re.M), status_text
+    report = json.loads(system.sh("pypi-appliance status --json").stdout)
+    assert guesser in [t["client"] for t in report["throttled"]] and other not in status_text.split("throttled")[1]
+
+    failed = [line for line in audit_lines(system, "login-failed") if f"client={guesser} " in line]
+    assert len(failed) == 10
+    assert any(line.endswith(f"throttled client={guesser} seconds=60") for line in audit_lines(system))
+    assert "guess" not in system.sh(f"cat {AUDIT}").stdout
+
+    # The shipped fail2ban filter (disabled) matches every failed login, by address.
+    out = system.sh(f"fail2ban-regex -v {AUDIT} /etc/fail2ban/filter.d/pypi-appliance.conf").stdout
+    total = len(audit_lines(system, "login-failed"))
+    assert re.search(rf"Failregex: {total} total", out), out
+    assert len(re.findall(rf"^\|\s+{re.escape(guesser)}\s", out, re.M)) == 10, out
+    jail = system.sh("cat /etc/fail2ban/jail.d/pypi-appliance.conf").stdout
+    assert "enabled = false" in jail and f"logpath = {AUDIT}" in jail
+
+
+def test_audit_log_rotates_and_follows(system, installed):
+    system.sh(f"logrotate -f /etc/logrotate.d/pypi-appliance")
+    assert system.sh(f"stat -c '%a %U %g' {AUDIT}").stdout.split() == ["660", "root", "9898"]
+    assert system.sh(f"test -s {AUDIT}.1 && echo rotated").stdout.strip() == "rotated"
+    # The containers write to the new file (they open it for each line).
+    following = system.sh("timeout 5 pypi-appliance audit -f -n 0 & sleep 1; "
+                          f"curl -sk -o /dev/null -u ghost:wrong https://127.0.0.1:8080/simple/; wait", check=False)
+    assert re.search(r" login-failed client=\S+ account=ghost$", following.stdout.strip()), following.stdout
+    assert audit_lines(system)[-1].endswith("account=ghost")

@@ -1,0 +1,218 @@
+"""The credential checker on its own, over HTTP as the front door asks it:
+roles, throttling (429 without bcrypt work, growing while failures go on),
+good credentials from a throttled address, clean addresses first."""
+
+from __future__ import annotations
+
+import base64
+import http.server
+import threading
+import time
+import urllib.error
+import urllib.request
+
+import pytest
+from passlib.apache import HtpasswdFile
+from passlib.hash import bcrypt
+
+
+def basic(name, password):
+    return "Basic " + base64.b64encode(f"{name}:{password}".encode()).decode()
+
+
+@pytest.fixture
+def checker(appliance, tmp_path, monkeypatch):
+    from pypi_appliance import audit, auth
+
+    monkeypatch.setattr(audit, "LOG", str(tmp_path / "audit.log"))
+    (tmp_path / "auth").mkdir()
+    users = HtpasswdFile(str(tmp_path / "auth" / "htpasswd"), new=True)
+    # Low-cost hashes: the test is about who is answered, not bcrypt's speed.
+    for name, password in (("admin", "right"), ("ci", "ci-pw")):
+        users.set_hash(name, bcrypt.using(rounds=4).hash(password))
+    users.save()
+    (tmp_path / "auth" / "roles").write_text("admin publish\n")
+    throttle = auth.Throttle(max_failures=3, period=2, period_max=8)
+    check = auth.Checker(auth.Accounts(str(tmp_path / "auth")), throttle, workers=2)
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), auth.handler(check))
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+
+    def ask(header, client="10.0.0.1", need="read"):
+        request = urllib.request.Request(f"http://127.0.0.1:{server.server_port}/check", headers={
+            "Authorization": header, "X-Real-IP": client, "X-Appliance-Need": need})
+        try:
+            with urllib.request.urlopen(request, timeout=10) as response:
+                return response.status, dict(response.headers)
+        except urllib.error.HTTPError as err:
+            return err.code, dict(err.headers)
+
+    ask.check = check
+    ask.auth_dir = tmp_path / "auth"
+    ask.audit = tmp_path / "audit.log"
+    ask.url = f"http://127.0.0.1:{server.server_port}"
+    yield ask
+    server.shutdown()
+
+
+def test_roles(checker):
+    status, headers = checker(basic("admin", "right"), need="publish")
+    assert status == 200 and headers["X-Appliance-Role"] == "publish" and headers["X-Appliance-User"] == "admin"
+    assert checker(basic("ci", "ci-pw"))[0] == 200
+    status, headers = checker(basic("ci", "ci-pw"), need="publish")
+    assert status == 403 and headers["X-Appliance-User"] == "ci" and headers["X-Appliance-Role"] == "read"
+    # A role change is seen on the next check, even for a remembered credential.
+    (checker.auth_dir / "roles").write_text("admin publish\nci publish\n")
+    assert checker(basic("ci", "ci-pw"), need="publish")[0] == 200
+
+
+def test_wrong_credentials_and_throttle(checker):
+    for n in range(3):
+        status, headers = checker(basic("ci", f"guess{n}"))
+        assert status == 401 and headers["X-Appliance-Refusal"] == "wrong"
+    # Throttled: refused before any bcrypt work, with when to come back.
+    started = time.monotonic()
+    status, headers = checker(basic("ci", "guess3"))
+    assert status == 401 and headers["X-Appliance-Refusal"] == "throttled" and headers["Retry-After"] == "2"
+    # Even the right password is not checked from there now...
+    assert checker(basic("admin", "right"))[1]["X-Appliance-Refusal"] == "throttled"
+    # ...nor taken from another address's failures: other clients go on.
+    assert checker(basic("admin", "right"), client="10.0.0.2")[0] == 200
+    assert time.monotonic() - started < 0.5
+    state = checker.check.throttle.state(time.monotonic())
+    assert [t["client"] for t in state] == ["10.0.0.1"]
+
+    # After it, one more failure throttles again, for twice as long.
+    time.sleep(2.1)
+    assert checker(basic("ci", "guess4"))[1]["X-Appliance-Refusal"] == "wrong"
+    assert checker(basic("ci", "guess5"))[1]["Retry-After"] == "4"
+
+    lines = checker.audit.read_text().splitlines()
+    failed = [line for line in lines if " login-failed " in line]
+    assert len(failed) == 4 and all("client=10.0.0.1 account=ci" in line for line in failed)
+    assert [line.split()[1:] for line in lines if " throttled " in line] == [
+        ["throttled", "client=10.0.0.1", "seconds=2"], ["throttled", "client=10.0.0.1", "seconds=4"]]
+    assert "guess" not in checker.audit.read_text()
+
+
+def test_known_good_credentials_pass_a_throttle(checker):
+    assert checker(basic("admin", "right"))[0] == 200
+    for n in range(3):
+        checker(basic("admin", f"wrong{n}"))
+    assert checker(basic("admin", "wrong"))[1]["X-Appliance-Refusal"] == "throttled"
+    assert checker(basic("admin", "right"))[0] == 200
+    # Another account's change keeps what is known (no bcrypt work for it).
+    users = HtpasswdFile(str(checker.auth_dir / "htpasswd"))
+    users.set_hash("ci", bcrypt.using(rounds=4).hash("rotated"))
+    users.save()
+    assert checker(basic("admin", "right"))[0] == 200
+    # A changed password forgets what was known.
+    users = HtpasswdFile(str(checker.auth_dir / "htpasswd"))
+    users.set_hash("admin", bcrypt.using(rounds=4).hash("new"))
+    users.save()
+    assert checker(basic("admin", "right"))[1]["X-Appliance-Refusal"] == "throttled"
+
+
+def test_unknown_names_and_bad_headers(checker):
+    assert checker(basic("nobody", "x"))[1]["X-Appliance-Refusal"] == "wrong"
+    assert checker("Basic !!!")[1]["X-Appliance-Refusal"] == "wrong"
+    assert checker("Bearer abc")[1]["X-Appliance-Refusal"] == "wrong"
+    # A name with spaces and quotes is logged quoted, after the address.
+    checker(basic('x client=1.2.3.4 "y', "x"))
+    assert 'login-failed client=10.0.0.1 account="x client=1.2.3.4 \\"y"' in checker.audit.read_text()
+
+
+def test_clean_addresses_are_checked_first(checker):
+    """Waiting checks go cleanest address first: a failing address's guesses
+    queue behind a client that has not failed."""
+    check = checker.check
+    check.throttle.failed("10.0.0.9", time.monotonic())
+    check.throttle.failed("10.0.0.9", time.monotonic())
+    gate, started = threading.Event(), []
+    real = check._bcrypt
+
+    def gated(users, name, password):
+        started.append(password)
+        gate.wait(10)
+        return real(users, name, password)
+
+    check._bcrypt = gated
+    threads = []
+
+    def ask(password, client):
+        threads.append(threading.Thread(target=checker, args=(basic("ci", password), client)))
+        threads[-1].start()
+        time.sleep(0.2)
+
+    ask("busy1", "10.0.0.3")
+    ask("busy2", "10.0.0.4")  # both workers taken
+    ask("dirty1", "10.0.0.9")
+    ask("dirty2", "10.0.0.9")
+    ask("ci-pw", "10.0.0.6")  # came last, goes first
+    gate.set()
+    for t in threads:
+        t.join(10)
+    assert started[:2] == ["busy1", "busy2"] and started[2] == "ci-pw"
+    assert sorted(started[3:]) == ["dirty1", "dirty2"]
+
+
+def test_guesses_never_take_every_thread(checker):
+    """Of the two threads, addresses with failures get one: the other waits
+    for a client that has not failed."""
+    check = checker.check
+    for client in ("10.0.0.7", "10.0.0.8"):
+        check.throttle.failed(client, time.monotonic())
+    gate, started = threading.Event(), []
+    real = check._bcrypt
+
+    def gated(users, name, password):
+        started.append(password)
+        gate.wait(10)
+        return real(users, name, password)
+
+    check._bcrypt = gated
+    threads = [threading.Thread(target=checker, args=(basic("ci", p), c))
+               for p, c in (("g1", "10.0.0.7"), ("g2", "10.0.0.8"), ("g3", "10.0.0.7"))]
+    for t in threads:
+        t.start()
+    time.sleep(0.5)
+    assert started == ["g1"]
+    clean = threading.Thread(target=checker, args=(basic("ci", "ci-pw"), "10.0.0.20"))
+    clean.start()
+    time.sleep(0.3)
+    assert started == ["g1", "ci-pw"]
+    gate.set()
+    for t in [*threads, clean]:
+        t.join(10)
+    assert sorted(started) == ["ci-pw", "g1", "g2", "g3"]
+
+
+def test_one_address_cannot_queue_without_bound(checker):
+    """More concurrent unknown credentials from one address than PER_CLIENT are
+    answered at once (busy), not queued."""
+    check = checker.check
+    gate = threading.Event()
+    real = check._bcrypt
+    check._bcrypt = lambda *args: gate.wait(10) and real(*args)
+    results = []
+    threads = [threading.Thread(target=lambda n=n: results.append(checker(basic("ci", f"p{n}"))))
+               for n in range(check.PER_CLIENT + 2)]
+    for t in threads:
+        t.start()
+    deadline = time.monotonic() + 5
+    while len(results) < 2 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    busy = [r for r in results if r[1].get("X-Appliance-Refusal") == "busy"]
+    gate.set()
+    for t in threads:
+        t.join(10)
+    assert len(busy) == 2 and all(r[1]["Retry-After"] == "1" for r in busy)
+
+
+def test_throttled_list(checker):
+    for n in range(3):
+        checker(basic("ci", f"g{n}"), client="192.0.2.7")
+    with urllib.request.urlopen(f"{checker.url}/throttled", timeout=5) as response:
+        import json
+
+        state = json.load(response)
+    assert [(t["client"], t["seconds_left"]) for t in state] == [("192.0.2.7", 2)]
