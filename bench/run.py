@@ -9,6 +9,7 @@ The last line is the headline ratio:
 from __future__ import annotations
 
 import base64
+import concurrent.futures
 import json
 import os
 import re
@@ -21,7 +22,7 @@ from pathlib import Path
 from urllib.parse import quote
 
 from tests.e2e import images
-from tests.e2e.client import preseed
+from tests.e2e.client import FLOODER, preseed
 from tests.e2e.system import System
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -253,6 +254,22 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
 
 
+# Shared by the in-container scripts below: a legacy-API upload's body of a
+# tiny wheel of PROJECT at VERSION, its file name and content type.
+UPLOAD_BODY = r"""
+import io, zipfile
+def upload_body(project, version):
+    module = project.replace("-", "_")
+    name = f"{module}-{version}-py3-none-any.whl"
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as z:
+        z.writestr(f"{module}-{version}.dist-info/METADATA", f"Metadata-Version: 2.1\nName: {project}\nVersion: {version}\n")
+    bd = "benchboundary"
+    body = (f'--{bd}\r\nContent-Disposition: form-data; name=":action"\r\n\r\nfile_upload\r\n'
+            f'--{bd}\r\nContent-Disposition: form-data; name="content"; filename="{name}"\r\n\r\n').encode()
+    return name, body + buf.getvalue() + f"\r\n--{bd}--\r\n".encode(), f"multipart/form-data; boundary={bd}"
+"""
+
 # Uploads through the front door, each followed at once by the page: the
 # response waits for the listing, so the page must always have the file.
 UPLOAD_PROBE = r"""
@@ -262,18 +279,10 @@ auth = "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()
 upload_s, listed = [], 0
 stamp = time.time_ns()
 for n in range(count):
-    version = f"{stamp}.{n}"
-    name = f"bench_upload-{version}-py3-none-any.whl"
-    buf = io.BytesIO()
-    with zipfile.ZipFile(buf, "w") as z:
-        z.writestr(f"bench_upload-{version}.dist-info/METADATA", f"Metadata-Version: 2.1\nName: bench-upload\nVersion: {version}\n")
-    bd = "benchboundary"
-    body = (f'--{bd}\r\nContent-Disposition: form-data; name=":action"\r\n\r\nfile_upload\r\n'
-            f'--{bd}\r\nContent-Disposition: form-data; name="content"; filename="{name}"\r\n\r\n').encode()
-    body += buf.getvalue() + f"\r\n--{bd}--\r\n".encode()
+    name, body, content_type = upload_body("bench-upload", f"{stamp}.{n}")
     c = http.client.HTTPConnection("127.0.0.1", 8080, timeout=60)
     started = time.monotonic()
-    c.request("POST", "/", body, {"Authorization": auth, "Content-Type": f"multipart/form-data; boundary={bd}"})
+    c.request("POST", "/", body, {"Authorization": auth, "Content-Type": content_type})
     r = c.getresponse(); r.read()
     upload_s.append(time.monotonic() - started)
     assert r.status == 200, r.status
@@ -307,7 +316,7 @@ print(json.dumps({"copy_listed_s": seen}))
 def freshness(system: System, pid: str) -> dict:
     """Upload response times (each checked listed by the next request), the
     time until a file copied in is listed, and a full reindex."""
-    system.put("/root/upload-probe.py", UPLOAD_PROBE.encode())
+    system.put("/root/upload-probe.py", (UPLOAD_BODY + UPLOAD_PROBE).encode())
     system.put("/root/copy-probe.py", COPY_PROBE.encode())
     up = json.loads(system.sh(f"nsenter -t {pid} -n python3 /root/upload-probe.py 50 {USER} {PASSWORD}",
                               timeout=600).stdout)
@@ -324,6 +333,75 @@ def freshness(system: System, pid: str) -> dict:
         "reindex_s": reindex_s,
     }
     log(f"  freshness: {result}")
+    return result
+
+
+# A client that does not guess, from an address of its own: per round, the
+# first request of an account never checked before (a bcrypt check), and an
+# upload by the admin (whose credential is known good).
+LEGIT_PROBE = r"""
+import base64, http.client, json, sys, time
+target, source, first, count, user, password = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), sys.argv[5], sys.argv[6]
+basic = lambda u, p: "Basic " + base64.b64encode(f"{u}:{p}".encode()).decode()
+page_s, upload_s = [], []
+for n in range(first, first + count):
+    c = http.client.HTTPConnection(target, 8080, source_address=(source, 0), timeout=60)
+    started = time.monotonic()
+    c.request("GET", "/simple/bench-p00000/", headers={"Authorization": basic(f"fresh{n:02d}", f"fresh-password-{n}")})
+    r = c.getresponse(); r.read()
+    assert r.status == 200, r.status
+    page_s.append(time.monotonic() - started)
+    _, body, content_type = upload_body("bench-flood", f"{time.time_ns()}.{n}")
+    started = time.monotonic()
+    c.request("POST", "/", body, {"Authorization": basic(user, password), "Content-Type": content_type})
+    r = c.getresponse(); r.read()
+    assert r.status == 200, r.status
+    upload_s.append(time.monotonic() - started)
+print(json.dumps({"page_s": page_s, "upload_s": upload_s}))
+"""
+
+FLOOD_ADDRESSES = [f"198.18.0.{n}" for n in range(1, 17)]
+GUESSER, LEGIT = "198.18.1.1", "198.18.2.1"
+FLOOD_ROUNDS = 20
+
+
+def flood_case(system: System) -> dict:
+    """Upload and uncached-page latency with and without 16 addresses sending
+    wrong passwords (one connection each), and the guesses a single address
+    on 16 connections gets checked. Clients reach the published port on the
+    system's own address from addresses of their own (extra ones on eth0)."""
+    target = system.sh("ip -4 -o addr show eth0 | awk '{print $4}' | cut -d/ -f1 | head -1").stdout.strip()
+    for address in [*FLOOD_ADDRESSES, GUESSER, LEGIT]:
+        system.sh(f"ip addr add {address}/32 dev eth0 2>/dev/null || true")
+    for n in range(2 * FLOOD_ROUNDS):
+        system.sh(f"pypi-appliance user add --password-stdin fresh{n:02d} 2>/dev/null", input=f"fresh-password-{n}\n")
+    system.put("/root/legit-probe.py", (UPLOAD_BODY + LEGIT_PROBE).encode())
+    system.put("/root/flood.py", FLOODER.encode())
+
+    def legit(first):
+        out = system.sh(f"python3 /root/legit-probe.py {target} {LEGIT} {first} {FLOOD_ROUNDS} {USER} {PASSWORD}",
+                        timeout=600).stdout
+        return json.loads(out)
+
+    def figures(run):
+        return {f"{k[:-2]}_p{q}_s": percentile(run[k], q / 100) for k in ("page_s", "upload_s") for q in (50, 99)}
+
+    quiet = figures(legit(0))
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        flooding = pool.submit(system.sh, f"python3 /root/flood.py http {target} 8080 20 1 {' '.join(FLOOD_ADDRESSES)}",
+                               timeout=300)
+        time.sleep(2)
+        loud = figures(legit(FLOOD_ROUNDS))
+        flood = json.loads(flooding.result().stdout)
+    single = json.loads(system.sh(f"python3 /root/flood.py http {target} 8080 30 16 {GUESSER}", timeout=300).stdout)
+    for n in range(2 * FLOOD_ROUNDS):
+        system.sh(f"pypi-appliance user remove fresh{n:02d} 2>/dev/null", check=False)
+    system.sh("rm -f /srv/pypi/packages/bench_flood-*")
+    result = {"quiet": quiet, "flood": loud, "flood_counts": flood,
+              "single_address_checked_per_s": single.get("401", 0) / single["seconds"],
+              "single_address_answered_per_s": (single.get("401", 0) + single.get("429", 0)) / single["seconds"],
+              "single_counts": single}
+    log(f"  flood: {result}")
     return result
 
 
@@ -378,6 +456,15 @@ def report(results: dict) -> None:
                   f"{c['pip_download_changed_s']:>17.2f}")
         print(f"first index of {scale['files']} files (service start): {scale['first_index_s']:.1f} s")
         print(f"freshness: {scale['freshness']}")
+        if scale.get("flood"):
+            f = scale["flood"]
+            print(f"{'wrong passwords':<34}{'page p50 / p99 (s)':>22}{'upload p50 / p99 (s)':>24}")
+            for label, key in (("none", "quiet"), ("16 addresses, 1 connection each", "flood")):
+                print(f"{label:<34}{f[key]['page_p50_s']:>12.2f} / {f[key]['page_p99_s']:<7.2f}"
+                      f"{f[key]['upload_p50_s']:>14.2f} / {f[key]['upload_p99_s']:<7.2f}")
+            print(f"flood: {f['flood_counts']}")
+            print(f"one address, 16 connections: {f['single_address_checked_per_s']:.2f} guesses/s checked, "
+                  f"{f['single_address_answered_per_s']:.0f}/s answered in all (429 after the 10th) {f['single_counts']}")
         for name, value in scale["ratios"].items():
             print(f"{name}: {value:.2f}")
     for row in results.get("resolution", []):
@@ -449,6 +536,7 @@ def scale_run(system: System, projects: int, nginx_ref: str, pypiserver_ref: str
     configs.append(measure(system, "appliance, authenticated", proxy, True, restart, projects))
     turns = take_turns(system, container_pid(system, proxy), container_pid(system, "static"), projects)
     fresh = freshness(system, container_pid(system, proxy))
+    flood = flood_case(system) if full else None
     if full:
         system.sh("sed -i 's/^PYPI_ACCESS=.*/PYPI_ACCESS=public-read/' /etc/pypi-appliance/pypi-appliance.conf && "
                   "DEBIAN_FRONTEND=noninteractive dpkg-reconfigure pypi-appliance")
@@ -467,7 +555,7 @@ def scale_run(system: System, projects: int, nginx_ref: str, pypiserver_ref: str
     configs.append(measure(system, "nginx static (anchor)", "static", False, "docker restart static", projects))
     by = {c["label"]: c for c in configs}
     return {"files": files, "projects": projects, "first_index_s": first_index_s, "configurations": configs,
-            "turns": turns, "freshness": fresh, "ratios": ratios(by, turns)}
+            "turns": turns, "freshness": fresh, "flood": flood, "ratios": ratios(by, turns)}
 
 
 def main() -> int:

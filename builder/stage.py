@@ -12,7 +12,7 @@ from pathlib import Path
 
 import jinja2
 
-from builder.config import AUDIT_LOG, BCRYPT_MAX_BYTES, PACKAGE, SERVER_ID, SYSTEM_DIRS, USERNAME_PATTERN, Config
+from builder.config import AUDIT_LOG, BCRYPT_MAX_BYTES, PACKAGE, SERVER_ID, SERVICES, SYSTEM_DIRS, USERNAME_PATTERN, Config
 from builder.settings import ACCESS_MODES, COUNTS, SETTINGS, TLS_LISTENERS
 
 SUFFIX = ".j2"
@@ -50,6 +50,7 @@ def context(config: Config) -> dict:
             "server_id": SERVER_ID,
             "bcrypt_max_bytes": BCRYPT_MAX_BYTES,
             "audit_log": AUDIT_LOG,
+            "services": list(SERVICES),
         },
     }
 

@@ -113,3 +113,48 @@ def pip_install(system, tmp_path: Path, password: str, user: str = USER, project
     probe = subprocess.run([sys.executable, "-c", f"import {module}; print({module}.VERSION)"],
                            capture_output=True, text=True, env=dict(os.environ, PYTHONPATH=str(target)))
     return probe.stdout.strip()
+
+
+# Runs inside the system container (tests and bench): N connections per
+# address (SCHEME TARGET PORT DURATION N ADDRESS...), each sending
+# wrong passwords for at least DURATION seconds and until every address has
+# been throttled (at most 90 s), then the counts by status.
+FLOODER = r"""
+import base64, collections, http.client, json, ssl, sys, threading, time
+scheme, target, port, duration, per_address = sys.argv[1:6]
+port, duration, per_address, addresses = int(port), float(duration), int(per_address), sys.argv[6:]
+def connect(address):
+    if scheme == "http":
+        return http.client.HTTPConnection(target, port, source_address=(address, 0), timeout=10)
+    return http.client.HTTPSConnection(target, port, context=ssl._create_unverified_context(),
+                                       source_address=(address, 0), timeout=10)
+counts, lock, throttled = collections.Counter(), threading.Lock(), set()
+start = time.monotonic()
+def running():
+    now = time.monotonic()
+    return now < start + 90 and (now < start + duration or len(throttled) < len(addresses))
+def guess(address, n):
+    i = 0
+    while running():
+        try:
+            conn = connect(address)
+            while running():
+                i += 1
+                token = base64.b64encode(f"ci:guess-{address}-{n}-{i}".encode()).decode()
+                conn.request("GET", "/simple/", headers={"Authorization": "Basic " + token})
+                response = conn.getresponse()
+                response.read()
+                with lock:
+                    counts[response.status] += 1
+                    if response.status == 429:
+                        throttled.add(address)
+        except OSError as err:
+            with lock:
+                counts[type(err).__name__] += 1
+threads = [threading.Thread(target=guess, args=(a, n)) for a in addresses for n in range(per_address)]
+for t in threads: t.start()
+for t in threads: t.join(120)
+counts["seconds"] = round(time.monotonic() - start, 1)
+counts["throttled addresses"] = len(throttled)
+print(json.dumps(counts))
+"""

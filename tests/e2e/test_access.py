@@ -13,7 +13,7 @@ import time
 
 import pytest
 
-from tests.e2e.client import PASSWORD, USER, make_wheel, pip_install, twine_upload, upload_form
+from tests.e2e.client import FLOODER, PASSWORD, USER, make_wheel, pip_install, twine_upload, upload_form
 
 pytestmark = pytest.mark.e2e
 
@@ -22,46 +22,6 @@ AUDIT = "/var/log/pypi-appliance/audit.log"
 # machine (RFC 2544's benchmarking range), reaching the published port on the
 # system's own address, as a client on the network would: through Docker's DNAT.
 FLOOD = [f"198.18.0.{n}" for n in range(1, 17)]
-
-# Runs inside the system container: N connections per address, each sending
-# wrong passwords for at least DURATION seconds and until every address has
-# been throttled (at most 90 s), then the counts by status.
-FLOODER = r"""
-import base64, collections, http.client, json, ssl, sys, threading, time
-target, port, duration, per_address = sys.argv[1], int(sys.argv[2]), float(sys.argv[3]), int(sys.argv[4])
-addresses = sys.argv[5:]
-context = ssl._create_unverified_context()
-counts, lock, throttled = collections.Counter(), threading.Lock(), set()
-start = time.monotonic()
-def running():
-    now = time.monotonic()
-    return now < start + 90 and (now < start + duration or len(throttled) < len(addresses))
-def guess(address, n):
-    i = 0
-    while running():
-        try:
-            conn = http.client.HTTPSConnection(target, port, context=context, source_address=(address, 0), timeout=10)
-            while running():
-                i += 1
-                token = base64.b64encode(f"ci:guess-{address}-{n}-{i}".encode()).decode()
-                conn.request("GET", "/simple/", headers={"Authorization": "Basic " + token})
-                response = conn.getresponse()
-                response.read()
-                with lock:
-                    counts[response.status] += 1
-                    if response.status == 429:
-                        throttled.add(address)
-        except OSError as err:
-            with lock:
-                counts[type(err).__name__] += 1
-threads = [threading.Thread(target=guess, args=(a, n)) for a in addresses for n in range(per_address)]
-for t in threads: t.start()
-for t in threads: t.join(120)
-counts["seconds"] = round(time.monotonic() - start, 1)
-counts["throttled addresses"] = len(throttled)
-print(json.dumps(counts))
-"""
-
 
 def own_address(system) -> str:
     return system.sh("ip -4 -o addr show eth0 | awk '{print $4}' | cut -d/ -f1 | head -1").stdout.strip()
@@ -85,7 +45,7 @@ def flood(system, target, addresses, seconds, per_address=1):
     """Start the flood in the system container; the result is a future of its counts."""
     system.put("/root/flood.py", FLOODER.encode())
     pool = concurrent.futures.ThreadPoolExecutor(1)
-    future = pool.submit(system.sh, f"python3 /root/flood.py {target} 8080 {seconds} {per_address} {' '.join(addresses)}",
+    future = pool.submit(system.sh, f"python3 /root/flood.py https {target} 8080 {seconds} {per_address} {' '.join(addresses)}",
                          timeout=150)
     pool.shutdown(wait=False)
     return future

@@ -79,6 +79,7 @@ def test_upgrade_from_the_released_version_asks_only_the_new_question(system, le
     install(system, preseed(USER, PASSWORD), deb="/root/released.deb")
     serving(system)
     assert "access.conf" not in system.sh("cat /etc/pypi-appliance/nginx.conf").stdout
+    system.sh("pypi-appliance user add --password-stdin old-ci", input="old ci pw\n")
     system.sh("echo '# admin note: kept across upgrades' >> /etc/pypi-appliance/pypi-appliance.conf")
 
     # Interactively, at medium priority: the new question (pypi-appliance/access) and nothing else.
@@ -94,6 +95,13 @@ def test_upgrade_from_the_released_version_asks_only_the_new_question(system, le
     assert "# admin note: kept across upgrades" in conf and "PYPI_ACCESS=private\n" in conf
     serving(system)
     assert system.http("/simple/") == 401
+    # Accounts made before roles existed keep publishing (NEWS); new ones only read.
+    assert system.sh("pypi-appliance user list").stdout.splitlines() == [f"{USER} publish", "old-ci publish"]
+    body, content_type = upload_form(make_wheel(tmp_path, "1.0", project="old-ci-probe"))
+    status, text, _ = system.fetch_all("/", user="old-ci", password="old ci pw", method="POST", data=body,
+                                       headers={"Content-Type": content_type})
+    assert status == 200, text
+    system.sh("pypi-appliance user remove old-ci; rm -f /srv/pypi/packages/old_ci_probe-*")
 
 
 def file_listed(system, password: str, filename: str) -> bool:

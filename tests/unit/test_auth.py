@@ -116,9 +116,11 @@ def test_unknown_names_and_bad_headers(checker):
     assert checker(basic("nobody", "x"))[1]["X-Appliance-Refusal"] == "wrong"
     assert checker("Basic !!!")[1]["X-Appliance-Refusal"] == "wrong"
     assert checker("Bearer abc")[1]["X-Appliance-Refusal"] == "wrong"
-    # A name with spaces and quotes is logged quoted, after the address.
-    checker(basic('x client=1.2.3.4 "y', "x"))
-    assert 'login-failed client=10.0.0.1 account="x client=1.2.3.4 \\"y"' in checker.audit.read_text()
+    # A name with spaces and quotes is logged quoted, after the address; no
+    # header carries a client's name back (it may hold any bytes, even CR LF).
+    status, headers = checker(basic('x client=1.2.3.4 "y\r\nX-Evil ü', "x"))
+    assert status == 401 and "X-Evil" not in headers and "X-Appliance-User" not in headers
+    assert 'login-failed client=10.0.0.1 account="x client=1.2.3.4 \\"y\\r\\nX-Evil \\u00fc"' in checker.audit.read_text()
 
 
 def test_clean_addresses_are_checked_first(checker):

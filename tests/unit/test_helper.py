@@ -283,7 +283,7 @@ def populated(helper):
     packages.mkdir()
     (packages / "probe-1.0-py3-none-any.whl").write_bytes(wheel_bytes())
     (packages / "probe-2.0-py3-none-any.whl").write_bytes(wheel_bytes(version="2.0"))
-    helper("user", "add", "--password-stdin", "admin", stdin=PASSWORD + "\n")
+    helper("user", "add", "--role", "publish", "--password-stdin", "admin", stdin=PASSWORD + "\n")
     return helper
 
 
@@ -297,7 +297,7 @@ def test_backup_leaves_out_a_file_still_being_uploaded(populated, tmp_path):
 
     names = tarfile.open(archive).getnames()
     assert "pypi-appliance-backup/packages/probe-1.0-py3-none-any.whl" in names
-    assert "pypi-appliance-backup/auth/htpasswd" in names
+    assert "pypi-appliance-backup/auth/htpasswd" in names and "pypi-appliance-backup/auth/roles" in names
     assert "pypi-appliance-backup/MANIFEST.sha256" in names
     assert not any("partial" in n for n in names)
     assert stat.S_IMODE(archive.stat().st_mode) == 0o600
@@ -312,12 +312,13 @@ def test_restore_names_what_it_replaces_and_keeps_it(populated, tmp_path):
     later = wheel_bytes("later")
     (packages / "later-1.0-py3-none-any.whl").write_bytes(later)
     populated("user", "passwd", "--password-stdin", "admin", stdin="changed\n")
+    populated("user", "role", "admin", "read")
 
     # Not on a terminal and no --yes: it says what would be lost and changes nothing.
     asked = populated("restore", str(archive))
     assert asked.returncode == 1 and "add --yes" in asked.stderr
     assert "later-1.0-py3-none-any.whl (added " in asked.stderr and "not in the backup" in asked.stderr
-    assert "the password file" in asked.stderr
+    assert "the password file" in asked.stderr and "the accounts' roles" in asked.stderr
     assert (packages / "later-1.0-py3-none-any.whl").exists()
 
     result = populated("restore", "--yes", str(archive))
@@ -325,6 +326,7 @@ def test_restore_names_what_it_replaces_and_keeps_it(populated, tmp_path):
     assert sorted(p.name for p in packages.iterdir()) == [
         "probe-1.0-py3-none-any.whl", "probe-2.0-py3-none-any.whl"]
     assert HtpasswdFile(str(populated.htpasswd)).check_password("admin", PASSWORD)
+    assert populated("user", "list").stdout == "admin publish\n"
     assert packages.stat().st_uid == 9898
     assert stat.S_IMODE(populated.htpasswd.stat().st_mode) == 0o640
     assert not [p for p in populated.data.iterdir() if p.name.startswith(".")]
@@ -337,6 +339,20 @@ def test_restore_names_what_it_replaces_and_keeps_it(populated, tmp_path):
         names = {m.name.split("/", 1)[1]: kept.extractfile(m).read() for m in kept if m.isfile()}
     assert names["packages/later-1.0-py3-none-any.whl"] == later
     assert b"admin:" in names["auth/htpasswd"] and "MANIFEST.sha256" in names
+
+
+def test_restore_of_a_backup_from_before_roles_keeps_publishing(populated, tmp_path):
+    """Backups of 0.2 have no roles file: their accounts could all publish."""
+    archive = tmp_path / "b.tar.gz"
+    populated("user", "add", "--password-stdin", "ci", stdin="ci\n")
+    (populated.data / "auth" / "roles").unlink()
+    assert populated("backup", str(archive)).returncode == 0
+    assert "pypi-appliance-backup/auth/roles" not in tarfile.open(archive).getnames()
+    populated("user", "role", "admin", "ci", "read")
+    assert populated("restore", "--yes", str(archive)).returncode == 0
+    assert populated("user", "list").stdout == "admin publish\nci publish\n"
+    roles = populated.data / "auth" / "roles"
+    assert stat.S_IMODE(roles.stat().st_mode) == 0o640 and roles.stat().st_gid == 9898
 
 
 def test_restore_of_a_missing_file_says_so(populated):

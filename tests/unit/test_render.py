@@ -296,3 +296,37 @@ def test_password_length_rule_is_the_same_in_shell_and_python(tmp_path, applianc
         except Fail:
             python = False
         assert (shell.returncode == 0) is python, (len(password.encode()), shell.stdout)
+
+
+def test_the_compose_file_has_the_services_the_helper_requires(staged):
+    from builder.config import SERVICES
+
+    assert sorted(compose(staged())["services"]) == sorted(SERVICES)
+
+
+@pytest.mark.parametrize("services, nginx_current, message", [
+    ("proxy\npypiserver\n", True, "compose.yaml has no auth, indexer service: it is an edited copy"),
+    ("proxy\nauth\nindexer\npypiserver\n", False, "nginx.conf does not ask the credential checker"),
+    ("proxy\nauth\nindexer\npypiserver\n", True, None),
+])
+def test_up_refuses_conffiles_kept_from_an_older_version(staged, appliance, tmp_path, monkeypatch,
+                                                          services, nginx_current, message):
+    from pypi_appliance import compose as compose_module
+    from pypi_appliance.settings import Fail, read_conf
+
+    nginx = tmp_path / "nginx.conf"
+    nginx.write_text((staged() / "root/etc/pypi-appliance/nginx.conf").read_text() if nginx_current
+                     else "location = /_auth { proxy_pass http://pypiserver/; }\n")
+    assert compose_module.CHECKER in (staged() / "root/etc/pypi-appliance/nginx.conf").read_text()
+    monkeypatch.setattr(compose_module, "NGINX_FILE", str(nginx))
+    docker = tmp_path / "bin" / "docker"
+    docker.parent.mkdir()
+    docker.write_text(f"#!/bin/sh\nprintf '{services}'\n")
+    docker.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{docker.parent}:/usr/bin:/bin")
+    if message is None:
+        compose_module.check_conffiles(read_conf("/nonexistent"))
+    else:
+        with pytest.raises(Fail, match=message) as refused:
+            compose_module.check_conffiles(read_conf("/nonexistent"))
+        assert ".dpkg-dist into it" in str(refused.value)

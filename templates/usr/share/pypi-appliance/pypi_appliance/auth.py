@@ -278,10 +278,10 @@ def handler(checker: Checker):
                 return self.answer(404)
             client = self.headers.get("X-Real-IP", self.client_address[0])
             status, name, reason, retry = checker.check(self.headers.get("Authorization", ""), client)
-            headers = [("X-Appliance-User", name or "")]
             if status != 200:
-                headers += [("X-Appliance-Refusal", reason), ("Retry-After", str(retry))]
-                return self.answer(401, headers)
+                # No name: it is the client's, any bytes at all.
+                return self.answer(401, [("X-Appliance-Refusal", reason), ("Retry-After", str(retry))])
+            headers = [("X-Appliance-User", name)]
             role = checker.accounts.current()[2].get(name, ROLES[0])
             headers.append(("X-Appliance-Role", role))
             need = self.headers.get("X-Appliance-Need", ROLES[0])

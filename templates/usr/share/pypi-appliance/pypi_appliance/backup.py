@@ -16,6 +16,7 @@ import zipfile
 import zlib
 
 from pypi_appliance.host import run
+from pypi_appliance.roles import ROLES, format_roles
 from pypi_appliance.settings import CONF, PACKAGE, SERVER_GID, TLS_DIR, Fail, Settings
 from pypi_appliance.tls import ensure_certificate, tls_paths
 
@@ -80,7 +81,8 @@ def cmd_backup(args, conf: Settings):
     """Packages, htpasswd and config (and the CA with --with-ca), with a checksum manifest."""
     target = args.file or time.strftime(f"{PACKAGE}-backup-%Y%m%d-%H%M%S.tar.gz")
     data = conf.data_dir
-    sources = [(os.path.join(data, "auth", "htpasswd"), "auth/htpasswd")]
+    sources = [(os.path.join(data, "auth", name), f"auth/{name}") for name in ("htpasswd", "roles")
+               if name == "htpasswd" or os.path.isfile(os.path.join(data, "auth", name))]
     for name in (f"{PACKAGE}.conf", "compose.yaml", "nginx.conf"):
         sources.append((os.path.join(os.path.dirname(CONF), name), f"config/{name}"))
     if args.with_ca:
@@ -191,11 +193,12 @@ def replaced_by(conf: Settings, members):
             with open(live, "rb") as f:
                 if sha256(f) != digest:
                     losses.append((live, f"packages/{name}", f"{name} (differs from the backup's)"))
-    htpasswd = os.path.join(data, "auth", "htpasswd")
-    if os.path.isfile(htpasswd):
-        with open(htpasswd, "rb") as f:
-            if sha256(f) != members["auth/htpasswd"]:
-                losses.append((htpasswd, "auth/htpasswd", "the password file (accounts and passwords)"))
+    for name, why in (("htpasswd", "the password file (accounts and passwords)"), ("roles", "the accounts' roles")):
+        live = os.path.join(data, "auth", name)
+        if os.path.isfile(live):
+            with open(live, "rb") as f:
+                if sha256(f) != members.get(f"auth/{name}"):
+                    losses.append((live, f"auth/{name}", why))
     (crt, crt_arc), (key, key_arc) = ca_sources()
     if crt_arc in members and os.path.isfile(crt):
         with open(crt, "rb") as f:
@@ -287,8 +290,16 @@ def cmd_restore(args, conf: Settings):
                 os.chmod(os.path.join(root, name), 0o644)
         os.chown(new_auth, 0, SERVER_GID)
         os.chmod(new_auth, 0o750)
-        os.chown(os.path.join(new_auth, "htpasswd"), 0, SERVER_GID)
-        os.chmod(os.path.join(new_auth, "htpasswd"), 0o640)
+        roles = os.path.join(new_auth, "roles")
+        if not os.path.exists(roles):
+            # A backup from before roles (0.3.0): its accounts could all publish, and still may.
+            with open(os.path.join(new_auth, "htpasswd"), encoding="utf-8") as f:
+                names = [line.split(":", 1)[0] for line in f if ":" in line]
+            with open(roles, "wb") as f:
+                f.write(format_roles({name: ROLES[-1] for name in names}))
+        for name in ("htpasswd", "roles"):
+            os.chown(os.path.join(new_auth, name), 0, SERVER_GID)
+            os.chmod(os.path.join(new_auth, name), 0o640)
         # The containers hold the old directories open: stop, swap by rename, start.
         if state == "active":
             subprocess.run(["systemctl", "stop", f"{PACKAGE}.service"], check=True)

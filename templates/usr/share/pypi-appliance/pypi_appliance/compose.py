@@ -2,12 +2,19 @@
 
 from __future__ import annotations
 
+import os
 import re
 import subprocess
 import sys
 
-from pypi_appliance.settings import CONF, PACKAGE, Fail, Settings, check_choices
+from pypi_appliance.settings import BUILD, CONF, PACKAGE, Fail, Settings, check_choices
 from pypi_appliance.users import ensure_version
+
+
+COMPOSE_FILE = f"/etc/{PACKAGE}/compose.yaml"
+NGINX_FILE = os.environ.get("PYPI_APPLIANCE_NGINX_CONF", f"/etc/{PACKAGE}/nginx.conf")
+# What nginx.conf says since the credential checker came (0.3.0).
+CHECKER = "proxy_pass http://auth/check;"
 
 
 def compose(conf: Settings, *args):
@@ -21,7 +28,7 @@ def compose(conf: Settings, *args):
         "--env-file",
         CONF,
         "--file",
-        f"/etc/{PACKAGE}/compose.yaml",
+        COMPOSE_FILE,
         *args,
     ]
 
@@ -54,8 +61,26 @@ def cmd_logs(args, conf: Settings):
     return plain(cmd)
 
 
+def check_conffiles(conf: Settings):
+    """An admin's edited compose.yaml or nginx.conf from an older version,
+    which dpkg keeps, must not start without the credential checker (an
+    old nginx.conf would let every account publish)."""
+    proc = subprocess.run(compose(conf, "config", "--services"), capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise Fail(f"{COMPOSE_FILE}: " + (proc.stderr.strip().splitlines() or ["unreadable"])[-1])
+    missing = [s for s in BUILD["services"] if s not in proc.stdout.split()]
+    with open(NGINX_FILE, encoding="utf-8") as f:
+        old_nginx = CHECKER not in f.read()
+    if missing or old_nginx:
+        name = COMPOSE_FILE if missing else NGINX_FILE
+        what = f"has no {', '.join(missing)} service" if missing else "does not ask the credential checker"
+        raise Fail(f"{name} {what}: it is an edited copy from an older version, which dpkg kept. Merge "
+                   f"{name}.dpkg-dist into it (or replace it with that), then systemctl restart {PACKAGE}")
+
+
 def cmd_up(args, conf: Settings):
     check_choices(conf)
+    check_conffiles(conf)
     ensure_version(conf)
     # In the foreground: if a container dies, compose exits and systemd starts it all again.
     return plain(compose(conf, "up", "--remove-orphans", "--abort-on-container-exit"))
