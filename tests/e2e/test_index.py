@@ -179,6 +179,9 @@ def test_pip_and_uv_resolve_from_metadata_files_and_skip_yanked_releases(system,
     assert bad.returncode == 1 and "'yank-probe' is not PROJECT==VERSION" in bad.stderr
     journal = system.sh("journalctl -t pypi-appliance --no-pager -o cat").stdout
     assert "yanked yank-probe==1.1: broken build" in journal and "unyanked yank-probe==1.1" in journal
+    audit = [line.split(" ", 1)[1] for line in system.sh("pypi-appliance audit -n 2").stdout.splitlines()]
+    assert audit == ['yank by=root release=yank-probe==1.1 reason="broken build"',
+                     "unyank by=root release=yank-probe==1.1"]
 
 
 def test_remove_and_reindex(system, installed, tmp_path):
@@ -192,6 +195,8 @@ def test_remove_and_reindex(system, installed, tmp_path):
     files = [f["filename"] for f in project_json(system, "remove-probe")["files"]]
     assert files == ["remove_probe-1.0-py3-none-any.whl"]
     assert "remove_probe-2.0" not in system.sh(f"ls {PACKAGES}").stdout
+    assert system.sh("pypi-appliance audit -n 1").stdout.split()[1:] == [
+        "remove", "by=root", "release=remove-probe==2.0", "file=remove_probe-2.0-py3-none-any.whl"]
     result = system.sh("pypi-appliance reindex")
     assert "reindexed" in result.stderr
     again = {f["filename"]: f["upload-time"] for f in project_json(system, "remove-probe")["files"]}

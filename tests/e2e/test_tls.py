@@ -78,7 +78,7 @@ def make_test_ca(system) -> None:
 def client_account(system, installed):
     system.trust()
     system.sh(f"pypi-appliance user remove {CLIENT} 2>/dev/null; "
-              f"pypi-appliance user add --password-stdin {CLIENT}", input=CLIENT_PASSWORD + "\n")
+              f"pypi-appliance user add --role publish --password-stdin {CLIENT}", input=CLIENT_PASSWORD + "\n")
     yield
     system.sh(f"pypi-appliance user remove {CLIENT}")
 

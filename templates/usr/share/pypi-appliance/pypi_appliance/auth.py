@@ -83,14 +83,19 @@ class Throttle:
         self.level = {}
         self.lock = threading.Lock()
 
+    def length(self, level: int) -> float:
+        return min(self.period * 2 ** (level - 1), self.period_max)
+
     def _prune(self, client, now):
-        times = self.failures[client]
+        """The client's failures within the window (a new list: nothing is
+        stored for a client that has none)."""
+        times = self.failures.get(client)
         while times and times[0] < now - self.WINDOW:
             times.popleft()
         level = self.level.get(client, 0)
-        if level and now > self.until[client] + self.period * 2 ** (level - 1):
+        if level and now > self.until[client] + self.length(level):
             del self.level[client], self.until[client]
-        return times
+        return times or ()
 
     def blocked(self, client: str, now: float) -> int:
         """Seconds until the client may try a credential again (0: now)."""
@@ -105,18 +110,19 @@ class Throttle:
     def failed(self, client: str, now: float) -> int:
         """Record a failure; the new throttle's seconds when it starts one."""
         with self.lock:
-            times = self._prune(client, now)
+            self._prune(client, now)
+            if len(self.failures) > 100_000:  # a spray of addresses: forget those quiet for a minute
+                self.failures = collections.defaultdict(collections.deque, {
+                    c: t for c, t in self.failures.items() if t and t[-1] >= now - self.WINDOW or c in self.level})
+            times = self.failures[client]
             times.append(now)
             level = self.level.get(client, 0)
             if level == 0 and len(times) < self.max_failures:
                 return 0
             level += 1
-            seconds = min(self.period * 2 ** (level - 1), self.period_max)
+            seconds = self.length(level)
             self.level[client], self.until[client] = level, now + seconds
             times.clear()
-            if len(self.failures) > 100_000:  # a spray of addresses: forget the quiet ones
-                for other in [c for c, t in self.failures.items() if not t and c not in self.level]:
-                    del self.failures[other]
             return int(seconds)
 
     def state(self, now: float) -> list[dict]:
