@@ -123,12 +123,8 @@ def test_unknown_names_and_bad_headers(checker):
     assert 'login-failed client=10.0.0.1 account="x client=1.2.3.4 \\"y\\r\\nX-Evil \\u00fc"' in checker.audit.read_text()
 
 
-def test_clean_addresses_are_checked_first(checker):
-    """Waiting checks go cleanest address first: a failing address's guesses
-    queue behind a client that has not failed."""
-    check = checker.check
-    check.throttle.failed("10.0.0.9", time.monotonic())
-    check.throttle.failed("10.0.0.9", time.monotonic())
+def hold_bcrypt(check):
+    """Make each bcrypt check wait for the gate; the passwords in the order checks began."""
     gate, started = threading.Event(), []
     real = check._bcrypt
 
@@ -138,6 +134,16 @@ def test_clean_addresses_are_checked_first(checker):
         return real(users, name, password)
 
     check._bcrypt = gated
+    return gate, started
+
+
+def test_clean_addresses_are_checked_first(checker):
+    """Waiting checks go cleanest address first: a failing address's guesses
+    queue behind a client that has not failed."""
+    check = checker.check
+    check.throttle.failed("10.0.0.9", time.monotonic())
+    check.throttle.failed("10.0.0.9", time.monotonic())
+    gate, started = hold_bcrypt(check)
     threads = []
 
     def ask(password, client):
@@ -163,15 +169,7 @@ def test_guesses_never_take_every_thread(checker):
     check = checker.check
     for client in ("10.0.0.7", "10.0.0.8"):
         check.throttle.failed(client, time.monotonic())
-    gate, started = threading.Event(), []
-    real = check._bcrypt
-
-    def gated(users, name, password):
-        started.append(password)
-        gate.wait(10)
-        return real(users, name, password)
-
-    check._bcrypt = gated
+    gate, started = hold_bcrypt(check)
     threads = [threading.Thread(target=checker, args=(basic("ci", p), c))
                for p, c in (("g1", "10.0.0.7"), ("g2", "10.0.0.8"), ("g3", "10.0.0.7"))]
     for t in threads:
@@ -192,9 +190,7 @@ def test_one_address_cannot_queue_without_bound(checker):
     """More concurrent unknown credentials from one address than PER_CLIENT are
     answered at once (busy), not queued."""
     check = checker.check
-    gate = threading.Event()
-    real = check._bcrypt
-    check._bcrypt = lambda *args: gate.wait(10) and real(*args)
+    gate, _ = hold_bcrypt(check)
     results = []
     threads = [threading.Thread(target=lambda n=n: results.append(checker(basic("ci", f"p{n}"))))
                for n in range(check.PER_CLIENT + 2)]
@@ -218,3 +214,14 @@ def test_throttled_list(checker):
 
         state = json.load(response)
     assert [(t["client"], t["seconds_left"]) for t in state] == [("192.0.2.7", 2)]
+
+
+def test_the_checker_reads_the_settings_compose_passes(appliance, shipped_tree):
+    import yaml
+
+    from pypi_appliance import auth
+
+    doc = yaml.safe_load((shipped_tree / "root/etc/pypi-appliance/compose.yaml").read_text())
+    passed = {k: v for k, v in doc["services"]["auth"]["environment"].items() if k.startswith("PYPI_AUTH_")}
+    assert sorted(passed) == sorted(auth.SETTINGS)
+    assert passed["PYPI_AUTH_MAX_FAILURES"] == "${PYPI_AUTH_MAX_FAILURES:-10}"

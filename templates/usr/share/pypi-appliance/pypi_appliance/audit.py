@@ -14,7 +14,6 @@ import sys
 import time
 
 
-
 def _log() -> str:
     """The containers are told where it is; the helper reads the build's choice."""
     if "PYPI_AUDIT_LOG" in os.environ:

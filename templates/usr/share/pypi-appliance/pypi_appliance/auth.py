@@ -29,6 +29,10 @@ import time
 from pypi_appliance import audit
 from pypi_appliance.roles import ROLES, may, read_roles
 
+# The config file's settings for it (builder/settings.py), which compose.yaml
+# passes with their defaults.
+SETTINGS = ("PYPI_AUTH_MAX_FAILURES", "PYPI_AUTH_THROTTLE_SECONDS", "PYPI_AUTH_THROTTLE_MAX_SECONDS",
+            "PYPI_AUTH_WORKERS")
 # A bcrypt hash of a random password: unknown names cost what known ones do.
 DUMMY_HASH = None
 
@@ -297,9 +301,7 @@ def handler(checker: Checker):
 
 
 def serve(data: str, port: int) -> None:
-    # The settings from the config file (compose.yaml passes them, with their defaults).
-    env = {key: int(os.environ[key]) for key in ("PYPI_AUTH_MAX_FAILURES", "PYPI_AUTH_THROTTLE_SECONDS",
-                                                 "PYPI_AUTH_THROTTLE_MAX_SECONDS", "PYPI_AUTH_WORKERS")}
+    env = {key: int(os.environ[key]) for key in SETTINGS}
     throttle = Throttle(env["PYPI_AUTH_MAX_FAILURES"], env["PYPI_AUTH_THROTTLE_SECONDS"],
                         env["PYPI_AUTH_THROTTLE_MAX_SECONDS"])
     checker = Checker(Accounts(os.path.join(data, "auth")), throttle, env["PYPI_AUTH_WORKERS"])
