@@ -305,6 +305,10 @@ def serve(data: str, port: int) -> None:
     throttle = Throttle(env["PYPI_AUTH_MAX_FAILURES"], env["PYPI_AUTH_THROTTLE_SECONDS"],
                         env["PYPI_AUTH_THROTTLE_MAX_SECONDS"])
     checker = Checker(Accounts(os.path.join(data, "auth")), throttle, env["PYPI_AUTH_WORKERS"])
+    # passlib, the accounts and bcrypt's backend are loaded now, not by the
+    # first login after a start (a tenth of a second more for it).
+    checker.accounts.current()
+    Checker._bcrypt(checker.accounts.current()[1], None, "")
     server = http.server.ThreadingHTTPServer(("0.0.0.0", port), handler(checker))
     server.daemon_threads = True
     print(f"checking credentials on port {port} with {env['PYPI_AUTH_WORKERS']} bcrypt threads", flush=True)
