@@ -427,3 +427,12 @@ def test_an_unknown_tls_mode_is_named(helper):
     result = helper("tls")
     assert result.returncode == 1 and "Traceback" not in result.stderr
     assert "PYPI_TLS=sometimes in " in result.stderr and "is not one of self-signed, provided, off" in result.stderr
+
+
+@pytest.mark.parametrize("value", ["abc", "0", "-3", "2.5"])
+def test_a_bad_credential_checker_setting_is_named(helper, value):
+    with helper.conf.open("a") as f:
+        f.write(f"PYPI_AUTH_WORKERS={value}\n")
+    result = helper("tls")
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert f"PYPI_AUTH_WORKERS={value} in " in result.stderr and "is not a whole number of 1 or more" in result.stderr
