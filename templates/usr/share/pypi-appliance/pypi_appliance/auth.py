@@ -207,10 +207,12 @@ class Checker:
         name, password = split_basic(header)
         _, users, _ = self.accounts.current()
         key = hashlib.sha256(self.salt + header.encode()).digest()
-        with self.lock:
-            hit = self.good.get(key)
         # Known good while the account's hash is the same: other accounts'
         # changes do not cost a bcrypt check.
+        with self.lock:
+            hit = self.good.get(key)
+            if hit:
+                self.good.move_to_end(key)  # the 10,000 kept are the most recently used
         if hit and hit[0] == name and users.get_hash(name) == hit[1]:
             return 200, name, "", 0
         now = time.monotonic()
