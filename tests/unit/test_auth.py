@@ -172,9 +172,10 @@ def test_guesses_never_take_every_thread(checker):
     gate, started = hold_bcrypt(check)
     threads = [threading.Thread(target=checker, args=(basic("ci", p), c))
                for p, c in (("g1", "10.0.0.7"), ("g2", "10.0.0.8"), ("g3", "10.0.0.7"))]
-    for t in threads:
+    for t in threads:  # one after the other: g1 is the guess that gets a thread
         t.start()
-    time.sleep(0.5)
+        time.sleep(0.2)
+    time.sleep(0.3)
     assert started == ["g1"]
     clean = threading.Thread(target=checker, args=(basic("ci", "ci-pw"), "10.0.0.20"))
     clean.start()
