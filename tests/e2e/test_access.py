@@ -217,3 +217,20 @@ def test_audit_log_rotates_and_follows(system, installed):
                           f"curl -sk -o /dev/null -u ghost:wrong https://127.0.0.1:8080/simple/; wait", check=False)
     assert re.search(r" login-failed client=\S+ account=ghost$", following.stdout.strip()), following.stdout
     assert audit_lines(system)[-1].endswith("account=ghost")
+
+
+def test_a_checker_not_answering_gives_503_and_when_to_retry(system, installed):
+    # Known to nginx (cached) before the checker goes away.
+    assert system.http("/simple/", user=USER, password=PASSWORD) == 200
+    pid = system.sh("docker inspect -f '{{.State.Pid}}' pypi-appliance-proxy-1").stdout.strip()
+    # The proxy's connections to the checker are refused, as while it starts.
+    rule = "OUTPUT -p tcp --dport 8083 -j REJECT --reject-with tcp-reset"
+    system.sh(f"nsenter -t {pid} -n iptables -I {rule}")
+    try:
+        status, body, headers = system.fetch_all("/simple/", user=USER, password="not-known-yet")
+        assert status == 503 and headers["Retry-After"] == "5", (status, body)
+        assert b"the credential checker is not answering" in body and b"pypi-appliance status" in body
+        assert system.http("/simple/", user=USER, password=PASSWORD) == 200
+    finally:
+        system.sh(f"nsenter -t {pid} -n iptables -D {rule}")
+    assert system.http("/simple/", user=USER, password="not-known-yet") == 401

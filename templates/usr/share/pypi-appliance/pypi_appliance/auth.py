@@ -307,11 +307,13 @@ def serve(data: str, port: int) -> None:
     throttle = Throttle(env["PYPI_AUTH_MAX_FAILURES"], env["PYPI_AUTH_THROTTLE_SECONDS"],
                         env["PYPI_AUTH_THROTTLE_MAX_SECONDS"])
     checker = Checker(Accounts(os.path.join(data, "auth")), throttle, env["PYPI_AUTH_WORKERS"])
+    # Listening first: a login that comes during the warm-up waits for it
+    # instead of being refused.
+    server = http.server.ThreadingHTTPServer(("0.0.0.0", port), handler(checker))
     # passlib, the accounts and bcrypt's backend are loaded now, not by the
     # first login after a start (a tenth of a second more for it).
     checker.accounts.current()
     Checker._bcrypt(checker.accounts.current()[1], None, "")
-    server = http.server.ThreadingHTTPServer(("0.0.0.0", port), handler(checker))
     server.daemon_threads = True
     print(f"checking credentials on port {port} with {env['PYPI_AUTH_WORKERS']} bcrypt threads", flush=True)
     server.serve_forever()
