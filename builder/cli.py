@@ -72,10 +72,6 @@ def main() -> None:
 @click.option("--proxy-image", default=cfg.DEFAULT_PROXY_IMAGE, show_default=True,
               callback=_checked(cfg.check_image),
               help="nginx container image (with the njs module) for the front door, pinned like --image.")
-@click.option("--fallback/--no-fallback", default=False, show_default=True,
-              help="Redirect unknown project names to pypi.org. Off by default: with it on, a "
-                   "public package that squats an internal name can be installed instead "
-                   "(dependency confusion).")
 @click.option("--tree", type=click.Path(file_okay=False, path_type=Path), callback=_tree,
               default=TREE if (TREE / "templates").is_dir() else Path("."), show_default="this checkout",
               help="Source tree holding debian/ and templates/.")
@@ -83,12 +79,12 @@ def main() -> None:
               show_default=True, help="Where the .deb is written.")
 @click.option("--build-dir", type=click.Path(file_okay=False, path_type=Path), default=Path("build"),
               show_default=True, help="Scratch directory for the staged source tree.")
-def build(version, port, data_dir, image, proxy_image, fallback, tree, output_dir,
+def build(version, port, data_dir, image, proxy_image, tree, output_dir,
           build_dir) -> None:
     """Render debian/ and templates/ and build dist/pypi-appliance_VERSION_all.deb."""
     config = cfg.Config(
         version=version, port=port, data_dir=data_dir, image=image, proxy_image=proxy_image,
-        fallback=fallback, source_date_epoch=default_epoch(tree),
+        source_date_epoch=default_epoch(tree),
     )
     staging = stage.stage(config, tree, build_dir.resolve() / f"{config.package}-{config.version}")
     try:

@@ -20,7 +20,7 @@ USERNAME_PATTERN = r"[A-Za-z0-9][A-Za-z0-9._@+-]{0,63}"
 SERVER_ID = 9898
 # The compose file's services: the helper refuses to start a compose file
 # (an admin's copy kept from an older version) that lacks one.
-SERVICES = ("proxy", "auth", "indexer", "pypiserver")
+SERVICES = ("proxy", "auth", "upstream", "indexer", "pypiserver")
 # The audit log (helper, containers, logrotate, fail2ban, the postinst).
 AUDIT_LOG = f"/var/log/{PACKAGE}/audit.log"
 # bcrypt reads at most this many bytes of a password (config script and helper).
@@ -105,7 +105,6 @@ class Config:
     data_dir: str = BY_KEY["PYPI_DATA_DIR"].default
     image: str = DEFAULT_IMAGE
     proxy_image: str = DEFAULT_PROXY_IMAGE
-    fallback: bool = False
     # Seconds since the epoch for the changelog date and file times (reproducible builds).
     source_date_epoch: int = 0
     package: str = field(default=PACKAGE, init=False)

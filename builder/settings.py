@@ -36,16 +36,31 @@ SETTINGS = (
     Setting("PYPI_TLS_NAMES", None, "", "more names and addresses for the self-signed certificate, comma separated"),
     Setting("PYPI_ACCESS", "access", ACCESS_MODES[0],
             "who may list and download: `private` needs a password, `public-read` does not", ACCESS_MODES),
-    Setting("PYPI_DATA_DIR", "data-dir", "/srv/pypi", "where packages/, auth/ and index/ live"),
+    Setting("PYPI_DATA_DIR", "data-dir", "/srv/pypi", "where packages/, auth/, index/ and upstream/ (its cache) live"),
     Setting("PYPI_AUTH_MAX_FAILURES", None, "10",
             "failed logins from one client address within a minute that start its throttle (429)"),
     Setting("PYPI_AUTH_THROTTLE_SECONDS", None, "60",
             "the first throttle's length; each failure after it doubles the next"),
     Setting("PYPI_AUTH_THROTTLE_MAX_SECONDS", None, "3600", "the longest throttle"),
     Setting("PYPI_AUTH_WORKERS", None, "2", "threads that check passwords (bcrypt): the most CPU guesses can take"),
+    Setting("PYPI_UPSTREAM", "upstream", "",
+            "the simple-API URL of an index for the names this one does not hold, such as "
+            "https://pypi.org/simple/ (empty: none)"),
+    Setting("PYPI_UPSTREAM_CREDENTIALS", None, "",
+            "a file holding USER:PASSWORD for a private upstream (mode 0640, group 9898)"),
+    Setting("PYPI_UPSTREAM_PAGE_SECONDS", None, "300", "how long an upstream page is kept before it is fetched again"),
+    Setting("PYPI_UPSTREAM_CACHE_MAX", None, "10g",
+            "the most disk the upstream's files take (k, m, g); the least recently used go first"),
 )
 # Settings that must be whole numbers of 1 or more.
-COUNTS = ("PYPI_AUTH_MAX_FAILURES", "PYPI_AUTH_THROTTLE_SECONDS", "PYPI_AUTH_THROTTLE_MAX_SECONDS", "PYPI_AUTH_WORKERS")
+COUNTS = ("PYPI_AUTH_MAX_FAILURES", "PYPI_AUTH_THROTTLE_SECONDS", "PYPI_AUTH_THROTTLE_MAX_SECONDS", "PYPI_AUTH_WORKERS",
+          "PYPI_UPSTREAM_PAGE_SECONDS")
+# An upstream URL: http(s), a host (and port), a path; never credentials (they
+# would land in debconf's database and the logs). The config script and the
+# helper check the same (a parity test feeds both).
+UPSTREAM_PATTERN = r"https?://[A-Za-z0-9.-]+(:[0-9]{1,5})?(/[A-Za-z0-9._~%+/-]*)?"
+# nginx's size syntax.
+SIZE_PATTERN = r"[0-9]+[kKmMgG]?"
 BY_KEY = {s.key: s for s in SETTINGS}
 
 

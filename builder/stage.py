@@ -13,7 +13,7 @@ from pathlib import Path
 import jinja2
 
 from builder.config import AUDIT_LOG, BCRYPT_MAX_BYTES, PACKAGE, SERVER_ID, SERVICES, SYSTEM_DIRS, USERNAME_PATTERN, Config
-from builder.settings import ACCESS_MODES, COUNTS, SETTINGS, TLS_LISTENERS
+from builder.settings import ACCESS_MODES, COUNTS, SETTINGS, SIZE_PATTERN, TLS_LISTENERS, UPSTREAM_PATTERN
 
 SUFFIX = ".j2"
 
@@ -39,6 +39,7 @@ def context(config: Config) -> dict:
         "server_id": SERVER_ID,
         "bcrypt_max_bytes": BCRYPT_MAX_BYTES,
         "audit_log": AUDIT_LOG,
+        "upstream_pattern": UPSTREAM_PATTERN,
         # What the admin helper reads at run time (/usr/share/pypi-appliance/defaults.json).
         "helper_defaults": {
             "package": config.package,
@@ -51,6 +52,8 @@ def context(config: Config) -> dict:
             "bcrypt_max_bytes": BCRYPT_MAX_BYTES,
             "audit_log": AUDIT_LOG,
             "services": list(SERVICES),
+            "upstream_pattern": UPSTREAM_PATTERN,
+            "size_pattern": SIZE_PATTERN,
         },
     }
 

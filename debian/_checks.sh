@@ -81,6 +81,17 @@ check_access() {
     esac
 }
 
+check_upstream() {
+    case $1 in '' | none) return 0 ;; esac
+    case $1 in
+        *@*) echo "the upstream URL holds credentials (not shown); give the URL alone and put USER:PASSWORD in the file PYPI_UPSTREAM_CREDENTIALS names (in $CONF)"; return 1 ;;
+    esac
+    if ! printf '%s\n' "$1" | grep -Eqx '{{ upstream_pattern }}'; then
+        echo "upstream '$1' is not an http:// or https:// simple-API URL such as https://pypi.org/simple/"
+        return 1
+    fi
+}
+
 check_tls() {
     case $1 in
         {{ tls_modes | join(" | ") }}) ;;

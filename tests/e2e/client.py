@@ -104,7 +104,7 @@ def pip_install(system, tmp_path: Path, password: str, user: str = USER, project
     """pip install project through the appliance into a fresh dir; returns the imported VERSION."""
     target = tmp_path / "site"
     result = subprocess.run(
-        [sys.executable, "-m", "pip", "install", "--no-deps", *tls_args(system), "--target", str(target), project],
+        [sys.executable, "-m", "pip", "install", "--no-deps", "--no-cache-dir", *tls_args(system), "--target", str(target), project],
         capture_output=True, text=True, timeout=180,
         env=client_env(PIP_INDEX_URL=index_url(system, user, password)),
     )

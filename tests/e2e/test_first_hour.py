@@ -184,11 +184,11 @@ def test_install_output_names_the_url_and_the_next_step(installed):
     assert "pypi-appliance client-config" in installed
 
 
-def reconfigure(system, port: int = 8080, access: str = "private") -> str:
+def reconfigure(system, port: int = 8080, access: str = "private", upstream: str = "") -> str:
     """dpkg-reconfigure as an admin does it: user, empty passwords (keep), port,
-    TLS mode, access, data dir; its output with the terminal's wrapping undone."""
+    TLS mode, access, upstream, data dir; its output with the terminal's wrapping undone."""
     code, out = system.interact("DEBIAN_FRONTEND=teletype dpkg-reconfigure pypi-appliance",
-                                [USER, "", "", str(port), "self-signed", access, "/srv/pypi"], timeout=180)
+                                [USER, "", "", str(port), "self-signed", access, upstream, "/srv/pypi"], timeout=180)
     assert code == 0, out
     return " ".join(out.split())
 

@@ -82,11 +82,12 @@ def test_upgrade_from_the_released_version_asks_only_the_new_question(system, le
     system.sh("pypi-appliance user add --password-stdin old-ci", input="old ci pw\n")
     system.sh("echo '# admin note: kept across upgrades' >> /etc/pypi-appliance/pypi-appliance.conf")
 
-    # Interactively, at medium priority: the new question (pypi-appliance/access) and nothing else.
+    # Interactively, at medium priority: the new questions (access, upstream) and nothing else.
     code, out = system.interact(f"DEBIAN_FRONTEND=teletype DEBIAN_PRIORITY=medium apt-get install -y {DEB}",
-                                ["1"], timeout=180)
+                                ["1", ""], timeout=180)
     assert code == 0, out
     assert "Who may list and download packages?" in out, out
+    assert "Upstream index for the names this one does not hold:" in out, out
     for old in ("Administrator", "TCP port", "HTTPS for the package index", "Directory for packages"):
         assert old not in out, (old, out)
     # The changed conffile arrived (nobody had edited it), the admin's config file kept its note.
@@ -338,7 +339,7 @@ def test_bad_interactive_answers_are_asked_again(system, leaves_installed):
     serving(system, "first pw")
 
     code, out = system.interact("DEBIAN_FRONTEND=teletype dpkg-reconfigure pypi-appliance", [
-        "admin", "second pw", "second pw", "8080", "self-signed", "private", "relative/dir", "/srv/pypi"],
+        "admin", "second pw", "second pw", "8080", "self-signed", "private", "", "relative/dir", "/srv/pypi"],
         timeout=180)
     assert code == 0, out
     assert "data dir 'relative/dir' is not an absolute path" in out

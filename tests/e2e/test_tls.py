@@ -45,7 +45,7 @@ def sections(config: str) -> dict[str, str]:
 def reconfigure(system, mode: str, cert: str = "", key: str = "") -> None:
     """dpkg-reconfigure on a terminal, as an admin runs it: the same user, port,
     access and data dir, empty passwords (keep the current one), and the TLS answers."""
-    lines = [*KEEP, mode, *([cert, key] if mode == "provided" else []), "private", "/srv/pypi"]
+    lines = [*KEEP, mode, *([cert, key] if mode == "provided" else []), "private", "", "/srv/pypi"]
     code, out = system.interact("DEBIAN_FRONTEND=teletype dpkg-reconfigure pypi-appliance", lines,
                                 timeout=180)
     assert code == 0, out

@@ -53,12 +53,11 @@ def test_compose_file_defaults(staged):
 
 
 def test_builder_options_reach_the_compose_file(staged):
-    doc = compose(staged(port=9000, data_dir="/data/pypi", image="registry.local/pypiserver:v9",
-                         fallback=True))
+    doc = compose(staged(port=9000, data_dir="/data/pypi", image="registry.local/pypiserver:v9"))
     server = doc["services"]["pypiserver"]
     assert server["image"] == "registry.local/pypiserver:v9"
+    assert doc["services"]["upstream"]["image"] == "registry.local/pypiserver:v9"
     assert "--authenticate=update" in server["command"]
-    assert "--disable-fallback" not in server["command"]
     assert "${PYPI_DATA_DIR:-/data/pypi}/packages:/data/packages" in server["volumes"]
     assert doc["services"]["proxy"]["ports"] == ["${PYPI_PORT:-9000}:8080"]
 
@@ -304,20 +303,26 @@ def test_the_compose_file_has_the_services_the_helper_requires(staged):
     assert sorted(compose(staged())["services"]) == sorted(SERVICES)
 
 
-@pytest.mark.parametrize("services, nginx_current, message", [
-    ("proxy\npypiserver\n", True, "compose.yaml has no auth, indexer service: it is an edited copy"),
-    ("proxy\nauth\nindexer\npypiserver\n", False, "nginx.conf does not ask the credential checker"),
-    ("proxy\nauth\nindexer\npypiserver\n", True, None),
+# An edited 0.3.0 nginx.conf: it asks the checker but has no upstream.
+NGINX_0_3 = "location = /_auth { proxy_pass http://auth/check; }\n"
+
+
+@pytest.mark.parametrize("services, nginx_text, message", [
+    ("proxy\npypiserver\n", None, "compose.yaml has no auth, upstream, indexer service: it is an edited copy"),
+    ("proxy\nauth\nupstream\nindexer\npypiserver\n", "location = /_auth { proxy_pass http://pypiserver/; }\n",
+     "nginx.conf does not ask the credential checker and does not serve the upstream"),
+    ("proxy\nauth\nupstream\nindexer\npypiserver\n", NGINX_0_3, "nginx.conf does not serve the upstream: it is"),
+    ("proxy\nauth\nupstream\nindexer\npypiserver\n", None, None),
 ])
 def test_up_refuses_conffiles_kept_from_an_older_version(staged, appliance, tmp_path, monkeypatch,
-                                                          services, nginx_current, message):
+                                                          services, nginx_text, message):
     from pypi_appliance import compose as compose_module
     from pypi_appliance.settings import Fail, read_conf
 
     nginx = tmp_path / "nginx.conf"
-    nginx.write_text((staged() / "root/etc/pypi-appliance/nginx.conf").read_text() if nginx_current
-                     else "location = /_auth { proxy_pass http://pypiserver/; }\n")
-    assert compose_module.CHECKER in (staged() / "root/etc/pypi-appliance/nginx.conf").read_text()
+    current = (staged() / "root/etc/pypi-appliance/nginx.conf").read_text()
+    nginx.write_text(nginx_text or current)
+    assert all(line in current for line in compose_module.NEEDED)
     monkeypatch.setattr(compose_module, "NGINX_FILE", str(nginx))
     docker = tmp_path / "bin" / "docker"
     docker.parent.mkdir()
@@ -330,3 +335,17 @@ def test_up_refuses_conffiles_kept_from_an_older_version(staged, appliance, tmp_
         with pytest.raises(Fail, match=message) as refused:
             compose_module.check_conffiles(read_conf("/nonexistent"))
         assert ".dpkg-dist into it" in str(refused.value)
+
+
+def test_upstream_rule_is_the_same_in_shell_and_python(tmp_path, appliance):
+    from pypi_appliance.settings import upstream_refusal
+
+    values = ["", "none", "https://pypi.org/simple/", "https://pypi.org/simple", "http://mirror.example:8080/root/pypi/+simple/",
+              "https://user:secret@private.example/simple/", "ftp://pypi.org/simple/", "pypi.org/simple/",
+              "https://pypi.org/simple/ x", "https://", "https://pypi.org/simple/?x=1", "https://pypi.org/s$(id)/"]
+    for value in values:
+        shell = shell_check(tmp_path, "check_upstream", value)
+        python = upstream_refusal(value)
+        assert (shell.returncode == 0) is (python is None), (value, shell.stdout, python)
+        assert shell.stdout.strip() == (python or ""), (value, shell.stdout, python)
+        assert "secret" not in shell.stdout + (python or "")

@@ -68,7 +68,8 @@ function negotiated_format(r) {
     return negotiate(r.headersIn.Accept);
 }
 
-// A page the indexer has not made (see @simple_miss in nginx.conf).
+// A page the indexer has not made (see @simple_miss in nginx.conf): a name
+// the appliance does not hold.
 function simple_miss(r) {
     var match = r.uri.match(/^\/_index\/(json|html)\/([^\/]+)\/$/);
     if (!fs.existsSync('/data/index/simple/index.html')) {
@@ -77,6 +78,11 @@ function simple_miss(r) {
     }
     if (match && normalize(match[2]) !== match[2]) {
         r.return(301, '/simple/' + normalize(match[2]) + '/');
+        return;
+    }
+    // Not held here: the upstream's page, if one is set.
+    if (match && r.variables.from_upstream === '1') {
+        r.internalRedirect('/_upstream/' + match[1] + '/' + match[2] + '/');
         return;
     }
     r.headersOut['Content-Type'] = 'text/plain; charset=utf-8';

@@ -9,6 +9,7 @@ import sys
 import pypi_appliance
 from pypi_appliance.audit import cmd_audit
 from pypi_appliance.backup import cmd_backup, cmd_restore
+from pypi_appliance.cache import cmd_cache
 from pypi_appliance.clients import CLIENT_BUNDLE, cmd_client_config, cmd_url
 from pypi_appliance.compose import cmd_down, cmd_logs, cmd_up
 from pypi_appliance.releases import cmd_reindex, cmd_remove, cmd_unyank, cmd_yank
@@ -256,6 +257,21 @@ login-failed lines (see /etc/fail2ban/jail.d/pypi-appliance.conf).""",
     )
     au.add_argument("-f", "--follow", action="store_true", help="keep printing new lines")
     au.add_argument("-n", "--lines", type=int, default=20, metavar="N", help="lines to show (default 20)")
+
+    ca = command(
+        sub,
+        "cache",
+        cmd_cache,
+        "show or clear the upstream's cache",
+        """\
+Show the upstream's cache (PYPI_UPSTREAM): its size against
+PYPI_UPSTREAM_CACHE_MAX, the files and pages kept, and the share of file
+downloads served from it. "cache clear" empties it without a restart: each
+page and file is fetched again when next asked for. Names this index holds
+are never in it.""",
+        root=True,
+    )
+    ca.add_argument("action", nargs="?", choices=["clear"], help="empty the cache")
 
     accounts = command(
         sub,

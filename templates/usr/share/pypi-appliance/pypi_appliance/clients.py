@@ -96,9 +96,15 @@ def cmd_client_config(args, conf: Settings):
             if args.cert == CLIENT_BUNDLE
             else "."
         )
+    upstream = (
+        f"# Names this index does not hold come from its upstream, {conf.upstream}:\n"
+        "# one index is enough. No extra-index-url: with two indexes a public name\n"
+        "# can shadow yours (dependency confusion); here yours always win.\n"
+        if conf.upstream else ""
+    )
     print(f"""\
 {reach}{trust}
-# pip: /etc/pip.conf (all users) or ~/.config/pip/pip.conf
+{upstream}# pip: /etc/pip.conf (all users) or ~/.config/pip/pip.conf
 # pip asks for the user ({user}) and password, or takes them from keyring or
 # ~/.netrc (mode 600), one line:  machine {hostname} login {user} password PASSWORD
 # A password with spaces, quotes or backslashes goes in double quotes, with \\" and

@@ -7,14 +7,16 @@ import re
 import subprocess
 import sys
 
-from pypi_appliance.settings import BUILD, CONF, PACKAGE, Fail, Settings, check_choices
+from pypi_appliance.cache import write_settings
+from pypi_appliance.settings import BUILD, CONF, PACKAGE, SERVER_GID, Fail, Settings, check_choices
 from pypi_appliance.users import ensure_version
 
 
 COMPOSE_FILE = f"/etc/{PACKAGE}/compose.yaml"
 NGINX_FILE = os.environ.get("PYPI_APPLIANCE_NGINX_CONF", f"/etc/{PACKAGE}/nginx.conf")
-# What nginx.conf says since the credential checker came (0.3.0).
-CHECKER = "proxy_pass http://auth/check;"
+# What nginx.conf says since the credential checker (0.3.0) and the upstream (0.4.0) came.
+NEEDED = {"proxy_pass http://auth/check;": "does not ask the credential checker",
+          "include /data/upstream/settings.conf;": "does not serve the upstream"}
 
 
 def compose(conf: Settings, *args):
@@ -70,18 +72,38 @@ def check_conffiles(conf: Settings):
         raise Fail(f"{COMPOSE_FILE}: " + (proc.stderr.strip().splitlines() or ["unreadable"])[-1])
     missing = [s for s in BUILD["services"] if s not in proc.stdout.split()]
     with open(NGINX_FILE, encoding="utf-8") as f:
-        old_nginx = CHECKER not in f.read()
+        text = f.read()
+    old_nginx = [what for line, what in NEEDED.items() if line not in text]
     if missing or old_nginx:
         name = COMPOSE_FILE if missing else NGINX_FILE
-        what = f"has no {', '.join(missing)} service" if missing else "does not ask the credential checker"
+        what = f"has no {', '.join(missing)} service" if missing else " and ".join(old_nginx)
         raise Fail(f"{name} {what}: it is an edited copy from an older version, which dpkg kept. Merge "
                    f"{name}.dpkg-dist into it (or replace it with that), then systemctl restart {PACKAGE}")
+
+
+def check_credentials(conf: Settings):
+    """The upstream's credentials: a file the appliance reads and others do not."""
+    path = conf.upstream_credentials
+    if not path:
+        return
+    try:
+        st = os.stat(path)
+    except OSError as err:
+        raise Fail(f"PYPI_UPSTREAM_CREDENTIALS={path} in {CONF}: {err.strerror}; it names a file "
+                   "holding USER:PASSWORD") from None
+    if not os.path.isabs(path) or not os.path.isfile(path):
+        raise Fail(f"PYPI_UPSTREAM_CREDENTIALS={path} in {CONF} is not an absolute path to a file")
+    if st.st_mode & 0o007 or st.st_gid != SERVER_GID or not st.st_mode & 0o040:
+        raise Fail(f"{path} (PYPI_UPSTREAM_CREDENTIALS) must be readable by the appliance and nobody else: "
+                   f"chgrp {SERVER_GID} {path} && chmod 0640 {path}")
 
 
 def cmd_up(args, conf: Settings):
     check_choices(conf)
     check_conffiles(conf)
+    check_credentials(conf)
     ensure_version(conf)
+    write_settings(conf)
     # In the foreground: if a container dies, compose exits and systemd starts it all again.
     return plain(compose(conf, "up", "--remove-orphans", "--abort-on-container-exit"))
 

@@ -169,19 +169,30 @@ def render_project(project: str, record: dict) -> tuple[bytes, bytes]:
         reason = record.get("yanked", {}).get(entry["version"])
         files.append(_file_json(name, entry, (reason or True) if reason is not None else False))
     versions = sorted({e["version"] for e in record["files"].values()}, key=version_key)
-    page = {"meta": {"api-version": API_VERSION}, "name": project, "versions": versions, "files": files}
+    return render_page({"meta": {"api-version": API_VERSION}, "name": project, "versions": versions,
+                        "files": files})
+
+
+def render_page(page: dict) -> tuple[bytes, bytes]:
+    """A PEP 691 project page as (PEP 503 HTML, JSON); also the upstream's pages."""
     links = []
-    for item in files:
-        attrs = [f'href="{html.escape(item["url"])}#sha256={item["hashes"]["sha256"]}"']
-        if "requires-python" in item:
+    for item in page["files"]:
+        href = item["url"]
+        if item.get("hashes"):
+            algorithm = "sha256" if "sha256" in item["hashes"] else sorted(item["hashes"])[0]
+            href += f"#{algorithm}={item['hashes'][algorithm]}"
+        attrs = [f'href="{html.escape(href)}"']
+        if item.get("requires-python"):
             attrs.append(f'data-requires-python="{html.escape(item["requires-python"])}"')
-        if item["core-metadata"]:
-            meta = f'sha256={item["core-metadata"]["sha256"]}'
-            attrs += [f'data-dist-info-metadata="{meta}"', f'data-core-metadata="{meta}"']
-        if item["yanked"] is not False:
-            attrs.append(f'data-yanked="{html.escape(item["yanked"] if item["yanked"] is not True else "")}"')
+        meta = item.get("core-metadata", False)
+        if meta:
+            meta = "true" if meta is True else "".join(f"{k}={v}" for k, v in sorted(meta.items())[:1])
+            attrs += [f'data-dist-info-metadata="{html.escape(meta)}"', f'data-core-metadata="{html.escape(meta)}"']
+        yanked = item.get("yanked", False)
+        if yanked is not False:
+            attrs.append(f'data-yanked="{html.escape(yanked if yanked is not True else "")}"')
         links.append(f'<a {" ".join(attrs)}>{html.escape(item["filename"])}</a><br>\n')
-    title = html.escape(f"Links for {project}")
+    title = html.escape(f"Links for {page['name']}")
     body = (
         f'<!DOCTYPE html>\n<html><head><meta name="pypi:repository-version" content="{API_VERSION}">'
         f"<title>{title}</title></head>\n<body><h1>{title}</h1>\n{''.join(links)}</body></html>\n"

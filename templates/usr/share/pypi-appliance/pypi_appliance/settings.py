@@ -20,6 +20,8 @@ TLS_DIR = os.environ.get("PYPI_APPLIANCE_TLS_DIR", f"/etc/{PACKAGE}/tls")
 ACCESS_MODES = tuple(BUILD["access_modes"])
 TLS_MODES = tuple(BUILD["tls_modes"])
 USERNAME = re.compile(BUILD["username_pattern"])
+UPSTREAM = re.compile(BUILD["upstream_pattern"])
+SIZE = re.compile(BUILD["size_pattern"])
 # gid of the pypiserver user inside the container: it must read the htpasswd file.
 SERVER_GID = BUILD["server_id"]
 BCRYPT_MAX_BYTES = BUILD["bcrypt_max_bytes"]
@@ -47,6 +49,10 @@ class Settings:
     auth_throttle_seconds: str
     auth_throttle_max_seconds: str
     auth_workers: str
+    upstream: str
+    upstream_credentials: str
+    upstream_page_seconds: str
+    upstream_cache_max: str
 
 
 # The config file's keys (builder/settings.py declares them) and the field each sets.
@@ -64,12 +70,15 @@ def read_conf(path: str = CONF) -> Settings:
                     values[KEYS[key.strip()]] = value.strip()
     except FileNotFoundError:
         pass
+    # "none" is how a terminal answers "no upstream" (an empty answer keeps the value).
+    if values["upstream"] == "none":
+        values["upstream"] = ""
     return Settings(**values)
 
 
 def check_choices(conf: Settings) -> None:
     """The settings that pick a file to mount (listen/, access/) must name one;
-    the counts given to the credential checker must be counts."""
+    the counts must be counts, the upstream a URL and its cap a size."""
     for key, value, choices in (("PYPI_TLS", conf.tls, TLS_MODES), ("PYPI_ACCESS", conf.access, ACCESS_MODES)):
         if value not in choices:
             raise Fail(f"{key}={value} in {CONF} is not one of {', '.join(choices)}")
@@ -77,6 +86,22 @@ def check_choices(conf: Settings) -> None:
         value = getattr(conf, KEYS[key])
         if not (value.isdigit() and int(value) >= 1):
             raise Fail(f"{key}={value} in {CONF} is not a whole number of 1 or more")
+    if why := upstream_refusal(conf.upstream):
+        raise Fail(f"{why} (PYPI_UPSTREAM in {CONF})")
+    if not SIZE.fullmatch(conf.upstream_cache_max):
+        raise Fail(f"PYPI_UPSTREAM_CACHE_MAX={conf.upstream_cache_max} in {CONF} is not a size such as 10g, 500m or 1048576k")
+
+
+def upstream_refusal(value: str) -> str | None:
+    """Why an upstream URL is refused (the config script's check_upstream), or None."""
+    if value in ("", "none"):
+        return None
+    if "@" in value:
+        return ("the upstream URL holds credentials (not shown); give the URL alone and put USER:PASSWORD in the "
+                f"file PYPI_UPSTREAM_CREDENTIALS names (in {CONF})")
+    if not UPSTREAM.fullmatch(value):
+        return f"upstream '{value}' is not an http:// or https:// simple-API URL such as https://pypi.org/simple/"
+    return None
 
 
 HEADER = f"""\

@@ -187,6 +187,7 @@ def cmd_status(args, conf: Settings):
         "disk_free_bytes": disk.free if disk else None,
         "index": index_state(conf),
         "throttled": throttled(),
+        "upstream": conf.upstream or None,
     }
     warnings = [w for w in (report["tls"].get("warning"), space_warning(disk)) if w]
     if report["index"] and report["index"]["invalid"]:
@@ -221,6 +222,8 @@ def cmd_status(args, conf: Settings):
                 else "not made yet (the indexer makes it when the service starts)",
             ),
             ("throttled", describe_throttled(report["throttled"])),
+            ("upstream", f"{conf.upstream} for names this index does not hold ({PACKAGE} cache shows the cache)"
+             if conf.upstream else "none: only this index's packages (PYPI_UPSTREAM)"),
             (
                 "data dir",
                 conf.data_dir

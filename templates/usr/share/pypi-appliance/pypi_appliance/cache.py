@@ -1,0 +1,127 @@
+"""The upstream's cache under DATA_DIR/upstream (not backed up: it can be
+fetched again): what the front door is told about it, `cache`, `cache clear`.
+
+nginx keeps the pages and files in pages-N/ and files-N/; `cache clear` moves
+it to generation N+1 and reloads, so nothing stops and nothing half-deleted
+is served."""
+
+from __future__ import annotations
+
+import os
+import shutil
+
+from pypi_appliance.settings import BUILD, CONF, PACKAGE, Settings
+
+HITS = {"HIT", "STALE", "UPDATING", "REVALIDATED"}
+LOG = os.path.join(os.path.dirname(BUILD["audit_log"]), "upstream-cache.log")
+
+
+def root(conf: Settings) -> str:
+    return os.path.join(conf.data_dir, "upstream")
+
+
+def generation(conf: Settings) -> int:
+    try:
+        with open(os.path.join(root(conf), "generation"), encoding="ascii") as f:
+            return int(f.read().strip() or 0)
+    except (FileNotFoundError, ValueError):
+        return 0
+
+
+def settings_conf(conf: Settings, n: int) -> str:
+    return (
+        f"# Written by {PACKAGE} at each start from PYPI_UPSTREAM and PYPI_UPSTREAM_CACHE_MAX\n"
+        f"# in {CONF}: edit those, not this.\n"
+        f"geo $from_upstream {{ default {1 if conf.upstream else 0}; }}\n"
+        f"geo $upstream_pages_zone {{ default upstream_pages_{n}; }}\n"
+        f"geo $upstream_files_zone {{ default upstream_files_{n}; }}\n"
+        f"proxy_cache_path /data/upstream/pages-{n} levels=2 keys_zone=upstream_pages_{n}:8m max_size=1g "
+        "inactive=30d use_temp_path=off;\n"
+        f"proxy_cache_path /data/upstream/files-{n} levels=2:2 keys_zone=upstream_files_{n}:16m "
+        f"max_size={conf.upstream_cache_max} inactive=3650d use_temp_path=off;\n"
+    )
+
+
+def write_settings(conf: Settings, n: int | None = None) -> None:
+    """The front door's upstream settings (it includes them), replaced whole."""
+    n = generation(conf) if n is None else n
+    os.makedirs(root(conf), mode=0o755, exist_ok=True)
+    for name, text in (("generation", f"{n}\n"), ("settings.conf", settings_conf(conf, n))):
+        tmp = os.path.join(root(conf), f".{name}.tmp")
+        with open(tmp, "w", encoding="ascii") as f:
+            f.write(text)
+        os.replace(tmp, os.path.join(root(conf), name))
+
+
+def usage(conf: Settings) -> tuple[int, int, int]:
+    """Bytes on disk, files and pages kept now."""
+    size = counts = pages = 0
+    n = generation(conf)
+    for kind in ("files", "pages"):
+        for dirpath, _, names in os.walk(os.path.join(root(conf), f"{kind}-{n}")):
+            for name in names:
+                size += os.lstat(os.path.join(dirpath, name)).st_blocks * 512
+                if kind == "files":
+                    counts += 1
+                else:
+                    pages += 1
+    return size, counts, pages
+
+
+def hits() -> tuple[int, int, str]:
+    """File downloads served from the cache, all of them, and since when (the log's first line)."""
+    hit = total = 0
+    since = ""
+    try:
+        with open(LOG, encoding="utf-8", errors="replace") as f:
+            for line in f:
+                fields = line.split()
+                if len(fields) < 3 or fields[1] == "-" or fields[2] != "200":
+                    continue
+                since = since or fields[0]
+                total += 1
+                hit += fields[1] in HITS
+    except FileNotFoundError:
+        pass
+    return hit, total, since
+
+
+def human(size: int) -> str:
+    for unit in ("B", "kB", "MB", "GB"):
+        if size < 1000 or unit == "GB":
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1000
+    return ""
+
+
+def cmd_cache(args, conf: Settings):
+    if args.action == "clear":
+        return clear(conf)
+    size, files, pages = usage(conf)
+    hit, total, since = hits()
+    print(f"upstream  {conf.upstream or '(none: PYPI_UPSTREAM is empty)'}")
+    print(f"cache     {human(size)} of {conf.upstream_cache_max} (PYPI_UPSTREAM_CACHE_MAX): {files} files, "
+          f"{pages} pages, in {root(conf)}")
+    ratio = f"{100 * hit / total:.0f}% of {total} file downloads since {since}" if total else "no file downloads yet"
+    print(f"hits      {ratio}")
+    return 0
+
+
+def clear(conf: Settings):
+    from pypi_appliance.users import reload_front_door
+
+    old = generation(conf)
+    write_settings(conf, old + 1)
+    reload_front_door()
+    removed = 0
+    for kind in ("files", "pages"):
+        for name in os.listdir(root(conf)):
+            if name.startswith(f"{kind}-") and name != f"{kind}-{old + 1}":
+                for _, _, names in os.walk(os.path.join(root(conf), name)):
+                    removed += len(names)
+                shutil.rmtree(os.path.join(root(conf), name), ignore_errors=True)
+    with open(LOG, "w", encoding="utf-8"):
+        pass
+    print(f"{PACKAGE}: the upstream's cache is empty ({removed} files and pages removed); "
+          "the next request of each fetches it again")
+    return 0

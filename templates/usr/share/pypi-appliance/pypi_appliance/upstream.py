@@ -1,0 +1,304 @@
+"""The upstream: names the appliance does not hold, answered from another
+index (PYPI_UPSTREAM, PyPI's simple API usually), for nginx to cache.
+
+nginx asks only for names without a local page: a name you hold is answered
+by you alone, whatever the upstream has (no dependency confusion).
+
+    GET /simple/<project>/   the upstream's page, in the format nginx names
+                             (X-Appliance-Format: html|json), its file URLs
+                             pointing at the appliance's /upstream/<project>/
+    GET /files/<project>/<file>[.metadata]
+                             a file the upstream's page lists, streamed and
+                             checked against the page's hash on the way
+
+Pages are kept by nginx for PYPI_UPSTREAM_PAGE_SECONDS (X-Accel-Expires), and
+served stale while the upstream fails; files once, under PYPI_UPSTREAM_CACHE_MAX.
+Standard library only: it runs on the pypiserver image's Python.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import html.parser
+import http.server
+import json
+import os
+import socket
+import sys
+import threading
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+
+from pypi_appliance.index import API_VERSION, normalize, render_page, version_key
+
+ACCEPT = ("application/vnd.pypi.simple.v1+json, application/vnd.pypi.simple.v1+html;q=0.2, "
+          "text/html;q=0.1")
+# Every wait on the upstream: a name never fetched fails within 10 s, not pip's 15 s x 5 retries.
+TIMEOUT = 5
+CHUNK = 1 << 16
+PACKAGE = "pypi-appliance"
+
+
+class Refused(Exception):
+    """The upstream cannot answer: (status for the client, why)."""
+
+    def __init__(self, status: int, why: str):
+        super().__init__(why)
+        self.status = status
+
+
+def shown(url: str) -> str:
+    """A URL as it may be logged or shown: never with credentials."""
+    parts = urllib.parse.urlsplit(url)
+    return parts._replace(netloc=parts.netloc.rpartition("@")[2]).geturl()
+
+
+class Links(html.parser.HTMLParser):
+    """PEP 503's anchors: href, text and the data- attributes."""
+
+    def __init__(self):
+        super().__init__()
+        self.links, self.current = [], None
+
+    def handle_starttag(self, tag, attrs):
+        if tag == "a":
+            self.current = (dict(attrs), [])
+
+    def handle_data(self, data):
+        if self.current:
+            self.current[1].append(data)
+
+    def handle_endtag(self, tag):
+        if tag == "a" and self.current:
+            self.links.append((self.current[0], "".join(self.current[1]).strip()))
+            self.current = None
+
+
+def _metadata(value):
+    """data-core-metadata / core-metadata: False, True or {algorithm: hash}."""
+    if value is None or value is False or value == "false":
+        return False
+    if isinstance(value, dict):
+        return value or True
+    algorithm, sep, digest = str(value).partition("=")
+    return {algorithm: digest} if sep and digest else True
+
+
+def parse_page(body: bytes, content_type: str, base: str) -> list[dict]:
+    """The files of an upstream page (PEP 691 JSON or PEP 503 HTML), their
+    URLs made absolute against base."""
+    files = []
+    if "json" in content_type:
+        for item in json.loads(body)["files"]:
+            entry = {key: item[key] for key in ("filename", "hashes", "requires-python", "size", "upload-time")
+                     if item.get(key) is not None}
+            entry["url"] = urllib.parse.urljoin(base, item["url"])
+            entry["yanked"] = item.get("yanked", False)
+            entry["core-metadata"] = _metadata(item.get("core-metadata", item.get("dist-info-metadata")))
+            files.append(entry)
+        return files
+    parser = Links()
+    parser.feed(body.decode("utf-8", "replace"))
+    for attrs, text in parser.links:
+        if not attrs.get("href"):
+            continue
+        url, _, fragment = urllib.parse.urljoin(base, attrs["href"]).partition("#")
+        algorithm, sep, digest = fragment.partition("=")
+        entry = {"filename": text or urllib.parse.unquote(url.rsplit("/", 1)[-1]), "url": url,
+                 "hashes": {algorithm: digest} if sep else {}}
+        if attrs.get("data-requires-python"):
+            entry["requires-python"] = attrs["data-requires-python"]
+        yanked = attrs.get("data-yanked")
+        entry["yanked"] = False if yanked is None else (yanked or True)
+        entry["core-metadata"] = _metadata(attrs.get("data-core-metadata", attrs.get("data-dist-info-metadata")))
+        files.append(entry)
+    return files
+
+
+def appliance_page(project: str, files: list[dict]) -> dict:
+    """The page the appliance answers: the upstream's files at its own URLs."""
+    out = []
+    for entry in files:
+        item = {key: value for key, value in entry.items() if key != "url"}
+        item["url"] = f"../../upstream/{project}/{urllib.parse.quote(entry['filename'])}"
+        item["dist-info-metadata"] = item["core-metadata"]
+        out.append(item)
+    versions = sorted({v for v in (_version(project, e["filename"]) for e in files) if v}, key=version_key)
+    return {"meta": {"api-version": API_VERSION}, "name": project, "versions": versions, "files": out}
+
+
+def _version(project: str, filename: str) -> str | None:
+    """A file's version from its name (wheels and sdists), for PEP 700's list."""
+    stem = filename
+    for ext in (".whl", ".tar.gz", ".tgz", ".tar.bz2", ".tar.xz", ".zip", ".egg"):
+        if stem.endswith(ext):
+            stem = stem[: -len(ext)]
+            break
+    if filename.endswith(".whl"):
+        parts = stem.split("-")
+        return parts[1] if len(parts) >= 5 else None
+    name, sep, version = stem.rpartition("-")
+    return version if sep and normalize(name) == project else None
+
+
+class Upstream:
+    """One upstream index, its credentials, and the pages fetched lately."""
+
+    def __init__(self, url: str, credentials: str = "", page_seconds: int = 300):
+        self.url = url if url.endswith("/") else url + "/"
+        self.host = urllib.parse.urlsplit(self.url).netloc
+        self.authorization = ("Basic " + base64.b64encode(credentials.encode()).decode()) if credentials else None
+        self.page_seconds = page_seconds
+        self.pages: dict[str, tuple[float, list[dict]]] = {}
+        self.lock = threading.Lock()
+
+    def open(self, url: str, accept: str = "*/*"):
+        """The upstream's answer for url; Refused when there is none to pass on."""
+        request = urllib.request.Request(url, headers={"Accept": accept, "User-Agent": PACKAGE})
+        # The credentials go to the upstream's own host only (as pip sends an index's).
+        if self.authorization and urllib.parse.urlsplit(url).netloc == self.host:
+            request.add_header("Authorization", self.authorization)
+        try:
+            return urllib.request.urlopen(request, timeout=TIMEOUT)
+        except urllib.error.HTTPError as err:
+            if err.code == 404:
+                raise Refused(404, f"{shown(url)} is not on the upstream either") from None
+            if err.code in (401, 403):
+                raise Refused(502, f"the upstream refused the appliance ({err.code}) for {shown(url)}; "
+                                   "set its credentials with PYPI_UPSTREAM_CREDENTIALS") from None
+            raise Refused(502, f"the upstream answered {err.code} for {shown(url)}") from None
+        except (socket.timeout, TimeoutError):
+            raise Refused(504, f"the upstream did not answer {shown(url)} within {TIMEOUT} s") from None
+        except (urllib.error.URLError, OSError) as err:
+            reason = getattr(err, "reason", err)
+            raise Refused(502, f"the upstream is unreachable for {shown(url)} ({reason})") from None
+
+    def files(self, project: str, fresh: bool = False) -> list[dict]:
+        """The upstream's files of project, from a page fetched within page_seconds."""
+        with self.lock:
+            kept = self.pages.get(project)
+        if kept and not fresh and time.monotonic() - kept[0] < self.page_seconds:
+            return kept[1]
+        url = f"{self.url}{project}/"
+        try:
+            with self.open(url, ACCEPT) as response:
+                files = parse_page(response.read(), response.headers.get("Content-Type", ""), response.url)
+        except (ValueError, KeyError) as err:
+            raise Refused(502, f"the upstream's page {shown(url)} is not a simple-API page ({err})") from None
+        with self.lock:
+            self.pages[project] = (time.monotonic(), files)
+            if len(self.pages) > 10000:
+                self.pages.pop(next(iter(self.pages)))
+        return files
+
+    def entry(self, project: str, filename: str) -> tuple[str, dict]:
+        """The upstream URL and expected hashes of a file (or its .metadata)."""
+        want = filename.removesuffix(".metadata") if filename.endswith(".metadata") else filename
+        for fresh in (False, True):
+            for entry in self.files(project, fresh):
+                if entry["filename"] != want:
+                    continue
+                if want == filename:
+                    return entry["url"], entry.get("hashes", {})
+                meta = entry["core-metadata"]
+                if meta:
+                    return entry["url"] + ".metadata", meta if isinstance(meta, dict) else {}
+        raise Refused(404, f"the upstream lists no {filename} for {project}")
+
+
+def handler(upstream: Upstream):
+    class Handler(http.server.BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def answer(self, status: int, body: bytes, content_type: str, headers=()):
+            self.send_response(status)
+            self.send_header("Content-Type", content_type)
+            self.send_header("Content-Length", str(len(body)))
+            for name, value in headers:
+                self.send_header(name, value)
+            self.end_headers()
+            self.wfile.write(body)
+
+        def refuse(self, refused: Refused):
+            text = f"{PACKAGE}: {refused}\n".encode()
+            # A missing name is kept as long as a page; a failure is not kept.
+            keep = [("X-Accel-Expires", str(upstream.page_seconds))] if refused.status == 404 else []
+            self.answer(refused.status, text, "text/plain; charset=utf-8", keep)
+
+        def do_GET(self):
+            parts = self.path.split("/")
+            try:
+                if self.path == "/health":
+                    return self.answer(200, b"ok\n", "text/plain")
+                if len(parts) == 4 and parts[1] == "simple" and parts[3] == "":
+                    return self.page(normalize(urllib.parse.unquote(parts[2])))
+                if len(parts) == 4 and parts[1] == "files":
+                    return self.file(normalize(urllib.parse.unquote(parts[2])), urllib.parse.unquote(parts[3]))
+                self.answer(404, b"not found\n", "text/plain")
+            except Refused as refused:
+                self.log_error("%s", refused)
+                self.refuse(refused)
+
+        def page(self, project: str):
+            files = upstream.files(project, fresh=True)
+            html_page, json_page = render_page(appliance_page(project, files))
+            as_json = self.headers.get("X-Appliance-Format") == "json"
+            self.answer(200, json_page if as_json else html_page,
+                        "application/vnd.pypi.simple.v1+json" if as_json else "text/html; charset=utf-8",
+                        [("X-Accel-Expires", str(upstream.page_seconds))])
+
+        def file(self, project: str, filename: str):
+            url, hashes = upstream.entry(project, filename)
+            algorithm = next((a for a in ("sha256", *sorted(hashes)) if a in hashes and a in hashlib.algorithms_available), None)
+            digest = hashlib.new(algorithm) if algorithm else None
+            with upstream.open(url) as response:
+                self.send_response(200)
+                self.send_header("Content-Type", "application/octet-stream")
+                self.send_header("Transfer-Encoding", "chunked")
+                self.end_headers()
+                try:
+                    while chunk := response.read(CHUNK):
+                        if digest:
+                            digest.update(chunk)
+                        self.wfile.write(b"%x\r\n%s\r\n" % (len(chunk), chunk))
+                except (socket.timeout, TimeoutError, OSError) as err:
+                    self.log_error("%s: the upstream stopped sending (%s)", shown(url), err)
+                    self.close_connection = True
+                    return
+            if digest and digest.hexdigest() != hashes[algorithm].lower():
+                # No last chunk: nginx keeps nothing and the client sees a broken download.
+                self.log_error("%s: its %s is not the upstream page's; not passed on", shown(url), algorithm)
+                self.close_connection = True
+                return
+            self.wfile.write(b"0\r\n\r\n")
+
+        def log_message(self, fmt, *args):
+            pass
+
+        def log_error(self, fmt, *args):
+            print(fmt % args, file=sys.stderr, flush=True)
+
+    return Handler
+
+
+def serve(port: int) -> None:
+    url = os.environ.get("PYPI_UPSTREAM", "")
+    path = os.environ.get("PYPI_UPSTREAM_CREDENTIALS_FILE", "")
+    credentials = ""
+    if path and os.path.getsize(path) > 0:
+        with open(path, encoding="utf-8") as f:
+            credentials = f.read().strip()
+    upstream = Upstream(url or "http://upstream.invalid/", credentials, int(os.environ.get("PYPI_UPSTREAM_PAGE_SECONDS", "300")))
+    server = http.server.ThreadingHTTPServer(("0.0.0.0", port), handler(upstream))
+    server.daemon_threads = True
+    print(f"upstream {shown(url)} on port {port}" if url else f"no upstream set; idle on port {port}", flush=True)
+    server.serve_forever()
+
+
+if __name__ == "__main__":
+    if sys.argv[1:2] != ["serve"]:
+        sys.exit("usage: python3 -m pypi_appliance.upstream serve [PORT]")
+    serve(int(sys.argv[2]) if len(sys.argv) > 2 else 8084)

@@ -1,0 +1,151 @@
+"""The upstream service on its own, over real HTTP against a small upstream:
+its pages (PEP 503 HTML or PEP 691 JSON) become the appliance's, with file
+URLs on the appliance and hashes, metadata, requires-python and yanks kept;
+files are streamed and refused when their hash is not the page's."""
+
+from __future__ import annotations
+
+import hashlib
+import http.client
+import http.server
+import json
+import threading
+import time
+
+import pytest
+
+WHEEL = b"PK fake wheel bytes"
+SDIST = b"fake sdist bytes"
+META = b"Metadata-Version: 2.1\nName: demo\nVersion: 2.0\n"
+H_WHEEL, H_SDIST, H_META = (hashlib.sha256(b).hexdigest() for b in (WHEEL, SDIST, META))
+HTML_PAGE = f"""<!DOCTYPE html><html><body>
+<a href="https://files.example/p/demo-2.0-py3-none-any.whl#sha256={H_WHEEL}" data-requires-python="&gt;=3.9"
+   data-core-metadata="sha256={H_META}">demo-2.0-py3-none-any.whl</a>
+<a href="../../p/demo-1.0.tar.gz#sha256={H_SDIST}" data-yanked="broken build">demo-1.0.tar.gz</a>
+<a href="https://files.example/p/bad-1.0.tar.gz#sha256={'0' * 64}">demo-0.1.tar.gz</a>
+</body></html>"""
+
+
+class Fake(http.server.BaseHTTPRequestHandler):
+    """An upstream: HTML pages on /simple/, files on /p/ (the test's own host
+    stands in for files.example), a JSON page for 'jsonproj'; records each path."""
+    seen: list[str] = []
+    auth: list[str | None] = []
+
+    def do_GET(self):
+        Fake.seen.append(self.path)
+        Fake.auth.append(self.headers.get("Authorization"))
+        body, kind = {
+            "/simple/demo/": (HTML_PAGE.replace("https://files.example", f"http://127.0.0.1:{self.server.server_port}")
+                              .encode(), "text/html"),
+            "/simple/jsonproj/": (json.dumps({"meta": {"api-version": "1.1"}, "name": "jsonproj", "files": [
+                {"filename": "jsonproj-3.0-py3-none-any.whl", "url": "/p/demo-2.0-py3-none-any.whl",
+                 "hashes": {"sha256": H_WHEEL}, "core-metadata": {"sha256": H_META}, "yanked": False,
+                 "size": len(WHEEL), "upload-time": "2026-01-01T00:00:00.000000Z"}]}).encode(),
+                "application/vnd.pypi.simple.v1+json"),
+            "/p/demo-2.0-py3-none-any.whl": (WHEEL, "application/octet-stream"),
+            "/p/demo-2.0-py3-none-any.whl.metadata": (META, "application/octet-stream"),
+            "/p/demo-1.0.tar.gz": (SDIST, "application/octet-stream"),
+            "/p/bad-1.0.tar.gz": (b"not what the page says", "application/octet-stream"),
+        }.get(self.path, (None, None))
+        if body is None:
+            self.send_error(404)
+            return
+        self.send_response(200)
+        self.send_header("Content-Type", kind)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args):
+        pass
+
+
+@pytest.fixture
+def service(appliance):
+    from pypi_appliance import upstream
+
+    Fake.seen, Fake.auth = [], []
+    fake = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Fake)
+    threading.Thread(target=fake.serve_forever, daemon=True).start()
+    up = upstream.Upstream(f"http://127.0.0.1:{fake.server_port}/simple", "ci:s3cret", page_seconds=60)
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), upstream.handler(up))
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+
+    def get(path, fmt="html"):
+        conn = http.client.HTTPConnection("127.0.0.1", server.server_port, timeout=10)
+        conn.request("GET", path, headers={"X-Appliance-Format": fmt})
+        response = conn.getresponse()
+        try:
+            body = response.read()
+        except http.client.IncompleteRead as err:
+            body = None if err.partial is not None else b""
+        return response.status, dict(response.headers), body
+
+    get.upstream = up
+    yield get
+    server.shutdown()
+    fake.shutdown()
+
+
+def test_html_page_becomes_the_appliances(service):
+    status, headers, body = service("/simple/demo/", "json")
+    assert status == 200 and headers["Content-Type"] == "application/vnd.pypi.simple.v1+json"
+    assert headers["X-Accel-Expires"] == "60"
+    page = json.loads(body)
+    files = {f["filename"]: f for f in page["files"]}
+    wheel = files["demo-2.0-py3-none-any.whl"]
+    assert wheel["url"] == "../../upstream/demo/demo-2.0-py3-none-any.whl"
+    assert wheel["hashes"] == {"sha256": H_WHEEL} and wheel["requires-python"] == ">=3.9"
+    assert wheel["core-metadata"] == wheel["dist-info-metadata"] == {"sha256": H_META}
+    assert files["demo-1.0.tar.gz"]["yanked"] == "broken build" and files["demo-1.0.tar.gz"]["core-metadata"] is False
+    assert page["versions"] == ["0.1", "1.0", "2.0"] and page["meta"]["api-version"] == "1.1"
+    status, _, body = service("/simple/demo/", "html")
+    text = body.decode()
+    assert status == 200
+    assert (f'href="../../upstream/demo/demo-2.0-py3-none-any.whl#sha256={H_WHEEL}" '
+            'data-requires-python="&gt;=3.9"') in text
+    assert f'data-core-metadata="sha256={H_META}"' in text and 'data-yanked="broken build"' in text
+    assert "files.example" not in text and "127.0.0.1" not in text
+    # The credentials went to the upstream's host, for the pages.
+    assert Fake.auth[0].startswith("Basic ") and Fake.seen[:2] == ["/simple/demo/", "/simple/demo/"]
+
+
+def test_json_page_and_relative_urls(service):
+    status, _, body = service("/simple/jsonproj/", "json")
+    item = json.loads(body)["files"][0]
+    assert status == 200 and item["url"] == "../../upstream/jsonproj/jsonproj-3.0-py3-none-any.whl"
+    assert item["size"] == len(WHEEL) and item["upload-time"] == "2026-01-01T00:00:00.000000Z"
+    # The file is the upstream's /p/... (a URL relative to its host), the same bytes.
+    assert service("/files/jsonproj/jsonproj-3.0-py3-none-any.whl")[2] == WHEEL
+    assert service("/files/jsonproj/jsonproj-3.0-py3-none-any.whl.metadata")[2] == META
+
+
+def test_files_are_checked_against_the_page(service):
+    status, _, body = service("/files/demo/demo-2.0-py3-none-any.whl")
+    assert status == 200 and body == WHEEL
+    assert service("/files/demo/demo-2.0-py3-none-any.whl.metadata")[2] == META
+    # Relative to the page: ../../p/ from /simple/demo/.
+    assert service("/files/demo/demo-1.0.tar.gz")[2] == SDIST
+    # Its bytes are not the page's: the download is cut before its end.
+    status, _, body = service("/files/demo/demo-0.1.tar.gz")
+    assert status == 200 and body is None
+    # Only what the upstream's page lists is fetched: no open proxy.
+    before = list(Fake.seen)
+    status, _, body = service("/files/demo/..%2F..%2Fetc%2Fpasswd")
+    assert status == 404 and b"the upstream lists no" in body
+    assert [p for p in Fake.seen[len(before):] if not p.startswith("/simple/")] == []
+
+
+def test_missing_and_unreachable(service, appliance):
+    from pypi_appliance import upstream
+
+    status, headers, body = service("/simple/nothing-here/")
+    assert status == 404 and headers["X-Accel-Expires"] == "60" and b"not on the upstream" in body
+    down = upstream.Upstream("http://127.0.0.1:9/simple/", "ci:s3cret")
+    started = time.monotonic()
+    with pytest.raises(upstream.Refused) as refused:
+        down.files("demo")
+    assert refused.value.status == 502 and "unreachable" in str(refused.value)
+    assert time.monotonic() - started < upstream.TIMEOUT + 1
+    assert upstream.shown("https://ci:s3cret@private.example/simple/") == "https://private.example/simple/"
