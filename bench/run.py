@@ -21,8 +21,9 @@ import time
 from pathlib import Path
 from urllib.parse import quote
 
+from tests.e2e import fake_upstream as fake
 from tests.e2e import images
-from tests.e2e.client import FLOODER, preseed
+from tests.e2e.client import FLOODER, make_wheel, preseed
 from tests.e2e.system import System
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -174,19 +175,23 @@ def wrk(system: System, pid: str, base: str, path: str, concurrency: int, auth: 
     return parse_wrk(out)
 
 
-def pip_download(system: System, pid: str, base: str, auth: bool) -> float:
+def pip_download(system: System, pid: str | None, base: str, auth: bool,
+                 names: list[str] | None = None, path: str = "/simple/") -> float:
+    """Seconds for pip to download names (the bench's 20 projects) from base,
+    in the network namespace of pid (None: the system's own)."""
     credentials = f"{quote(USER, safe='')}:{quote(PASSWORD, safe='')}@" if auth else ""
     scheme, _, host = base.partition("://")
     # pip 24.2+ cannot verify HTTPS to an IP address (pypa/pip#12906); the certificate covers localhost.
     host = host.replace("127.0.0.1", "localhost") if scheme == "https" else host
-    names = " ".join(f"bench-p{p:05d}" for p in range(PIP_PROJECTS))
+    names = names or [f"bench-p{p:05d}" for p in range(PIP_PROJECTS)]
+    inside = f"nsenter -t {pid} -n " if pid else ""
     started = time.monotonic()
-    system.sh(f"rm -rf /tmp/dl && nsenter -t {pid} -n env PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_CONFIG_FILE=/dev/null "
+    system.sh(f"rm -rf /tmp/dl && {inside}env PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_CONFIG_FILE=/dev/null "
               f"python3 -m pip download -q --no-deps --no-cache-dir -d /tmp/dl {PIP_TLS if scheme == 'https' else ''} "
-              f"--index-url {scheme}://{credentials}{host}/simple/ {names}", timeout=600)
+              f"--index-url {scheme}://{credentials}{host}{path} {' '.join(names)}", timeout=600)
     seconds = time.monotonic() - started
     count = int(system.sh("ls /tmp/dl | wc -l").stdout)
-    assert count == PIP_PROJECTS, f"pip downloaded {count} files, expected {PIP_PROJECTS}"
+    assert count == len(names), f"pip downloaded {count} files, expected {len(names)}"
     return seconds
 
 
@@ -405,6 +410,47 @@ def flood_case(system: System) -> dict:
     return result
 
 
+UPSTREAM_WHEEL_BYTES = 256 * 1024
+UPSTREAM_ROUNDS = 3
+
+
+def upstream_case(system: System, nginx_ref: str, scratch: Path) -> dict:
+    """pip download of 20 projects only the upstream has (256 KiB wheels):
+    through the appliance cold (cache just cleared), warm (all cached), and
+    straight from the upstream, in turns; medians."""
+    names = [f"up-bench-{n:02d}" for n in range(PIP_PROJECTS)]
+    tree: dict[str, bytes] = {}
+    for name in names:
+        wheel = make_wheel(scratch, "1.0", project=name, payload=UPSTREAM_WHEEL_BYTES)
+        fake.add_project(tree, name, {wheel.name: wheel.read_bytes()})
+    fake.start(system, tree, nginx_ref)
+    fake.restarting(system, lambda: system.sh(f"pypi-appliance write-config PYPI_UPSTREAM={fake.INDEX} && "
+                                              "systemctl restart pypi-appliance"))
+    system.wait_http("/simple/", 200, timeout=120, user=USER, password=PASSWORD)
+    # The system itself reaches the upstream on its own network (the direct runs).
+    address = system.sh(f"docker inspect -f '{{{{(index .NetworkSettings.Networks \"{fake.NAME}\").IPAddress}}}}' "
+                        f"{fake.NAME}").stdout.strip()
+    system.sh(f"cp /etc/hosts /root/hosts.orig && echo '{address} {' '.join(fake.HOSTS)}' >> /etc/hosts")
+    rows = {"cold": [], "warm": [], "direct": []}
+    try:
+        for _ in range(UPSTREAM_ROUNDS):
+            system.sh("pypi-appliance cache clear")
+            proxy = container_pid(system, "pypi-appliance-proxy-1")
+            rows["cold"].append(pip_download(system, proxy, PLAIN, True, names))
+            rows["warm"].append(pip_download(system, proxy, PLAIN, True, names))
+            rows["direct"].append(pip_download(system, None, "http://index.upstream.test", False, names))
+    finally:
+        system.sh("cp /root/hosts.orig /etc/hosts")
+        fake.restarting(system, lambda: system.sh("pypi-appliance write-config PYPI_UPSTREAM= && "
+                                                  "systemctl restart pypi-appliance"))
+        fake.stop(system)
+        system.wait_http("/simple/", 200, timeout=120, user=USER, password=PASSWORD)
+    out = {key: statistics.median(values) for key, values in rows.items()}
+    out["runs"] = rows
+    log(f"  upstream: cold {out['cold']:.2f} s, warm {out['warm']:.2f} s, direct {out['direct']:.2f} s")
+    return out
+
+
 def lo_bytes(system: System, pid: str) -> int:
     """Bytes sent on loopback in a network namespace (client and server both run there)."""
     dev = system.sh(f"nsenter -t {pid} -n cat /proc/net/dev").stdout
@@ -467,6 +513,12 @@ def report(results: dict) -> None:
                   f"{f['single_address_answered_per_s']:.0f}/s answered in all (429 after the 10th) {f['single_counts']}")
         for name, value in scale["ratios"].items():
             print(f"{name}: {value:.2f}")
+    if results.get("upstream"):
+        u = results["upstream"]
+        print(f"upstream: pip download of {PIP_PROJECTS} upstream-only projects ({UPSTREAM_WHEEL_BYTES // 1024} KiB "
+              f"wheels), median of {UPSTREAM_ROUNDS}: through the appliance cold {u['cold']:.2f} s, "
+              f"warm {u['warm']:.2f} s; straight from the upstream {u['direct']:.2f} s")
+        print(f"upstream: cold/direct {u['cold'] / u['direct']:.2f}, warm/direct {u['warm'] / u['direct']:.2f}")
     for row in results.get("resolution", []):
         print(f"resolution: {row['where']:<28} {row['tool']:<44} {row['seconds']:6.2f} s {row['bytes'] / 2**20:8.1f} MiB")
     print(f"make deb (builder run): {results['make_deb_s']:.1f} s")
@@ -595,13 +647,14 @@ def main() -> int:
         wait_indexed(system, PROJECTS * FILES_PER_PROJECT + PIP_PROJECTS + 1)
         rows = resolution(system, container_pid(system, "pypi-appliance-proxy-1"),
                           container_pid(system, "pypi-appliance-pypiserver-1"))
+        upstream = upstream_case(system, nginx_ref, scratch)
         if LARGE_PROJECTS:
             scales.append(scale_run(system, LARGE_PROJECTS, nginx_ref, pypiserver_ref, full=False))
     finally:
         subprocess.run([*base, "down", "-v"], env=env, capture_output=True)
 
     results = {"make_deb_s": make_deb_s, "install_to_200_s": install_to_200_s, "scales": scales,
-               "resolution": rows, "headline": scales[0]["turns"]["/packages/<file>"]["ratio"]}
+               "resolution": rows, "upstream": upstream, "headline": scales[0]["turns"]["/packages/<file>"]["ratio"]}
     stamp = time.strftime("%Y%m%d-%H%M%S")
     (RESULTS / f"bench-{stamp}.json").write_text(json.dumps(results, indent=2))
     report(results)

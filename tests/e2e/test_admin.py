@@ -74,7 +74,9 @@ def test_status_json_and_table(system, installed, tmp_path):
     report = json.loads(system.sh("pypi-appliance status --json").stdout)
     assert report["healthy"] is True and report["service"] == "active"
     assert {c["name"] for c in report["containers"]} == {"pypi-appliance-proxy-1", "pypi-appliance-pypiserver-1",
-                                                         "pypi-appliance-indexer-1", "pypi-appliance-auth-1"}
+                                                         "pypi-appliance-indexer-1", "pypi-appliance-auth-1",
+                                                         "pypi-appliance-upstream-1"}
+    assert report["upstream"] is None
     assert report["data_dir"] == "/srv/pypi" and report["disk_free_bytes"] > 0
     sizes = system.sh("find /srv/pypi/packages -type f ! -name '.*' -printf '%s\\n'").stdout.split()
     assert sizes, "no package files: the counts below would prove nothing"
@@ -82,7 +84,7 @@ def test_status_json_and_table(system, installed, tmp_path):
     assert report["urls"][0] == "https://appliance:8080/simple/"
     assert all(url.endswith(":8080/simple/") for url in report["urls"])
     table = system.sh("pypi-appliance status").stdout
-    for key in ("service", "container", "health", "url", "packages", "throttled", "data dir"):
+    for key in ("service", "container", "health", "url", "packages", "throttled", "upstream", "data dir"):
         assert key in table
     assert "MiB used" in table and "GiB free" in table
 

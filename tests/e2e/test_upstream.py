@@ -9,84 +9,25 @@ files.upstream.test, as PyPI's are on files.pythonhosted.org."""
 from __future__ import annotations
 
 import hashlib
-import html
-import io
 import json
 import os
 import re
 import subprocess
 import sys
-import tarfile
 import time
-import zipfile
 
 import pytest
 
-from tests.e2e.client import PASSWORD, USER, client_env, index_url, make_wheel, pip_install, tls_args, twine_upload
+from tests.e2e import fake_upstream as fake
+from tests.e2e.client import PASSWORD, USER, client_env, index_url, make_wheel, pip_install, twine_upload
 from tests.e2e.test_first_hour import reconfigure
 
 pytestmark = pytest.mark.e2e
 
-UPSTREAM = "http://index.upstream.test/simple/"
-FILES = "http://files.upstream.test/packages"
-FAKE = "upstream-test"
-NETWORK = "pypi-appliance_default"
 BIG = [f"big-{n}" for n in range(6)]
 BIG_SIZE = 100_000
 CAP_KB = 300
-
-NGINX = r"""
-events {}
-http {
-    access_log /dev/stdout;
-    map $http_accept $page {
-        default index.html;
-        "~application/vnd\.pypi\.simple\.v1\+json" index.json;
-    }
-    server {
-        listen 80;
-        server_name index.upstream.test;
-        root /srv/index;
-        types {
-            application/vnd.pypi.simple.v1+json json;
-            text/html html;
-        }
-        location /simple/ {
-            try_files $uri$page $uri/index.html =404;
-        }
-    }
-    server {
-        listen 80;
-        server_name files.upstream.test;
-        root /srv/files;
-    }
-}
-"""
-
-
-def add_project(tree: dict, name: str, files: dict[str, bytes], json_too: bool = True) -> None:
-    """A project's pages on the index host and its files on the files host."""
-    entries, links = [], []
-    for filename, data in files.items():
-        digest = hashlib.sha256(data).hexdigest()
-        url = f"{FILES}/{digest[:2]}/{digest[2:4]}/{filename}"
-        tree[f"files/packages/{digest[:2]}/{digest[2:4]}/{filename}"] = data
-        entry = {"filename": filename, "url": url, "hashes": {"sha256": digest}, "requires-python": ">=3.8",
-                 "yanked": False}
-        attrs = f'href="{url}#sha256={digest}" data-requires-python="&gt;=3.8"'
-        if filename.endswith(".whl"):
-            with zipfile.ZipFile(io.BytesIO(data)) as wheel:
-                meta = wheel.read(next(n for n in wheel.namelist() if n.endswith(".dist-info/METADATA")))
-            tree[f"files/packages/{digest[:2]}/{digest[2:4]}/{filename}.metadata"] = meta
-            entry["core-metadata"] = {"sha256": hashlib.sha256(meta).hexdigest()}
-            attrs += f' data-core-metadata="sha256={entry["core-metadata"]["sha256"]}"'
-        entries.append(entry)
-        links.append(f"<a {attrs}>{html.escape(filename)}</a><br>")
-    tree[f"index/simple/{name}/index.html"] = ("<!DOCTYPE html><html><body>" + "\n".join(links)
-                                                + "</body></html>\n").encode()
-    if json_too:
-        tree[f"index/simple/{name}/index.json"] = json.dumps(
-            {"meta": {"api-version": "1.1"}, "name": name, "files": entries}).encode()
+CONF = "/etc/pypi-appliance/pypi-appliance.conf"
 
 
 @pytest.fixture(scope="module")
@@ -95,67 +36,48 @@ def upstream(system, installed, tmp_path_factory):
     capped at CAP_KB); off again and gone after the module."""
     wheels = tmp_path_factory.mktemp("upstream")
     tree: dict[str, bytes] = {}
-    add_project(tree, "up-only", {w.name: w.read_bytes() for w in
-                                  (make_wheel(wheels, v, project="up-only") for v in ("1.0", "2.0"))})
-    add_project(tree, "held-name", {make_wheel(wheels, "9.9", project="held-name").name:
-                                    make_wheel(wheels, "9.9", project="held-name").read_bytes()})
-    add_project(tree, "never-fetched", {make_wheel(wheels, "1.0", project="never-fetched").name:
-                                        make_wheel(wheels, "1.0", project="never-fetched").read_bytes()})
+    fake.add_project(tree, "up-only", {w.name: w.read_bytes() for w in
+                                       (make_wheel(wheels, v, project="up-only") for v in ("1.0", "2.0"))})
+    for name, version in (("held-name", "9.9"), ("never-fetched", "1.0"), ("private-only", "1.0")):
+        wheel = make_wheel(wheels, version, project=name)
+        fake.add_project(tree, name, {wheel.name: wheel.read_bytes()})
     for name in BIG:  # HTML pages only: the service reads PEP 503 too
-        add_project(tree, name, {f"{name}-1.0.tar.gz": os.urandom(BIG_SIZE)}, json_too=False)
-    archive = io.BytesIO()
-    with tarfile.open(fileobj=archive, mode="w") as tar:
-        for path, data in {**tree, "nginx.conf": NGINX.encode()}.items():
-            info = tarfile.TarInfo(path)
-            info.size, info.mode = len(data), 0o644
-            tar.addfile(info, io.BytesIO(data))
-    system.put("/root/upstream.tar", archive.getvalue())
-    system.sh(f"rm -rf /root/upstream && mkdir /root/upstream && tar -xf /root/upstream.tar -C /root/upstream && "
-              f"docker rm -f {FAKE} >/dev/null 2>&1; docker network create {FAKE} >/dev/null 2>&1; "
-              f"docker run -d --name {FAKE} --network {FAKE} "
-              "-v /root/upstream:/srv:ro -v /root/upstream/nginx.conf:/etc/nginx/nginx.conf:ro "
-              f"{images_proxy(system)} nginx -g 'daemon off;'")
+        fake.add_project(tree, name, {f"{name}-1.0.tar.gz": os.urandom(BIG_SIZE)}, json_too=False)
+    fake.start(system, tree, fake.proxy_image(system))
     system.sh(f"pypi-appliance write-config PYPI_UPSTREAM_PAGE_SECONDS=2 PYPI_UPSTREAM_CACHE_MAX={CAP_KB}k")
     try:
-        switch(system, UPSTREAM)
+        switch(system, fake.INDEX)
         yield tree
     finally:
-        system.sh(f"docker network disconnect {NETWORK} {FAKE}", check=False)
-        system.sh(f"docker rm -f {FAKE}; docker network rm {FAKE}", check=False)
-        system.sh("pypi-appliance write-config PYPI_UPSTREAM_PAGE_SECONDS=300 PYPI_UPSTREAM_CACHE_MAX=10g")
-        if "PYPI_UPSTREAM=\n" not in system.sh("cat /etc/pypi-appliance/pypi-appliance.conf").stdout:
+        fake.stop(system)
+        system.sh("pypi-appliance write-config PYPI_UPSTREAM_PAGE_SECONDS=300 PYPI_UPSTREAM_CACHE_MAX=10g "
+                  "PYPI_UPSTREAM_CREDENTIALS=")
+        if "PYPI_UPSTREAM=\n" not in system.sh(f"cat {CONF}").stdout:
             switch(system, "none")
 
 
-def images_proxy(system) -> str:
-    return system.sh("sed -n 's/^ *image: \\(nginx:.*\\)/\\1/p' /etc/pypi-appliance/compose.yaml").stdout.strip()
-
-
 def switch(system, url: str) -> str:
-    """dpkg-reconfigure with url as the upstream ("none": off); the fake upstream joins the
-    appliance's network again (it leaves it first: compose removes the network)."""
-    system.sh(f"docker network disconnect {NETWORK} {FAKE}", check=False)
-    out = reconfigure(system, upstream=url)
-    if url != "none":
-        deadline = time.monotonic() + 60
-        while system.sh(f"docker network connect --alias index.upstream.test --alias files.upstream.test "
-                        f"{NETWORK} {FAKE}", check=False).returncode != 0:
-            assert time.monotonic() < deadline, "the appliance's network did not come back"
-            time.sleep(0.5)
+    """dpkg-reconfigure with url as the upstream ("none": off)."""
+    out = []
+    fake.restarting(system, lambda: out.append(reconfigure(system, upstream=url)))
     system.wait_http("/simple/", 200, user=USER, password=PASSWORD)
-    return out
+    return out[0]
+
+
+def restart(system) -> None:
+    fake.restarting(system, lambda: system.sh("systemctl restart pypi-appliance"))
+    system.wait_http("/simple/", 200, user=USER, password=PASSWORD)
 
 
 def asked(system) -> list[str]:
     """The paths the upstream was asked for, in order."""
-    logs = system.sh(f"docker logs {FAKE} 2>&1").stdout
-    return re.findall(r'"GET (\S+) HTTP', logs)
+    return [path for _, _, path in fake.asked(system)]
 
 
 def test_an_upstream_only_project_installs_with_pip_and_uv(system, upstream, tmp_path):
-    conf = system.sh("cat /etc/pypi-appliance/pypi-appliance.conf").stdout
-    assert f"PYPI_UPSTREAM={UPSTREAM}\n" in conf
-    assert f"upstream    {UPSTREAM} for names this index does not hold" in system.sh("pypi-appliance status").stdout
+    conf = system.sh(f"cat {CONF}").stdout
+    assert f"PYPI_UPSTREAM={fake.INDEX}\n" in conf
+    assert f"upstream    {fake.INDEX} for names this index does not hold" in system.sh("pypi-appliance status").stdout
     assert "one index is enough" in system.sh("pypi-appliance client-config").stdout
     assert pip_install(system, tmp_path, PASSWORD, project="up-only") == "2.0"
     # The page names the files on the appliance, with the upstream's hashes and metadata.
@@ -200,6 +122,10 @@ def test_a_name_held_here_is_never_asked_upstream(system, upstream, tmp_path):
         "held_name-1.0-py3-none-any.whl"]
     # Spelt otherwise, it is still this index's name.
     assert system.http("/simple/Held_Name/", user=USER, password=PASSWORD) == 200
+    # Nor by the file URLs of the upstream's page.
+    status, body, _ = system.fetch_all("/upstream/held-name/held_name-9.9-py3-none-any.whl", user=USER,
+                                       password=PASSWORD)
+    assert status == 404 and b"held-name is held by this index" in body
     assert not [path for path in asked(system) if "held" in path.lower()], asked(system)
 
 
@@ -236,7 +162,7 @@ def test_the_cache_is_capped_and_cleared(system, upstream):
 def test_an_upstream_down_leaves_the_cache_serving_and_fails_fast(system, upstream, tmp_path):
     assert pip_install(system, tmp_path / "warm", PASSWORD, project="up-only") == "2.0"
     # Frozen: connections open and nothing answers, the worst case for a client.
-    system.sh(f"docker pause {FAKE}")
+    system.sh(f"docker pause {fake.NAME}")
     try:
         time.sleep(3)  # the page (kept 2 s) is stale now
         assert pip_install(system, tmp_path / "offline", PASSWORD, project="up-only") == "2.0"
@@ -246,14 +172,47 @@ def test_an_upstream_down_leaves_the_cache_serving_and_fails_fast(system, upstre
         assert status in (502, 504) and took < 10, (status, took)
         assert b"the upstream did not answer http://index.upstream.test/simple/never-fetched/ within" in body, body
     finally:
-        system.sh(f"docker unpause {FAKE}")
+        system.sh(f"docker unpause {fake.NAME}")
     assert system.http("/simple/never-fetched/", user=USER, password=PASSWORD) == 200
+
+
+def test_a_private_upstream_gets_its_credentials_and_nobody_sees_them(system, upstream):
+    creds = "/etc/pypi-appliance/upstream-credentials"
+    secret = fake.PRIVATE_PASSWORD
+    system.sh(f"pypi-appliance write-config PYPI_UPSTREAM={fake.PRIVATE} PYPI_UPSTREAM_CREDENTIALS=")
+    restart(system)
+    status, body, _ = system.fetch_all("/simple/private-only/", user=USER, password=PASSWORD)
+    assert status == 502 and b"the upstream refused the appliance (401)" in body, body
+    assert b"PYPI_UPSTREAM_CREDENTIALS" in body
+    # A file others may read is refused, with what to run.
+    system.sh(f"umask 022 && printf '%s\\n' '{fake.PRIVATE_USER}:{secret}' > {creds}")
+    system.sh(f"pypi-appliance write-config PYPI_UPSTREAM_CREDENTIALS={creds}")
+    refused = system.sh("pypi-appliance up", check=False)
+    assert refused.returncode == 1 and f"chgrp 9898 {creds} && chmod 0640 {creds}" in refused.stderr, refused.stderr
+    system.sh(f"chgrp 9898 {creds} && chmod 0640 {creds}")
+    restart(system)
+    status, body, _ = system.fetch_all("/simple/private-only/", user=USER, password=PASSWORD,
+                                       headers={"Accept": "application/vnd.pypi.simple.v1+json"})
+    assert status == 200, body
+    url = json.loads(body)["files"][0]["url"]
+    assert system.http(f"/simple/private-only/{url}", user=USER, password=PASSWORD) == 200
+    # The credentials went to the upstream's host only, never to the files' host.
+    requests = fake.asked(system)
+    assert ("private.upstream.test", fake.PRIVATE_USER, "/simple/private-only/") in requests, requests
+    assert all(user == "" for host, user, _ in requests if host == "files.upstream.test"), requests
+    # Nowhere to be read but the file.
+    seen = system.sh("journalctl -u pypi-appliance --no-pager -o cat; docker inspect pypi-appliance-upstream-1; "
+                     f"cat {CONF}; pypi-appliance status; pypi-appliance cache").stdout
+    assert secret not in seen and fake.PRIVATE_USER + ":" not in seen
+    system.sh(f"rm -f {creds}")
+    system.sh(f"pypi-appliance write-config PYPI_UPSTREAM={fake.INDEX} PYPI_UPSTREAM_CREDENTIALS=")
+    restart(system)
 
 
 def test_switching_off_stops_proxying_at_once(system, upstream):
     assert system.http("/simple/up-only/", user=USER, password=PASSWORD) == 200
     switch(system, "none")  # an empty answer would keep the current one
-    assert "PYPI_UPSTREAM=\n" in system.sh("cat /etc/pypi-appliance/pypi-appliance.conf").stdout
+    assert "PYPI_UPSTREAM=\n" in system.sh(f"cat {CONF}").stdout
     status, body, _ = system.fetch_all("/simple/up-only/", user=USER, password=PASSWORD)
     assert status == 404 and b"no project up-only on this index" in body
     assert system.http("/upstream/up-only/up_only-2.0-py3-none-any.whl", user=USER, password=PASSWORD) == 404

@@ -141,7 +141,7 @@ def test_missing_and_unreachable(service, appliance):
     from pypi_appliance import upstream
 
     status, headers, body = service("/simple/nothing-here/")
-    assert status == 404 and headers["X-Accel-Expires"] == "60" and b"not on the upstream" in body
+    assert status == 404 and headers["X-Accel-Expires"] == "60" and b"no project nothing-here on this index, nor on its upstream http://127.0.0.1:" in body
     down = upstream.Upstream("http://127.0.0.1:9/simple/", "ci:s3cret")
     started = time.monotonic()
     with pytest.raises(upstream.Refused) as refused:
@@ -149,3 +149,30 @@ def test_missing_and_unreachable(service, appliance):
     assert refused.value.status == 502 and "unreachable" in str(refused.value)
     assert time.monotonic() - started < upstream.TIMEOUT + 1
     assert upstream.shown("https://ci:s3cret@private.example/simple/") == "https://private.example/simple/"
+
+
+def test_another_upstream_starts_an_empty_cache(appliance, tmp_path):
+    import dataclasses
+
+    from pypi_appliance import cache
+    from pypi_appliance.settings import read_conf
+
+    conf = dataclasses.replace(read_conf("/nonexistent"), data_dir=str(tmp_path), upstream="https://a.example/simple/",
+                               upstream_cache_max="2g")
+    cache.write_settings(conf)
+    text = (tmp_path / "upstream/settings.conf").read_text()
+    assert "geo $from_upstream { default 1; }" in text and "keys_zone=upstream_files_0:16m max_size=2g" in text
+    (tmp_path / "upstream/files-0/ab").mkdir(parents=True)
+    (tmp_path / "upstream/files-0/ab/entry").write_bytes(b"x" * 5000)
+    assert cache.usage(conf)[1] == 1
+    cache.write_settings(conf)  # a restart: the same cache
+    assert cache.generation(conf) == 0 and cache.usage(conf)[1] == 1
+    off = dataclasses.replace(conf, upstream="")
+    cache.write_settings(off)  # off, then on again with the same upstream: still the same cache
+    assert "geo $from_upstream { default 0; }" in (tmp_path / "upstream/settings.conf").read_text()
+    cache.write_settings(conf)
+    assert cache.generation(conf) == 0 and cache.usage(conf)[1] == 1
+    cache.write_settings(dataclasses.replace(conf, upstream="https://b.example/simple/"))
+    assert cache.generation(conf) == 1 and cache.usage(conf) == (0, 0, 0)
+    assert not (tmp_path / "upstream/files-0").exists()
+    assert "upstream_files_1" in (tmp_path / "upstream/settings.conf").read_text()

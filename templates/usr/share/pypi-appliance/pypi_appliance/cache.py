@@ -1,9 +1,9 @@
 """The upstream's cache under DATA_DIR/upstream (not backed up: it can be
 fetched again): what the front door is told about it, `cache`, `cache clear`.
 
-nginx keeps the pages and files in pages-N/ and files-N/; `cache clear` moves
-it to generation N+1 and reloads, so nothing stops and nothing half-deleted
-is served."""
+nginx keeps the pages and files in pages-N/ and files-N/; `cache clear` (and
+a start with another upstream) moves it to generation N+1 and reloads, so
+nothing stops and nothing half-deleted is served."""
 
 from __future__ import annotations
 
@@ -42,15 +42,43 @@ def settings_conf(conf: Settings, n: int) -> str:
     )
 
 
-def write_settings(conf: Settings, n: int | None = None) -> None:
-    """The front door's upstream settings (it includes them), replaced whole."""
-    n = generation(conf) if n is None else n
+def _write(conf: Settings, name: str, text: str) -> None:
+    tmp = os.path.join(root(conf), f".{name}.tmp")
+    with open(tmp, "w", encoding="utf-8") as f:
+        f.write(text)
+    os.replace(tmp, os.path.join(root(conf), name))
+
+
+def write_settings(conf: Settings) -> None:
+    """The front door's upstream settings (it includes them), replaced whole,
+    at each start. Another upstream than the cache's starts an empty cache:
+    its pages and files are not the old one's."""
     os.makedirs(root(conf), mode=0o755, exist_ok=True)
-    for name, text in (("generation", f"{n}\n"), ("settings.conf", settings_conf(conf, n))):
-        tmp = os.path.join(root(conf), f".{name}.tmp")
-        with open(tmp, "w", encoding="ascii") as f:
-            f.write(text)
-        os.replace(tmp, os.path.join(root(conf), name))
+    n = generation(conf)
+    try:
+        with open(os.path.join(root(conf), "upstream"), encoding="utf-8") as f:
+            cached_for = f.read().strip()
+    except FileNotFoundError:
+        cached_for = conf.upstream
+    if conf.upstream and conf.upstream != cached_for:
+        n += 1
+        remove_older(conf, n)
+    if conf.upstream:
+        _write(conf, "upstream", conf.upstream + "\n")
+    _write(conf, "generation", f"{n}\n")
+    _write(conf, "settings.conf", settings_conf(conf, n))
+
+
+def remove_older(conf: Settings, n: int) -> int:
+    """Remove the caches of generations before n; how many entries they held."""
+    removed = 0
+    for name in os.listdir(root(conf)):
+        kind, _, number = name.partition("-")
+        if kind in ("files", "pages") and number != str(n):
+            for _, _, names in os.walk(os.path.join(root(conf), name)):
+                removed += len(names)
+            shutil.rmtree(os.path.join(root(conf), name), ignore_errors=True)
+    return removed
 
 
 def usage(conf: Settings) -> tuple[int, int, int]:
@@ -110,16 +138,12 @@ def cmd_cache(args, conf: Settings):
 def clear(conf: Settings):
     from pypi_appliance.users import reload_front_door
 
-    old = generation(conf)
-    write_settings(conf, old + 1)
+    os.makedirs(root(conf), mode=0o755, exist_ok=True)
+    n = generation(conf) + 1
+    _write(conf, "generation", f"{n}\n")
+    _write(conf, "settings.conf", settings_conf(conf, n))
     reload_front_door()
-    removed = 0
-    for kind in ("files", "pages"):
-        for name in os.listdir(root(conf)):
-            if name.startswith(f"{kind}-") and name != f"{kind}-{old + 1}":
-                for _, _, names in os.walk(os.path.join(root(conf), name)):
-                    removed += len(names)
-                shutil.rmtree(os.path.join(root(conf), name), ignore_errors=True)
+    removed = remove_older(conf, n)
     with open(LOG, "w", encoding="utf-8"):
         pass
     print(f"{PACKAGE}: the upstream's cache is empty ({removed} files and pages removed); "

@@ -30,7 +30,9 @@ files:
       and downloads need a password; public-read: anyone may read), PYPI_TLS
       (self-signed, provided or off), PYPI_TLS_CERT, PYPI_TLS_KEY and, optionally,
       PYPI_TLS_NAMES: more names and addresses for the self-signed certificate,
-      comma separated.
+      comma separated. PYPI_UPSTREAM (an index for the names this one does not
+      hold), PYPI_UPSTREAM_CREDENTIALS, PYPI_UPSTREAM_PAGE_SECONDS and
+      PYPI_UPSTREAM_CACHE_MAX (see "cache").
   /etc/{PACKAGE}/tls/
       The self-signed CA (ca.crt, and ca.key readable by root only) and the
       server certificate and key. Kept across upgrades; removed on purge (back

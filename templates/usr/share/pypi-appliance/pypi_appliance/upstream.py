@@ -243,7 +243,13 @@ def handler(upstream: Upstream):
                 self.refuse(refused)
 
         def page(self, project: str):
-            files = upstream.files(project, fresh=True)
+            try:
+                files = upstream.files(project, fresh=True)
+            except Refused as refused:
+                if refused.status != 404:
+                    raise
+                raise Refused(404, f"no project {project} on this index, nor on its upstream "
+                                   f"{shown(upstream.url)}") from None
             html_page, json_page = render_page(appliance_page(project, files))
             as_json = self.headers.get("X-Appliance-Format") == "json"
             self.answer(200, json_page if as_json else html_page,

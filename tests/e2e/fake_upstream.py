@@ -1,0 +1,133 @@
+"""An upstream index for the appliance to proxy (tests and bench): nginx, in
+the system's own Docker, serving a generated PEP 503/691 tree. Pages are on
+index.upstream.test (and, behind a password, private.upstream.test), files on
+files.upstream.test by absolute URLs, as PyPI's are on files.pythonhosted.org.
+It joins only the appliance's compose network: the suite's host cannot reach it."""
+
+from __future__ import annotations
+
+import hashlib
+import html
+import io
+import json
+import re
+import tarfile
+import time
+import zipfile
+
+NAME = "upstream-test"
+NETWORK = "pypi-appliance_default"
+HOSTS = ("index.upstream.test", "private.upstream.test", "files.upstream.test")
+INDEX = "http://index.upstream.test/simple/"
+PRIVATE = "http://private.upstream.test/simple/"
+FILES = "http://files.upstream.test/packages"
+PRIVATE_USER, PRIVATE_PASSWORD = "mirror", "up s3cret"
+
+NGINX = r"""
+events {}
+http {
+    log_format hosts '$host "$remote_user" "$request" $status';
+    access_log /dev/stdout hosts;
+    map $http_accept $page {
+        default index.html;
+        "~application/vnd\.pypi\.simple\.v1\+json" index.json;
+    }
+    types {
+        application/vnd.pypi.simple.v1+json json;
+        text/html html;
+    }
+    server {
+        listen 80;
+        server_name index.upstream.test;
+        root /srv/index;
+        location /simple/ {
+            try_files $uri$page $uri/index.html =404;
+        }
+    }
+    server {
+        listen 80;
+        server_name private.upstream.test;
+        root /srv/index;
+        auth_basic "upstream";
+        auth_basic_user_file /srv/htpasswd;
+        location /simple/ {
+            try_files $uri$page $uri/index.html =404;
+        }
+    }
+    server {
+        listen 80;
+        server_name files.upstream.test;
+        root /srv/files;
+    }
+}
+"""
+
+
+def add_project(tree: dict, name: str, files: dict[str, bytes], json_too: bool = True) -> None:
+    """A project's pages on the index host and its files (and wheels' metadata
+    files) on the files host."""
+    entries, links = [], []
+    for filename, data in files.items():
+        digest = hashlib.sha256(data).hexdigest()
+        path = f"{digest[:2]}/{digest[2:4]}/{filename}"
+        tree[f"files/packages/{path}"] = data
+        entry = {"filename": filename, "url": f"{FILES}/{path}", "hashes": {"sha256": digest},
+                 "requires-python": ">=3.8", "yanked": False}
+        attrs = f'href="{FILES}/{path}#sha256={digest}" data-requires-python="&gt;=3.8"'
+        if filename.endswith(".whl"):
+            with zipfile.ZipFile(io.BytesIO(data)) as wheel:
+                meta = wheel.read(next(n for n in wheel.namelist() if n.endswith(".dist-info/METADATA")))
+            tree[f"files/packages/{path}.metadata"] = meta
+            entry["core-metadata"] = {"sha256": hashlib.sha256(meta).hexdigest()}
+            attrs += f' data-core-metadata="sha256={entry["core-metadata"]["sha256"]}"'
+        entries.append(entry)
+        links.append(f"<a {attrs}>{html.escape(filename)}</a><br>")
+    tree[f"index/simple/{name}/index.html"] = ("<!DOCTYPE html><html><body>" + "\n".join(links)
+                                                + "</body></html>\n").encode()
+    if json_too:
+        tree[f"index/simple/{name}/index.json"] = json.dumps(
+            {"meta": {"api-version": "1.1"}, "name": name, "files": entries}).encode()
+
+
+def start(system, tree: dict, image: str) -> None:
+    """Copy the tree into the system and start the upstream (not yet on the appliance's network)."""
+    tree = {**tree, "nginx.conf": NGINX.encode(), "htpasswd": f"{PRIVATE_USER}:{{PLAIN}}{PRIVATE_PASSWORD}\n".encode()}
+    archive = io.BytesIO()
+    with tarfile.open(fileobj=archive, mode="w") as tar:
+        for path, data in tree.items():
+            info = tarfile.TarInfo(path)
+            info.size, info.mode = len(data), 0o644
+            tar.addfile(info, io.BytesIO(data))
+    system.put("/root/upstream.tar", archive.getvalue())
+    system.sh(f"rm -rf /root/upstream && mkdir /root/upstream && tar -xf /root/upstream.tar -C /root/upstream && "
+              f"docker rm -f {NAME} >/dev/null 2>&1; docker network create {NAME} >/dev/null 2>&1; "
+              f"docker run -d --name {NAME} --network {NAME} -v /root/upstream:/srv:ro "
+              f"-v /root/upstream/nginx.conf:/etc/nginx/nginx.conf:ro {image} nginx -g 'daemon off;'")
+
+
+def stop(system) -> None:
+    system.sh(f"docker network disconnect {NETWORK} {NAME}", check=False)
+    system.sh(f"docker rm -f {NAME}; docker network rm {NAME}", check=False)
+
+
+def proxy_image(system) -> str:
+    """The nginx image the installed compose file names (loaded in the system)."""
+    return system.sh("sed -n 's/^ *image: \\(nginx:.*\\)/\\1/p' /etc/pypi-appliance/compose.yaml").stdout.strip()
+
+
+def restarting(system, action) -> None:
+    """Run action (which restarts the appliance), the upstream leaving the
+    appliance's network before (compose removes it) and joining it after."""
+    system.sh(f"docker network disconnect {NETWORK} {NAME}", check=False)
+    action()
+    deadline = time.monotonic() + 60
+    aliases = " ".join(f"--alias {host}" for host in HOSTS)
+    while system.sh(f"docker network connect {aliases} {NETWORK} {NAME}", check=False).returncode != 0:
+        assert time.monotonic() < deadline, "the appliance's network did not come back"
+        time.sleep(0.5)
+
+
+def asked(system) -> list[tuple[str, str, str]]:
+    """(host, user, path) of every request the upstream got, in order."""
+    logs = system.sh(f"docker logs {NAME} 2>&1").stdout
+    return re.findall(r'^(\S+) "([^"]*)" "GET (\S+) HTTP', logs, re.M)
