@@ -176,7 +176,7 @@ def wrk(system: System, pid: str, base: str, path: str, concurrency: int, auth: 
 
 
 def pip_download(system: System, pid: str | None, base: str, auth: bool,
-                 names: list[str] | None = None, path: str = "/simple/") -> float:
+                 names: list[str] | None = None, path: str = "/simple/", trusted: tuple[str, ...] = ()) -> float:
     """Seconds for pip to download names (the bench's 20 projects) from base,
     in the network namespace of pid (None: the system's own)."""
     credentials = f"{quote(USER, safe='')}:{quote(PASSWORD, safe='')}@" if auth else ""
@@ -185,9 +185,10 @@ def pip_download(system: System, pid: str | None, base: str, auth: bool,
     host = host.replace("127.0.0.1", "localhost") if scheme == "https" else host
     names = names or [f"bench-p{p:05d}" for p in range(PIP_PROJECTS)]
     inside = f"nsenter -t {pid} -n " if pid else ""
+    trust = "".join(f" --trusted-host {host}" for host in trusted)
     started = time.monotonic()
     system.sh(f"rm -rf /tmp/dl && {inside}env PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_CONFIG_FILE=/dev/null "
-              f"python3 -m pip download -q --no-deps --no-cache-dir -d /tmp/dl {PIP_TLS if scheme == 'https' else ''} "
+              f"python3 -m pip download -q --no-deps --no-cache-dir -d /tmp/dl {PIP_TLS if scheme == 'https' else ''}{trust} "
               f"--index-url {scheme}://{credentials}{host}{path} {' '.join(names)}", timeout=600)
     seconds = time.monotonic() - started
     count = int(system.sh("ls /tmp/dl | wc -l").stdout)
@@ -438,7 +439,8 @@ def upstream_case(system: System, nginx_ref: str, scratch: Path) -> dict:
             proxy = container_pid(system, "pypi-appliance-proxy-1")
             rows["cold"].append(pip_download(system, proxy, PLAIN, True, names))
             rows["warm"].append(pip_download(system, proxy, PLAIN, True, names))
-            rows["direct"].append(pip_download(system, None, "http://index.upstream.test", False, names))
+            rows["direct"].append(pip_download(system, None, "http://index.upstream.test", False, names,
+                                               trusted=fake.HOSTS))
     finally:
         system.sh("cp /root/hosts.orig /etc/hosts")
         fake.restarting(system, lambda: system.sh("pypi-appliance write-config PYPI_UPSTREAM= && "

@@ -49,11 +49,11 @@ def upstream(system, installed, tmp_path_factory):
         switch(system, fake.INDEX)
         yield tree
     finally:
-        fake.stop(system)
         system.sh("pypi-appliance write-config PYPI_UPSTREAM_PAGE_SECONDS=300 PYPI_UPSTREAM_CACHE_MAX=10g "
                   "PYPI_UPSTREAM_CREDENTIALS=")
         if "PYPI_UPSTREAM=\n" not in system.sh(f"cat {CONF}").stdout:
             switch(system, "none")
+        fake.stop(system)
 
 
 def switch(system, url: str) -> str:
@@ -67,6 +67,16 @@ def switch(system, url: str) -> str:
 def restart(system) -> None:
     fake.restarting(system, lambda: system.sh("systemctl restart pypi-appliance"))
     system.wait_http("/simple/", 200, user=USER, password=PASSWORD)
+
+
+def file_path(system, project: str, filename: str) -> str:
+    """The appliance's path for a file of the upstream's, from its page."""
+    status, body, _ = system.fetch_all(f"/simple/{project}/", user=USER, password=PASSWORD,
+                                       headers={"Accept": "application/vnd.pypi.simple.v1+json"})
+    assert status == 200, (status, body)
+    url = next(f["url"] for f in json.loads(body)["files"] if f["filename"] == filename)
+    assert url.startswith(f"../../upstream/{project}/"), url
+    return url.removeprefix("../..")
 
 
 def asked(system) -> list[str]:
@@ -86,20 +96,19 @@ def test_an_upstream_only_project_installs_with_pip_and_uv(system, upstream, tmp
     page = json.loads(body)
     assert status == 200 and headers["Content-Type"] == "application/vnd.pypi.simple.v1+json"
     wheel = next(f for f in page["files"] if f["filename"] == "up_only-2.0-py3-none-any.whl")
-    assert wheel["url"] == "../../upstream/up-only/up_only-2.0-py3-none-any.whl"
+    assert wheel["url"] == f"../../upstream/up-only/{wheel['hashes']['sha256']}/up_only-2.0-py3-none-any.whl"
+    path = wheel["url"].removeprefix("../..")
     assert wheel["requires-python"] == ">=3.8" and wheel["core-metadata"]["sha256"]
     assert page["versions"] == ["1.0", "2.0"]
-    status, meta, _ = system.fetch_all("/upstream/up-only/up_only-2.0-py3-none-any.whl.metadata",
-                                       user=USER, password=PASSWORD)
+    status, meta, _ = system.fetch_all(path + ".metadata", user=USER, password=PASSWORD)
     assert status == 200 and hashlib.sha256(meta).hexdigest() == wheel["core-metadata"]["sha256"]
     # The second download is the cache's.
-    status, data, headers = system.fetch_all("/upstream/up-only/up_only-2.0-py3-none-any.whl",
-                                             user=USER, password=PASSWORD)
+    status, data, headers = system.fetch_all(path, user=USER, password=PASSWORD)
     assert status == 200 and headers["X-Appliance-Upstream"] == "HIT"
     assert hashlib.sha256(data).hexdigest() == wheel["hashes"]["sha256"]
     # Proxied names need the same credentials as local ones.
     assert system.http("/simple/up-only/") == 401
-    assert system.http("/upstream/up-only/up_only-2.0-py3-none-any.whl") == 401
+    assert system.http(path) == 401
 
     uv = [sys.executable, "-m", "uv", "pip", "install", "--no-cache", "--target", str(tmp_path / "uv"),
           "--index-url", index_url(system, USER, PASSWORD), "up-only==1.0"]
@@ -123,16 +132,18 @@ def test_a_name_held_here_is_never_asked_upstream(system, upstream, tmp_path):
     # Spelt otherwise, it is still this index's name.
     assert system.http("/simple/Held_Name/", user=USER, password=PASSWORD) == 200
     # Nor by the file URLs of the upstream's page.
-    status, body, _ = system.fetch_all("/upstream/held-name/held_name-9.9-py3-none-any.whl", user=USER,
+    wheel = next(data for path, data in upstream.items() if path.endswith("/held_name-9.9-py3-none-any.whl"))
+    digest = hashlib.sha256(wheel).hexdigest()
+    status, body, _ = system.fetch_all(f"/upstream/held-name/{digest}/held_name-9.9-py3-none-any.whl", user=USER,
                                        password=PASSWORD)
     assert status == 404 and b"held-name is held by this index" in body
     assert not [path for path in asked(system) if "held" in path.lower()], asked(system)
 
 
 def test_the_cache_is_capped_and_cleared(system, upstream):
+    paths = {name: file_path(system, name, f"{name}-1.0.tar.gz") for name in BIG}
     for name in BIG:
-        assert system.http(f"/simple/{name}/", user=USER, password=PASSWORD) == 200
-        status, data, _ = system.fetch_all(f"/upstream/{name}/{name}-1.0.tar.gz", user=USER, password=PASSWORD)
+        status, data, _ = system.fetch_all(paths[name], user=USER, password=PASSWORD)
         assert status == 200 and len(data) == BIG_SIZE
     # nginx's cache manager removes the least recently used beyond the cap.
     script = "find /srv/pypi/upstream/files-* -type f -printf '%k\\n' | awk '{s += $1} END {print s + 0}'"
@@ -140,9 +151,9 @@ def test_the_cache_is_capped_and_cleared(system, upstream):
     while int(system.sh(script).stdout) > CAP_KB:
         assert time.monotonic() < deadline, system.sh(script).stdout
         time.sleep(0.5)
-    status, _, headers = system.fetch_all(f"/upstream/{BIG[-1]}/{BIG[-1]}-1.0.tar.gz", user=USER, password=PASSWORD)
+    status, _, headers = system.fetch_all(paths[BIG[-1]], user=USER, password=PASSWORD)
     assert status == 200 and headers["X-Appliance-Upstream"] == "HIT"  # the newest is kept
-    status, _, headers = system.fetch_all(f"/upstream/{BIG[0]}/{BIG[0]}-1.0.tar.gz", user=USER, password=PASSWORD)
+    status, _, headers = system.fetch_all(paths[BIG[0]], user=USER, password=PASSWORD)
     assert status == 200 and headers["X-Appliance-Upstream"] == "MISS"  # the oldest went first
 
     shown = system.sh("pypi-appliance cache").stdout
@@ -152,7 +163,7 @@ def test_the_cache_is_capped_and_cleared(system, upstream):
     out = system.sh("pypi-appliance cache clear").stdout
     assert "the upstream's cache is empty" in out
     assert re.search(r": 0 files, 0 pages", system.sh("pypi-appliance cache").stdout)
-    status, _, headers = system.fetch_all(f"/upstream/{BIG[-1]}/{BIG[-1]}-1.0.tar.gz", user=USER, password=PASSWORD)
+    status, _, headers = system.fetch_all(paths[BIG[-1]], user=USER, password=PASSWORD)
     assert status == 200 and headers["X-Appliance-Upstream"] == "MISS"
     # Not in backups: it can be fetched again.
     system.sh("pypi-appliance backup /root/upstream-backup.tar.gz")
@@ -185,7 +196,7 @@ def test_a_private_upstream_gets_its_credentials_and_nobody_sees_them(system, up
     assert status == 502 and b"the upstream refused the appliance (401)" in body, body
     assert b"PYPI_UPSTREAM_CREDENTIALS" in body
     # A file others may read is refused, with what to run.
-    system.sh(f"umask 022 && printf '%s\\n' '{fake.PRIVATE_USER}:{secret}' > {creds}")
+    system.sh(f"rm -f {creds} && umask 022 && printf '%s\\n' '{fake.PRIVATE_USER}:{secret}' > {creds}")
     system.sh(f"pypi-appliance write-config PYPI_UPSTREAM_CREDENTIALS={creds}")
     refused = system.sh("pypi-appliance up", check=False)
     assert refused.returncode == 1 and f"chgrp 9898 {creds} && chmod 0640 {creds}" in refused.stderr, refused.stderr
@@ -199,7 +210,7 @@ def test_a_private_upstream_gets_its_credentials_and_nobody_sees_them(system, up
     # The credentials went to the upstream's host only, never to the files' host.
     requests = fake.asked(system)
     assert ("private.upstream.test", fake.PRIVATE_USER, "/simple/private-only/") in requests, requests
-    assert all(user == "" for host, user, _ in requests if host == "files.upstream.test"), requests
+    assert all(user == "-" for host, user, _ in requests if host == "files.upstream.test"), requests
     # Nowhere to be read but the file.
     seen = system.sh("journalctl -u pypi-appliance --no-pager -o cat; docker inspect pypi-appliance-upstream-1; "
                      f"cat {CONF}; pypi-appliance status; pypi-appliance cache").stdout
@@ -210,12 +221,12 @@ def test_a_private_upstream_gets_its_credentials_and_nobody_sees_them(system, up
 
 
 def test_switching_off_stops_proxying_at_once(system, upstream):
-    assert system.http("/simple/up-only/", user=USER, password=PASSWORD) == 200
+    path = file_path(system, "up-only", "up_only-2.0-py3-none-any.whl")
     switch(system, "none")  # an empty answer would keep the current one
     assert "PYPI_UPSTREAM=\n" in system.sh(f"cat {CONF}").stdout
     status, body, _ = system.fetch_all("/simple/up-only/", user=USER, password=PASSWORD)
     assert status == 404 and b"no project up-only on this index" in body
-    assert system.http("/upstream/up-only/up_only-2.0-py3-none-any.whl", user=USER, password=PASSWORD) == 404
+    assert system.http(path, user=USER, password=PASSWORD) == 404
     assert "upstream    none" in system.sh("pypi-appliance status").stdout
     # Its own names are untouched.
     assert system.http("/simple/held-name/", user=USER, password=PASSWORD) == 200

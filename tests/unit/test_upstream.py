@@ -95,7 +95,7 @@ def test_html_page_becomes_the_appliances(service):
     page = json.loads(body)
     files = {f["filename"]: f for f in page["files"]}
     wheel = files["demo-2.0-py3-none-any.whl"]
-    assert wheel["url"] == "../../upstream/demo/demo-2.0-py3-none-any.whl"
+    assert wheel["url"] == f"../../upstream/demo/{H_WHEEL}/demo-2.0-py3-none-any.whl"
     assert wheel["hashes"] == {"sha256": H_WHEEL} and wheel["requires-python"] == ">=3.9"
     assert wheel["core-metadata"] == wheel["dist-info-metadata"] == {"sha256": H_META}
     assert files["demo-1.0.tar.gz"]["yanked"] == "broken build" and files["demo-1.0.tar.gz"]["core-metadata"] is False
@@ -103,7 +103,7 @@ def test_html_page_becomes_the_appliances(service):
     status, _, body = service("/simple/demo/", "html")
     text = body.decode()
     assert status == 200
-    assert (f'href="../../upstream/demo/demo-2.0-py3-none-any.whl#sha256={H_WHEEL}" '
+    assert (f'href="../../upstream/demo/{H_WHEEL}/demo-2.0-py3-none-any.whl#sha256={H_WHEEL}" '
             'data-requires-python="&gt;=3.9"') in text
     assert f'data-core-metadata="sha256={H_META}"' in text and 'data-yanked="broken build"' in text
     assert "files.example" not in text and "127.0.0.1" not in text
@@ -114,25 +114,28 @@ def test_html_page_becomes_the_appliances(service):
 def test_json_page_and_relative_urls(service):
     status, _, body = service("/simple/jsonproj/", "json")
     item = json.loads(body)["files"][0]
-    assert status == 200 and item["url"] == "../../upstream/jsonproj/jsonproj-3.0-py3-none-any.whl"
+    assert status == 200 and item["url"] == f"../../upstream/jsonproj/{H_WHEEL}/jsonproj-3.0-py3-none-any.whl"
     assert item["size"] == len(WHEEL) and item["upload-time"] == "2026-01-01T00:00:00.000000Z"
     # The file is the upstream's /p/... (a URL relative to its host), the same bytes.
-    assert service("/files/jsonproj/jsonproj-3.0-py3-none-any.whl")[2] == WHEEL
-    assert service("/files/jsonproj/jsonproj-3.0-py3-none-any.whl.metadata")[2] == META
+    assert service(f"/files/jsonproj/{H_WHEEL}/jsonproj-3.0-py3-none-any.whl")[2] == WHEEL
+    assert service(f"/files/jsonproj/{H_WHEEL}/jsonproj-3.0-py3-none-any.whl.metadata")[2] == META
 
 
 def test_files_are_checked_against_the_page(service):
-    status, _, body = service("/files/demo/demo-2.0-py3-none-any.whl")
+    status, _, body = service(f"/files/demo/{H_WHEEL}/demo-2.0-py3-none-any.whl")
     assert status == 200 and body == WHEEL
-    assert service("/files/demo/demo-2.0-py3-none-any.whl.metadata")[2] == META
+    assert service(f"/files/demo/{H_WHEEL}/demo-2.0-py3-none-any.whl.metadata")[2] == META
     # Relative to the page: ../../p/ from /simple/demo/.
-    assert service("/files/demo/demo-1.0.tar.gz")[2] == SDIST
+    assert service(f"/files/demo/{H_SDIST}/demo-1.0.tar.gz")[2] == SDIST
     # Its bytes are not the page's: the download is cut before its end.
-    status, _, body = service("/files/demo/demo-0.1.tar.gz")
+    status, _, body = service(f"/files/demo/{'0' * 64}/demo-0.1.tar.gz")
     assert status == 200 and body is None
+    # A name the page lists with another hash (replaced upstream): not this file.
+    status, _, body = service(f"/files/demo/{H_SDIST}/demo-2.0-py3-none-any.whl")
+    assert status == 404 and b"the upstream lists no demo-2.0-py3-none-any.whl with that hash" in body
     # Only what the upstream's page lists is fetched: no open proxy.
     before = list(Fake.seen)
-    status, _, body = service("/files/demo/..%2F..%2Fetc%2Fpasswd")
+    status, _, body = service(f"/files/demo/{H_WHEEL}/..%2F..%2Fetc%2Fpasswd")
     assert status == 404 and b"the upstream lists no" in body
     assert [p for p in Fake.seen[len(before):] if not p.startswith("/simple/")] == []
 

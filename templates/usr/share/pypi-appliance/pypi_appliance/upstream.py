@@ -6,10 +6,13 @@ by you alone, whatever the upstream has (no dependency confusion).
 
     GET /simple/<project>/   the upstream's page, in the format nginx names
                              (X-Appliance-Format: html|json), its file URLs
-                             pointing at the appliance's /upstream/<project>/
-    GET /files/<project>/<file>[.metadata]
-                             a file the upstream's page lists, streamed and
-                             checked against the page's hash on the way
+                             pointing at the appliance's /upstream/<project>/<hash>/
+    GET /files/<project>/<hash>/<file>[.metadata]
+                             a file the upstream's page lists with that hash,
+                             streamed and checked against it on the way
+
+The hash in the URL keys nginx's cache: a file the upstream replaces under the
+same name (a private upstream may) is fetched anew, never served stale.
 
 Pages are kept by nginx for PYPI_UPSTREAM_PAGE_SECONDS (X-Accel-Expires), and
 served stale while the upstream fails; files once, under PYPI_UPSTREAM_CACHE_MAX.
@@ -118,12 +121,18 @@ def parse_page(body: bytes, content_type: str, base: str) -> list[dict]:
     return files
 
 
+def file_key(entry: dict) -> str:
+    """The URL segment that names a file's content: its sha256, another hash, or none."""
+    hashes = entry.get("hashes") or {}
+    return (hashes.get("sha256") or next(iter(sorted(hashes.values())), "") or "unhashed").lower()
+
+
 def appliance_page(project: str, files: list[dict]) -> dict:
     """The page the appliance answers: the upstream's files at its own URLs."""
     out = []
     for entry in files:
         item = {key: value for key, value in entry.items() if key != "url"}
-        item["url"] = f"../../upstream/{project}/{urllib.parse.quote(entry['filename'])}"
+        item["url"] = f"../../upstream/{project}/{file_key(entry)}/{urllib.parse.quote(entry['filename'])}"
         item["dist-info-metadata"] = item["core-metadata"]
         out.append(item)
     versions = sorted({v for v in (_version(project, e["filename"]) for e in files) if v}, key=version_key)
@@ -194,19 +203,19 @@ class Upstream:
                 self.pages.pop(next(iter(self.pages)))
         return files
 
-    def entry(self, project: str, filename: str) -> tuple[str, dict]:
+    def entry(self, project: str, key: str, filename: str) -> tuple[str, dict]:
         """The upstream URL and expected hashes of a file (or its .metadata)."""
         want = filename.removesuffix(".metadata") if filename.endswith(".metadata") else filename
         for fresh in (False, True):
             for entry in self.files(project, fresh):
-                if entry["filename"] != want:
+                if entry["filename"] != want or file_key(entry) != key.lower():
                     continue
                 if want == filename:
                     return entry["url"], entry.get("hashes", {})
                 meta = entry["core-metadata"]
                 if meta:
                     return entry["url"] + ".metadata", meta if isinstance(meta, dict) else {}
-        raise Refused(404, f"the upstream lists no {filename} for {project}")
+        raise Refused(404, f"the upstream lists no {filename} with that hash for {project}")
 
 
 def handler(upstream: Upstream):
@@ -235,8 +244,8 @@ def handler(upstream: Upstream):
                     return self.answer(200, b"ok\n", "text/plain")
                 if len(parts) == 4 and parts[1] == "simple" and parts[3] == "":
                     return self.page(normalize(urllib.parse.unquote(parts[2])))
-                if len(parts) == 4 and parts[1] == "files":
-                    return self.file(normalize(urllib.parse.unquote(parts[2])), urllib.parse.unquote(parts[3]))
+                if len(parts) == 5 and parts[1] == "files":
+                    return self.file(normalize(urllib.parse.unquote(parts[2])), parts[3], urllib.parse.unquote(parts[4]))
                 self.answer(404, b"not found\n", "text/plain")
             except Refused as refused:
                 self.log_error("%s", refused)
@@ -256,8 +265,8 @@ def handler(upstream: Upstream):
                         "application/vnd.pypi.simple.v1+json" if as_json else "text/html; charset=utf-8",
                         [("X-Accel-Expires", str(upstream.page_seconds))])
 
-        def file(self, project: str, filename: str):
-            url, hashes = upstream.entry(project, filename)
+        def file(self, project: str, key: str, filename: str):
+            url, hashes = upstream.entry(project, key, filename)
             algorithm = next((a for a in ("sha256", *sorted(hashes)) if a in hashes and a in hashlib.algorithms_available), None)
             digest = hashlib.new(algorithm) if algorithm else None
             with upstream.open(url) as response:
