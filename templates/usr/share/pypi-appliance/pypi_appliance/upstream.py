@@ -205,16 +205,17 @@ class Upstream:
 
     def entry(self, project: str, key: str, filename: str) -> tuple[str, dict]:
         """The upstream URL and expected hashes of a file (or its .metadata)."""
-        want = filename.removesuffix(".metadata") if filename.endswith(".metadata") else filename
-        for fresh in (False, True):
-            for entry in self.files(project, fresh):
-                if entry["filename"] != want or file_key(entry) != key.lower():
-                    continue
-                if want == filename:
-                    return entry["url"], entry.get("hashes", {})
-                meta = entry["core-metadata"]
-                if meta:
-                    return entry["url"] + ".metadata", meta if isinstance(meta, dict) else {}
+        # The page every served URL came from (the same fetch filled both
+        # caches): a URL it does not list costs no fetch until it expires.
+        want = filename.removesuffix(".metadata")
+        for entry in self.files(project):
+            if entry["filename"] != want or file_key(entry) != key.lower():
+                continue
+            if want == filename:
+                return entry["url"], entry.get("hashes", {})
+            meta = entry["core-metadata"]
+            if meta:
+                return entry["url"] + ".metadata", meta if isinstance(meta, dict) else {}
         raise Refused(404, f"the upstream lists no {filename} with that hash for {project}")
 
 
