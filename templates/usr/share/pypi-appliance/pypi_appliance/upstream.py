@@ -35,7 +35,7 @@ import urllib.error
 import urllib.parse
 import urllib.request
 
-from pypi_appliance.index import API_VERSION, normalize, render_page, version_key
+from pypi_appliance.index import API_VERSION, SDISTS, WHEEL, normalize, render_page, version_key
 
 ACCEPT = ("application/vnd.pypi.simple.v1+json, application/vnd.pypi.simple.v1+html;q=0.2, "
           "text/html;q=0.1")
@@ -142,11 +142,11 @@ def appliance_page(project: str, files: list[dict]) -> dict:
 def _version(project: str, filename: str) -> str | None:
     """A file's version from its name (wheels and sdists), for PEP 700's list."""
     stem = filename
-    for ext in (".whl", ".tar.gz", ".tgz", ".tar.bz2", ".tar.xz", ".zip", ".egg"):
+    for ext in (WHEEL, *SDISTS, ".egg"):
         if stem.endswith(ext):
             stem = stem[: -len(ext)]
             break
-    if filename.endswith(".whl"):
+    if filename.endswith(WHEEL):
         parts = stem.split("-")
         return parts[1] if len(parts) >= 5 else None
     name, sep, version = stem.rpartition("-")
