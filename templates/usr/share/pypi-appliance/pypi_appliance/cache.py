@@ -49,6 +49,12 @@ def _write(conf: Settings, name: str, text: str) -> None:
     os.replace(tmp, os.path.join(root(conf), name))
 
 
+def _use(conf: Settings, n: int) -> None:
+    """Point the front door at generation n (it reads this at its next start or reload)."""
+    _write(conf, "generation", f"{n}\n")
+    _write(conf, "settings.conf", settings_conf(conf, n))
+
+
 def write_settings(conf: Settings) -> None:
     """The front door's upstream settings (it includes them), replaced whole,
     at each start. Another upstream than the cache's starts an empty cache:
@@ -65,8 +71,7 @@ def write_settings(conf: Settings) -> None:
         remove_older(conf, n)
     if conf.upstream:
         _write(conf, "upstream", conf.upstream + "\n")
-    _write(conf, "generation", f"{n}\n")
-    _write(conf, "settings.conf", settings_conf(conf, n))
+    _use(conf, n)
 
 
 def remove_older(conf: Settings, n: int) -> int:
@@ -140,8 +145,7 @@ def clear(conf: Settings):
 
     os.makedirs(root(conf), mode=0o755, exist_ok=True)
     n = generation(conf) + 1
-    _write(conf, "generation", f"{n}\n")
-    _write(conf, "settings.conf", settings_conf(conf, n))
+    _use(conf, n)
     reload_front_door()
     removed = remove_older(conf, n)
     with open(LOG, "w", encoding="utf-8"):
