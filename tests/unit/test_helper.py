@@ -436,3 +436,17 @@ def test_a_bad_credential_checker_setting_is_named(helper, value):
     result = helper("tls")
     assert result.returncode == 1 and "Traceback" not in result.stderr
     assert f"PYPI_AUTH_WORKERS={value} in " in result.stderr and "is not a whole number of 1 or more" in result.stderr
+
+
+@pytest.mark.parametrize("line, message", [
+    ("PYPI_UPSTREAM_CACHE_MAX=10gb", "PYPI_UPSTREAM_CACHE_MAX=10gb in "),
+    ("PYPI_UPSTREAM=ftp://pypi.org/simple/", "upstream 'ftp://pypi.org/simple/' is not an http:// or https://"),
+    ("PYPI_UPSTREAM=https://ci:hunter2@mirror.example/simple/", "the upstream URL holds credentials (not shown)"),
+    ("PYPI_UPSTREAM_PAGE_SECONDS=0", "PYPI_UPSTREAM_PAGE_SECONDS=0 in "),
+])
+def test_a_bad_upstream_setting_is_named(helper, line, message):
+    with helper.conf.open("a") as f:
+        f.write(line + "\n")
+    result = helper("tls")
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert message in result.stderr and "hunter2" not in result.stderr, result.stderr
