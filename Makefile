@@ -1,4 +1,6 @@
-# make deb   build dist/pypi-appliance_<version>_all.deb (VERSION=1.2.3 to choose it)
+# make deb   build dist/pypi-appliance_<version>_all.deb (VERSION=1.2.3 to choose it;
+#            IMAGES=1 also builds pypi-appliance-images_<version>_<arch>.deb from this
+#            machine's Docker engine, for hosts that reach no registry)
 # make test  every test: unit, package checks and the system-container e2e suite
 # Both install what they need on a Debian host, as root or through sudo.
 
@@ -17,7 +19,7 @@ $(VENV)/.installed: setup.cfg setup.py
 	touch $@
 
 deb: $(VENV)/.installed
-	$(VENV)/bin/python -m builder build $(if $(VERSION),--version '$(VERSION)')
+	$(VENV)/bin/python -m builder build $(if $(VERSION),--version '$(VERSION)') $(if $(IMAGES),--with-images)
 
 test: deb
 	tests/run.sh $(VENV)/bin/pytest -ra tests

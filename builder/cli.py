@@ -8,7 +8,7 @@ from pathlib import Path
 
 import click
 
-from builder import __version__, config as cfg, deb, stage
+from builder import __version__, config as cfg, deb, images as imgs, stage
 from builder.settings import BY_KEY
 
 # The checkout this module sits in, when run from one; an installed builder
@@ -79,8 +79,11 @@ def main() -> None:
               show_default=True, help="Where the .deb is written.")
 @click.option("--build-dir", type=click.Path(file_okay=False, path_type=Path), default=Path("build"),
               show_default=True, help="Scratch directory for the staged source tree.")
+@click.option("--with-images", is_flag=True,
+              help="Also build pypi-appliance-images_VERSION_ARCH.deb: the images the compose file names, "
+                   "from this machine's Docker engine, for hosts that reach no registry.")
 def build(version, port, data_dir, image, proxy_image, tree, output_dir,
-          build_dir) -> None:
+          build_dir, with_images) -> None:
     """Render debian/ and templates/ and build dist/pypi-appliance_VERSION_all.deb."""
     config = cfg.Config(
         version=version, port=port, data_dir=data_dir, image=image, proxy_image=proxy_image,
@@ -88,7 +91,13 @@ def build(version, port, data_dir, image, proxy_image, tree, output_dir,
     )
     staging = stage.stage(config, tree, build_dir.resolve() / f"{config.package}-{config.version}")
     try:
-        path = deb.build(config, staging, output_dir)
+        # Before anything slow: a missing image fails the build at once.
+        found = imgs.find(imgs.compose_refs(staging / "root/etc" / config.package / "compose.yaml"),
+                          deb.host_arch()) if with_images else None
+        paths = deb.build(config, staging, output_dir, found)
+    except cfg.ConfigError as err:
+        raise click.ClickException(str(err)) from None
     except deb.BuildError as err:
         raise click.ClickException(str(err)) from None
-    click.echo(f"built {path}")
+    for path in paths:
+        click.echo(f"built {path}")

@@ -10,8 +10,9 @@ from builder.settings import BY_KEY
 
 PACKAGE = "pypi-appliance"
 DEFAULT_IMAGE = "pypiserver/pypiserver:v2.4.2"
-# The front door; its official Alpine image ships the njs module the config loads.
-DEFAULT_PROXY_IMAGE = "nginx:1.28.0-alpine"
+# The front door; its official Alpine image ships the njs module the config loads
+# (stable line 1.30, njs 0.9). How to bump both: README, "Images".
+DEFAULT_PROXY_IMAGE = "nginx:1.30.5-alpine"
 # Login names the appliance accepts; shared by the debconf script and the helper.
 # Never ':' (the htpasswd separator) nor whitespace.
 USERNAME_PATTERN = r"[A-Za-z0-9][A-Za-z0-9._@+-]{0,63}"

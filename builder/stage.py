@@ -13,6 +13,7 @@ from pathlib import Path
 import jinja2
 
 from builder.config import AUDIT_LOG, BCRYPT_MAX_BYTES, PACKAGE, SERVER_ID, SERVICES, SYSTEM_DIRS, USERNAME_PATTERN, Config
+from builder.images import GAVE_UP_STATUS, IMAGES_DIR, IMAGES_PACKAGE, LIST, LOADED
 from builder.settings import ACCESS_MODES, COUNTS, SETTINGS, SIZE_PATTERN, TLS_LISTENERS, UPSTREAM_PATTERN
 
 SUFFIX = ".j2"
@@ -26,6 +27,9 @@ def defaults(config: Config) -> dict[str, str]:
 
 def context(config: Config) -> dict:
     date = datetime.fromtimestamp(config.source_date_epoch, timezone.utc)
+    # The images package: its files, its loader's record, and the start's give-up status.
+    images = {"package": IMAGES_PACKAGE, "dir": IMAGES_DIR, "list": f"{IMAGES_DIR}/{LIST}",
+              "loader": f"{IMAGES_DIR}/load", "loaded": LOADED, "gave_up_status": GAVE_UP_STATUS}
     return {
         "defaults": defaults(config),
         "auth_settings": [s.key for s in SETTINGS if s.key.startswith("PYPI_AUTH_")],
@@ -40,6 +44,7 @@ def context(config: Config) -> dict:
         "bcrypt_max_bytes": BCRYPT_MAX_BYTES,
         "audit_log": AUDIT_LOG,
         "upstream_pattern": UPSTREAM_PATTERN,
+        "images": images,
         # What the admin helper reads at run time (/usr/share/pypi-appliance/defaults.json).
         "helper_defaults": {
             "package": config.package,
@@ -54,6 +59,8 @@ def context(config: Config) -> dict:
             "services": list(SERVICES),
             "upstream_pattern": UPSTREAM_PATTERN,
             "size_pattern": SIZE_PATTERN,
+            "version": config.version,
+            "images": images,
         },
     }
 

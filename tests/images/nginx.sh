@@ -1,6 +1,8 @@
 #!/bin/bash
-# Build a stand-in for the official nginx Alpine image from Debian trixie's nginx and
-# njs module (Docker Hub is out of reach here). Same layout where the
+# Build a stand-in for the official nginx Alpine image from Debian's nginx and njs
+# module (Docker Hub is out of reach here): forky's, the only archive with the
+# pinned image's stable line (nginx 1.30; njs 1.0, against the image's 0.9).
+# Same layout where the
 # appliance relies on it: /etc/nginx/nginx.conf, modules/ngx_http_js_module.so
 # relative to /etc/nginx, an "nginx" user, busybox-style wget for health checks.
 # Usage: nginx.sh IMAGE:TAG
@@ -14,7 +16,7 @@ trap 'rm -rf "$root"' EXIT
 debootstrap --variant=minbase \
     --keyring=/usr/share/keyrings/debian-archive-keyring.gpg \
     --include=nginx-light,libnginx-mod-http-js,wget \
-    trixie "$root" "$mirror" >/dev/null
+    forky "$root" "$mirror" /usr/share/debootstrap/scripts/sid >/dev/null
 
 chroot "$root" env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin \
     useradd --system --uid 101 --no-create-home --home-dir /nonexistent --shell /usr/sbin/nologin nginx

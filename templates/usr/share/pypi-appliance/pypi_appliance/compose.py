@@ -7,6 +7,7 @@ import re
 import subprocess
 import sys
 
+from pypi_appliance import images
 from pypi_appliance.cache import write_settings
 from pypi_appliance.settings import BUILD, CONF, PACKAGE, SERVER_GID, Fail, Settings, check_choices
 from pypi_appliance.users import ensure_version
@@ -104,8 +105,13 @@ def cmd_up(args, conf: Settings):
     check_credentials(conf)
     ensure_version(conf)
     write_settings(conf)
+    try:
+        images.ensure(lambda *args: compose(conf, *args))
+    except images.ImagesMissing as err:
+        print(f"{PACKAGE}: {err}", file=sys.stderr, flush=True)
+        return images.IMAGES["gave_up_status"]
     # In the foreground: if a container dies, compose exits and systemd starts it all again.
-    return plain(compose(conf, "up", "--remove-orphans", "--abort-on-container-exit"))
+    return plain(compose(conf, "up", "--pull", "never", "--remove-orphans", "--abort-on-container-exit"))
 
 
 def cmd_down(args, conf: Settings):

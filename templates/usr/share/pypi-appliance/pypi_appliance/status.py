@@ -8,6 +8,8 @@ import re
 import shutil
 import time
 
+from pypi_appliance import images
+from pypi_appliance.compose import compose
 from pypi_appliance.host import host_addresses, host_name, index_url, probe, run
 from pypi_appliance.settings import PACKAGE, NeedsRoot, Settings
 from pypi_appliance.tls import tls_state
@@ -119,22 +121,25 @@ STARTING_SECONDS = 60
 
 
 def service_state():
-    """The unit's state and seconds since it was started (None when not running)."""
+    """The unit's state, seconds since it was started (None when not running), and
+    whether its last start gave up on its images."""
     _, out = run(
-        ["systemctl", "show", f"{PACKAGE}.service", "-p", "ActiveState", "-p", "ExecMainStartTimestampMonotonic"]
+        ["systemctl", "show", f"{PACKAGE}.service", "-p", "ActiveState", "-p", "ExecMainStartTimestampMonotonic",
+         "-p", "ExecMainStatus"]
     )
     props = dict(line.partition("=")[::2] for line in out.splitlines())
     started = int(props.get("ExecMainStartTimestampMonotonic") or 0)
     age = time.monotonic() - started / 1e6 if started else None
-    return props.get("ActiveState") or "unknown", age
+    gave_up_on_images = props.get("ExecMainStatus") == str(images.IMAGES["gave_up_status"])
+    return props.get("ActiveState") or "unknown", age, gave_up_on_images
 
 
 # The unit restarts always; it stays "failed" only when systemd stopped retrying
-# (its start limit; systemd 257 keeps the last failure as the Result).
+# (its start limit; systemd 257 keeps the last failure as the Result), or when
+# the start gave up on its images (images.ensure).
 GAVE_UP = (
     f"the service gave up after failing to start again and again; 'journalctl -u {PACKAGE}' "
-    "says why (for example, images that can be neither found nor pulled: 'docker pull' them or "
-    f"load them). Once fixed: systemctl reset-failed {PACKAGE} && systemctl start {PACKAGE}"
+    f"says why. Once fixed: systemctl reset-failed {PACKAGE} && systemctl start {PACKAGE}"
 )
 
 
@@ -156,7 +161,7 @@ ACCESS_TEXT = {
 
 
 def cmd_status(args, conf: Settings):
-    service, age = service_state()
+    service, age, gave_up_on_images = service_state()
     healthy, detail = health(conf)
     found = containers()
     if not healthy and starting(service, age, found):
@@ -165,7 +170,8 @@ def cmd_status(args, conf: Settings):
     else:
         state = "ok" if healthy else "failing"
         if not healthy and service == "failed":
-            detail = f"{detail}; {GAVE_UP}"
+            why = images.failure() if gave_up_on_images else None
+            detail = f"{detail}; " + (f"the service stopped: {why}" if why else GAVE_UP)
     files, projects, used = package_stats(conf)
     # Where uploads go: packages/ may be a file system of its own.
     uploads = next((d for d in (os.path.join(conf.data_dir, "packages"), conf.data_dir) if os.path.isdir(d)), None)
@@ -188,6 +194,7 @@ def cmd_status(args, conf: Settings):
         "index": index_state(conf),
         "throttled": throttled(),
         "upstream": conf.upstream or None,
+        "images": images.origins(lambda *a: compose(conf, *a)),
     }
     warnings = [w for w in (report["tls"].get("warning"), space_warning(disk)) if w]
     if report["index"] and report["index"]["invalid"]:
@@ -222,6 +229,8 @@ def cmd_status(args, conf: Settings):
                 else "not made yet (the indexer makes it when the service starts)",
             ),
             ("throttled", describe_throttled(report["throttled"])),
+            ("images", "\n".ljust(12).join(f"{i['ref']} {i['origin']}" for i in report["images"])
+             if report["images"] else "unknown (docker compose did not answer)"),
             ("upstream", f"{conf.upstream} for names this index does not hold ({PACKAGE} cache shows the cache)"
              if conf.upstream else "none: only this index's packages (PYPI_UPSTREAM)"),
             (
