@@ -71,11 +71,12 @@ def find(refs: list[str], dpkg_arch: str) -> list[Image]:
     of another digest, or built for another architecture."""
     found = []
     for ref in refs:
-        info = _inspect(ref)
+        name, _, digest = ref.partition("@")
+        # NAME:TAG@DIGEST: the image of that tag, which must carry that digest.
+        info = _inspect(name if digest and name != _repository(name) else ref)
         if info is None:
             raise ConfigError(f"image {ref!r} (named by the compose file) is not in this machine's Docker "
                               f"engine: docker pull {ref} (or load it), then build again")
-        name, _, digest = ref.partition("@")
         if digest and f"{_repository(name)}@{digest}" not in info["digests"]:
             raise ConfigError(f"image {ref!r}: this engine's copy has digests {info['digests'] or 'none'}, "
                               f"not {digest}: docker pull {ref}, then build again")

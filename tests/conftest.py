@@ -16,3 +16,28 @@ def deb() -> Path:
     if not path.exists():
         pytest.fail(f"{path} is missing: run 'make deb' first (make test does)")
     return path
+
+
+def build_with_images(out: Path, *options: str) -> list[Path]:
+    """`make deb IMAGES=1`'s build (the builder with --with-images) into out: the
+    package and the images package, from the images in the host's engine."""
+    import subprocess
+    import sys
+
+    proc = subprocess.run([sys.executable, "-m", "builder", "build", "--with-images", "--output-dir", str(out),
+                           "--build-dir", str(out / "build"), *options], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    return [Path(line.split(" ", 1)[1]) for line in proc.stdout.splitlines() if line.startswith("built ")]
+
+
+@pytest.fixture(scope="session")
+def images_deb(deb, tmp_path_factory) -> Path:
+    """The images package of this version, holding the stand-ins tagged with the
+    names the shipped compose file pins."""
+    from tests.e2e import images
+
+    for ref in images.compose_images(deb):
+        images.stand_in(ref)
+    built = build_with_images(tmp_path_factory.mktemp("images"))
+    assert built[0].read_bytes() == deb.read_bytes(), "the images build made another main package"
+    return built[1]

@@ -27,14 +27,20 @@ def extracted(deb, tmp_path_factory):
     return root
 
 
-def test_lintian_is_clean(deb):
-    result = run("lintian", "--fail-on", "error,warning", "--display-level", ">=warning", str(deb))
+@pytest.fixture(scope="module")
+def both(deb, images_deb):
+    """The package and its images package, as make deb IMAGES=1 builds them."""
+    return [str(deb), str(images_deb)]
+
+
+def test_lintian_is_clean(both):
+    result = run("lintian", "--fail-on", "error,warning", "--display-level", ">=warning", *both)
     assert result.returncode == 0, result.stdout + result.stderr
     assert not [line for line in result.stdout.splitlines() if line[:2] in ("E:", "W:")], result.stdout
 
 
-def test_lintian_pedantic_shows_only_justified_overrides(deb):
-    result = run("lintian", "-I", "--pedantic", str(deb))
+def test_lintian_pedantic_shows_only_justified_overrides(both):
+    result = run("lintian", "-I", "--pedantic", *both)
     assert [line for line in result.stdout.splitlines() if line[:2] in ("E:", "W:", "I:", "P:", "X:")] == [], \
         result.stdout
     overrides = (ROOT / "debian/pypi-appliance.lintian-overrides").read_text().splitlines()
@@ -64,6 +70,35 @@ def test_maintainer_scripts_pass_shellcheck(extracted, script):
     # SC1091: debconf's confmodule is sourced from the target system.
     result = run("shellcheck", "--shell=sh", "--exclude=SC1091", str(extracted / "DEBIAN" / script))
     assert result.returncode == 0, result.stdout
+
+
+@pytest.fixture(scope="module")
+def images_extracted(images_deb, tmp_path_factory):
+    root = tmp_path_factory.mktemp("images-deb")
+    subprocess.run(["dpkg-deb", "-R", str(images_deb), str(root)], check=True)
+    return root
+
+
+@pytest.mark.parametrize("script", ["DEBIAN/postinst", "DEBIAN/postrm", "usr/lib/pypi-appliance-images/load"])
+def test_images_package_scripts_pass_shellcheck(images_extracted, script):
+    result = run("shellcheck", "--shell=sh", str(images_extracted / script))
+    assert result.returncode == 0, result.stdout
+
+
+def test_images_package_holds_exactly_the_pinned_images(images_extracted, deb):
+    """One archive per image the compose file names, each the image the list says."""
+    pinned = list(dict.fromkeys(images.compose_images(deb)))
+    where = images_extracted / "usr/lib/pypi-appliance-images"
+    listed = [line.split() for line in (where / "images.list").read_text().splitlines()]
+    assert [ref for ref, _, _ in listed] == pinned
+    for ref, image_id, file in listed:
+        assert image_id == run("docker", "image", "inspect", "--format", "{{.Id}}", ref).stdout.strip()
+        manifest = subprocess.run(f"zstd -dc '{where / file}' | tar -xO manifest.json", shell=True,
+                                  capture_output=True, check=True).stdout.decode()
+        assert f'"{ref}"' in manifest and image_id.split(":")[1] in manifest, (ref, manifest[:300])
+    control = (images_extracted / "DEBIAN/control").read_text()
+    assert f"Depends: pypi-appliance (= {__version__}), zstd" in control
+    assert "Architecture: amd64" in control or "Architecture: arm64" in control
 
 
 def test_unit_passes_systemd_analyze_verify(extracted, tmp_path):
@@ -106,6 +141,7 @@ def test_control_fields(extracted):
     assert "docker-cli | docker-ce-cli | docker.io" in control
     assert "docker-compose (>= 2) | docker-compose-v2 | docker-compose-plugin" in control
     assert "python3-passlib" in control and "python3-bcrypt" in control
+    assert f"Recommends: pypi-appliance-images (= {__version__})" in control
 
 
 def test_two_builds_are_byte_identical(deb, tmp_path):
