@@ -31,9 +31,13 @@ def named(compose_cmd) -> list[str]:
 
 
 def inspect(ref: str) -> dict | None:
-    code, out = run(["docker", "image", "inspect", ref])
-    if code != 0 or not out:
-        return None
+    """Docker's id and registry digests for ref; None when it holds no such image."""
+    errors = []
+    code, out = run(["docker", "image", "inspect", ref], errors)
+    if code != 0:
+        if any("no such image" in e.lower() for e in errors):
+            return None
+        raise Fail(f"docker image inspect {ref} failed: {(errors or ['no answer'])[-1].splitlines()[-1]}")
     found = json.loads(out)[0]
     return {"id": found["Id"], "digests": found.get("RepoDigests") or []}
 
@@ -59,9 +63,12 @@ def ensure(compose_cmd) -> None:
         raise Fail("Docker is not answering (the start is tried again until it does)")
     refs = named(compose_cmd)
     for attempt in range(1, PULL_TRIES + 1):
+        notes = []
         if os.path.exists(IMAGES["loader"]):
-            # The images package's loader: 0 done, else it said why; a pull may still help.
-            subprocess.run([IMAGES["loader"]], check=False)
+            # The images package's loader (its lines go to the journal); a pull may still help.
+            loaded = subprocess.run([IMAGES["loader"]], check=False).returncode
+            if loaded != 0:
+                notes.append(f"{IMAGES['loader']} failed with exit status {loaded}, see journalctl -u {PACKAGE}")
         missing = [ref for ref in refs if inspect(ref) is None]
         errors = {}  # why -> the images it stopped
         for ref in missing:
@@ -76,8 +83,8 @@ def ensure(compose_cmd) -> None:
         if not errors:
             _forget_failure()
             return
-        why = "; ".join(f"{', '.join(stopped)}: {error}" if len(errors) > 1 else error
-                        for error, stopped in errors.items())
+        why = "; ".join([*notes, *(f"{', '.join(stopped)}: {error}" if len(errors) > 1 else error
+                                   for error, stopped in errors.items())])
         if attempt < PULL_TRIES:
             print(f"could not pull ({why}); trying again in {PULL_WAIT_SECONDS} s", flush=True)
             time.sleep(PULL_WAIT_SECONDS)
@@ -112,13 +119,13 @@ def origins(compose_cmd) -> list[dict] | None:
     """Each named image and where it came from (None: Docker or compose did not answer)."""
     try:
         refs = named(compose_cmd)
+        found_by_ref = {ref: inspect(ref) for ref in refs}
     except Fail:
         return None
     ours = shipped()
     version = run(["dpkg-query", "-W", "-f", "${Version}", IMAGES["package"]])[1] if ours else ""
     result = []
-    for ref in refs:
-        found = inspect(ref)
+    for ref, found in found_by_ref.items():
         if found is None:
             origin = "missing"
         elif ours.get(ref) == found["id"]:

@@ -230,7 +230,7 @@ def cmd_status(args, conf: Settings):
             ),
             ("throttled", describe_throttled(report["throttled"])),
             ("images", "\n".ljust(12).join(f"{i['ref']} {i['origin']}" for i in report["images"])
-             if report["images"] else "unknown (docker compose did not answer)"),
+             if report["images"] else "unknown (Docker or docker compose did not answer)"),
             ("upstream", f"{conf.upstream} for names this index does not hold ({PACKAGE} cache shows the cache)"
              if conf.upstream else "none: only this index's packages (PYPI_UPSTREAM)"),
             (
