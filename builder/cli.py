@@ -92,7 +92,7 @@ def build(version, port, data_dir, image, proxy_image, tree, output_dir,
     staging = stage.stage(config, tree, build_dir.resolve() / f"{config.package}-{config.version}")
     try:
         # Before anything slow: a missing image fails the build at once.
-        found = imgs.find(imgs.compose_refs(staging / "root/etc" / config.package / "compose.yaml"),
+        found = imgs.find(imgs.compose_refs((staging / "root/etc" / config.package / "compose.yaml").read_text()),
                           deb.host_arch()) if with_images else None
         paths = deb.build(config, staging, output_dir, found)
     except cfg.ConfigError as err:

@@ -8,7 +8,7 @@ import shutil
 import subprocess
 from pathlib import Path
 
-from builder.config import Config, ConfigError
+from builder.config import Config
 from builder.images import Image, images_deb_name, save
 
 
@@ -60,10 +60,7 @@ def build(config: Config, staging: Path, output_dir: Path, images: list[Image] |
             raise BuildError(f"build dependencies still missing after install: {' '.join(missing)}")
     names = [config.deb_name]
     if images is not None:
-        try:
-            save(images, staging / "images")
-        except ConfigError as err:
-            raise BuildError(str(err)) from None
+        save(images, staging / "images")  # a ConfigError naming the image, when it fails
         names.append(images_deb_name(config.version, host_arch()))
     env = dict(os.environ, SOURCE_DATE_EPOCH=str(config.source_date_epoch))
     proc = subprocess.run(

@@ -41,10 +41,9 @@ class Image:
         return re.sub(r"[^A-Za-z0-9._-]+", "_", self.ref.split("@")[0]) + ".tar.zst"
 
 
-def compose_refs(compose_file: Path) -> list[str]:
-    """The image references the rendered compose file pins, in order, once each."""
-    refs = re.findall(r"^\s*image:\s*(\S+)\s*$", compose_file.read_text(), flags=re.M)
-    return list(dict.fromkeys(refs))
+def compose_refs(compose: str) -> list[str]:
+    """The image references a rendered compose file pins, in order, once each."""
+    return list(dict.fromkeys(re.findall(r"^\s*image:\s*(\S+)\s*$", compose, flags=re.M)))
 
 
 def _repository(name: str) -> str:
@@ -59,7 +58,7 @@ def _inspect(ref: str) -> dict | None:
     except FileNotFoundError:
         raise ConfigError("--with-images needs the docker command and an engine holding the images") from None
     if proc.returncode != 0:
-        if "No such image" in proc.stderr or "no such image" in proc.stderr.lower():
+        if "no such image" in proc.stderr.lower():
             return None
         raise ConfigError(f"Docker did not answer for image {ref!r}: {proc.stderr.strip()}")
     info = json.loads(proc.stdout)[0]

@@ -6,10 +6,11 @@ from __future__ import annotations
 
 import hashlib
 import os
-import re
 import subprocess
 import time
 from pathlib import Path
+
+from builder.images import compose_refs
 
 ROOT = Path(__file__).resolve().parents[2]
 SCRIPTS = ROOT / "tests" / "images"
@@ -95,9 +96,9 @@ def stand_in(ref: str) -> str:
 
 
 def compose_images(deb: Path) -> list[str]:
-    """The image references in the compose file inside the .deb."""
+    """The image references in the compose file inside the .deb, once each."""
     tar = subprocess.run(["dpkg-deb", "--fsys-tarfile", str(deb)], capture_output=True, check=True).stdout
     compose = subprocess.run(
         ["tar", "-xO", "./etc/pypi-appliance/compose.yaml"], input=tar, capture_output=True, check=True
     ).stdout.decode()
-    return re.findall(r"^\s*image:\s*(\S+)\s*$", compose, flags=re.M)
+    return compose_refs(compose)

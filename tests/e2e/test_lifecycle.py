@@ -77,7 +77,7 @@ RELEASED = Path(__file__).resolve().parents[1] / "fixtures" / "pypi-appliance_0.
 def test_upgrade_from_the_released_version_asks_only_the_new_question(system, leaves_installed, tmp_path):
     purge_all(system)
     # Its images, as its users pulled them (stand-ins under the names it pins).
-    missing = [ref for ref in dict.fromkeys(images.compose_images(RELEASED))
+    missing = [ref for ref in images.compose_images(RELEASED)
                if system.sh(f"docker image inspect {ref}", check=False).returncode != 0]
     if missing:
         system.load_images([images.stand_in(ref) for ref in missing])
