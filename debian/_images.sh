@@ -61,7 +61,6 @@ images_load() {
         echo "Docker is not answering: the images are loaded when {{ config.package }} starts" >&2
         return 2
     fi
-    mkdir -p "${IMAGES_LOADED%/*}"
     while read -r ref id file; do
         had=$(image_id "$ref")
         if [ "$had" = "$id" ]; then

@@ -103,6 +103,17 @@ class System:
             time.sleep(0.5)
         raise TimeoutError(f"{self.name} did not boot with a Docker engine in {timeout} s (last: {state})")
 
+    def wait_unit(self, state: str, timeout: float, unit: str = "pypi-appliance") -> None:
+        """Until systemctl is-active says state; raises after timeout."""
+        deadline = time.monotonic() + timeout
+        last = None
+        while time.monotonic() < deadline:
+            last = self.sh(f"systemctl is-active {unit}", check=False).stdout.strip()
+            if last == state:
+                return
+            time.sleep(1)
+        raise TimeoutError(f"{unit} was not {state} within {timeout} s (last: {last})")
+
     def load_images(self, refs: list[str]) -> None:
         save = subprocess.Popen(["docker", "save", *refs], stdout=subprocess.PIPE)
         subprocess.run(["docker", "exec", "-i", self.name, "docker", "load", "-q"],

@@ -247,13 +247,7 @@ def test_a_service_that_cannot_start_gives_up_and_status_says_why(system, leaves
     try:
         system.sh("systemctl restart pypi-appliance", check=False)
         # Restart=always: it is "failed" only once systemd stopped retrying.
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline:
-            state = system.sh("systemctl is-active pypi-appliance", check=False).stdout.strip()
-            if state == "failed":
-                break
-            time.sleep(1)
-        assert state == "failed"
+        system.wait_unit("failed", timeout=120)
         assert "Start request repeated too quickly" in system.sh("journalctl -u pypi-appliance -n 20 -o cat").stdout
         status = system.sh("pypi-appliance status", check=False)
         assert status.returncode == 1
