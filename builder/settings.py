@@ -36,6 +36,15 @@ SETTINGS = (
     Setting("PYPI_TLS_NAMES", None, "", "more names and addresses for the self-signed certificate, comma separated"),
     Setting("PYPI_ACCESS", "access", ACCESS_MODES[0],
             "who may list and download: `private` needs a password, `public-read` does not", ACCESS_MODES),
+    Setting("PYPI_BIND_ADDRESS", None, "",
+            "the host address the port is published on, such as 127.0.0.1 behind a reverse proxy on this host "
+            "(empty: every address)"),
+    Setting("PYPI_TRUSTED_PROXIES", None, "",
+            "addresses or networks of reverse proxies (comma separated, such as 10.0.0.5,172.16.0.0/12): "
+            "from them the client's address is taken from X-Forwarded-For (throttling, audit log)"),
+    Setting("PYPI_CLIENT_URL", None, "",
+            "the URL clients use when it is not this host's (a reverse proxy's, such as "
+            "https://pypi.example.com): client-config and user add print it"),
     Setting("PYPI_DATA_DIR", "data-dir", "/srv/pypi", "where packages/, auth/, index/ and upstream/ (its cache) live"),
     Setting("PYPI_AUTH_MAX_FAILURES", None, "10",
             "failed logins from one client address within a minute that start its throttle (429)"),

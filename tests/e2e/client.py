@@ -158,3 +158,60 @@ counts["seconds"] = round(time.monotonic() - start, 1)
 counts["throttled addresses"] = len(throttled)
 print(json.dumps(counts))
 """
+
+
+class FormatProxy:
+    """A plain-HTTP proxy on 127.0.0.1 in front of the appliance that can make
+    every client get HTML (a pip or uv that would ask for JSON), and notes the
+    type of every page it relays: which format a client really read."""
+
+    def __init__(self, system, force_html: bool):
+        import http.server
+        import threading
+        import urllib.error
+        import urllib.request
+
+        self.types: list[tuple[str, str]] = []
+        outer = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self):
+                headers = {k: v for k, v in self.headers.items() if k.lower() in ("authorization", "accept")}
+                if force_html:
+                    headers["Accept"] = "text/html"
+                request = urllib.request.Request(system.url(self.path), headers=headers)
+                try:
+                    response = urllib.request.urlopen(request, timeout=30, context=system.context)
+                except urllib.error.HTTPError as err:
+                    response = err
+                body = response.read()
+                kind = response.headers.get("Content-Type", "")
+                if self.path.startswith("/simple/"):
+                    outer.types.append((self.path, kind))
+                self.send_response(response.status)
+                for key in ("Content-Type", "WWW-Authenticate"):
+                    if response.headers.get(key):
+                        self.send_header(key, response.headers[key])
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args):
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.port = self.server.server_address[1]
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    def __enter__(self):
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.server.shutdown()
+        self.server.server_close()
+        self.thread.join(timeout=10)
+
+    def index_url(self, user: str, password: str) -> str:
+        quote = lambda s: urllib.parse.quote(s, safe="")  # noqa: E731
+        return f"http://{quote(user)}:{quote(password)}@127.0.0.1:{self.port}/simple/"

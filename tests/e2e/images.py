@@ -80,6 +80,19 @@ def newest_pip() -> Path:
     return sorted(directory.glob("pip-*.whl"))[-1]
 
 
+def pip_wheel(version: str) -> Path:
+    """One pip release's wheel from PyPI, fetched on the host once, for the client matrix."""
+    directory = CACHE / "pips"
+    found = list(directory.glob(f"pip-{version}-*.whl"))
+    if not found:
+        directory.mkdir(parents=True, exist_ok=True)
+        subprocess.run(["python3", "-m", "pip", "download", "-q", "--no-deps", "--only-binary=:all:",
+                        "-d", str(directory), f"pip=={version}"],
+                       check=True, env=dict(os.environ, PIP_CONFIG_FILE="/dev/null"))
+        found = list(directory.glob(f"pip-{version}-*.whl"))
+    return found[0]
+
+
 def stand_in(ref: str) -> str:
     """Build (or reuse) a stand-in for image ref and tag it as ref."""
     repository = ref.split("@")[0].rsplit(":", 1)[0]

@@ -9,6 +9,8 @@ import concurrent.futures
 import json
 import random
 import re
+import subprocess
+import sys
 import time
 
 import pytest
@@ -108,6 +110,31 @@ def test_roles_and_generated_credentials(system, installed, tmp_path):
         assert tail == audit_lines(system)[-2:]
     finally:
         system.sh("pypi-appliance user remove reader 2>/dev/null; rm -f /srv/pypi/packages/role_probe-*; "
+                  "pypi-appliance reindex >/dev/null 2>&1", check=False)
+
+
+def test_generated_credentials_work_as_printed_on_another_machine(system, installed, tmp_path):
+    """The shell lines of user add --generate --host, run as printed in a clean
+    shell on another machine (the suite's host, with no CA variables): the CA
+    is saved and trusted, pip downloads and twine uploads."""
+    out = system.sh(f"pypi-appliance user add --generate --role publish --host localhost:{system.port} ci-lines").stdout
+    try:
+        shell = out.split("secret store):\n", 1)[1]
+        assert "appliance:8080" not in shell and f"localhost:{system.port}" in shell
+        wheel = make_wheel(tmp_path, "1.0", project="printed-lines")
+        home = tmp_path / "home"
+        home.mkdir()
+        script = (f"set -e\n{shell}\n"
+                  f"{sys.executable} -m twine upload --non-interactive --disable-progress-bar {wheel}\n"
+                  f"{sys.executable} -m pip download --no-deps --no-cache-dir -d {tmp_path}/dl printed-lines==1.0\n")
+        done = subprocess.run(["env", "-i", f"HOME={home}", "PATH=/usr/bin:/bin", "PIP_CONFIG_FILE=/dev/null",
+                               "bash", "-c", script], capture_output=True, text=True, timeout=180)
+        assert done.returncode == 0, done.stdout + done.stderr
+        assert (home / ".config/pypi-appliance/ca.pem").read_text() == system.sh(
+            "cat /etc/pypi-appliance/tls/ca.crt").stdout
+        assert [p.name for p in (tmp_path / "dl").iterdir()] == [wheel.name]
+    finally:
+        system.sh("pypi-appliance user remove ci-lines; rm -f /srv/pypi/packages/printed_lines-*; "
                   "pypi-appliance reindex >/dev/null 2>&1", check=False)
 
 
@@ -234,3 +261,87 @@ def test_a_checker_not_answering_gives_503_and_when_to_retry(system, installed):
     finally:
         system.sh(f"nsenter -t {pid} -n iptables -D {rule}")
     assert system.http("/simple/", user=USER, password="not-known-yet") == 401
+
+
+# A reverse proxy on the system host (plain HTTP in, HTTPS to the appliance),
+# adding the client's address to X-Forwarded-For as nginx's
+# $proxy_add_x_forwarded_for does: PORT TARGET.
+REVERSE_PROXY = r"""
+import http.client, http.server, ssl, sys
+port, target = int(sys.argv[1]), sys.argv[2]
+class Proxy(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):
+        headers = {k: v for k, v in self.headers.items() if k.lower() in ("authorization", "accept")}
+        forwarded = self.headers.get("X-Forwarded-For")
+        headers["X-Forwarded-For"] = f"{forwarded}, {self.client_address[0]}" if forwarded else self.client_address[0]
+        conn = http.client.HTTPSConnection(target, 8080, context=ssl._create_unverified_context(), timeout=30)
+        conn.request("GET", self.path, headers=headers)
+        response = conn.getresponse()
+        body = response.read()
+        self.send_response(response.status)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+    def log_message(self, *args):
+        pass
+http.server.ThreadingHTTPServer(("127.0.0.1", port), Proxy).serve_forever()
+"""
+# One client machine behind the proxy: SOURCE USER PASSWORD COUNT [FORGED-XFF], the statuses.
+BEHIND = r"""
+import base64, http.client, sys
+source, user, password, count = sys.argv[1:5]
+headers = {"Authorization": "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()}
+if len(sys.argv) > 5:
+    headers["X-Forwarded-For"] = sys.argv[5]
+statuses = []
+for n in range(int(count)):
+    conn = http.client.HTTPConnection("127.0.0.1", 9444, source_address=(source, 0), timeout=30)
+    conn.request("GET", "/simple/", headers=headers)
+    statuses.append(conn.getresponse().status)
+    conn.close()
+print(" ".join(map(str, statuses)))
+"""
+
+
+def test_behind_a_reverse_proxy_one_clients_failures_throttle_that_client_only(system, installed, clients):
+    """PYPI_TRUSTED_PROXIES names the proxy: the client's address comes from
+    X-Forwarded-For (a forged one is not believed), so one client's wrong
+    passwords throttle it alone; PYPI_BIND_ADDRESS publishes the port on one
+    address; client-config and generated credentials print PYPI_CLIENT_URL."""
+    own = clients(["198.18.1.1", "198.18.1.2"])
+    system.put("/root/reverse-proxy.py", REVERSE_PROXY)
+    system.put("/root/behind.py", BEHIND)
+    settings = f"PYPI_TRUSTED_PROXIES={own} PYPI_BIND_ADDRESS={own} PYPI_CLIENT_URL=https://pypi.example.test"
+    password, out = None, ""
+    try:
+        system.sh(f"pypi-appliance write-config {settings} && systemctl restart pypi-appliance")
+        system.wait_http("/simple/", 200, user=USER, password=PASSWORD)
+        listening = system.sh("ss -Hltn 'sport = :8080'").stdout.split()
+        assert f"{own}:8080" in listening and "0.0.0.0:8080" not in listening, listening
+        assert system.sh("curl -sk -o /dev/null https://127.0.0.1:8080/simple/", check=False).returncode != 0
+        assert system.sh("pypi-appliance status").returncode == 0  # it probes the bound address
+        config = system.sh("pypi-appliance client-config").stdout
+        assert "index-url = https://pypi.example.test/simple/" in config and "Clients must reach" not in config
+        password, out = add_generated(system, "behind", "read")
+        assert "@pypi.example.test/simple/" in out
+        system.sh("systemd-run --unit reverse-proxy python3 /root/reverse-proxy.py 9444 " + own)
+        run = lambda *args: system.sh("python3 /root/behind.py " + " ".join(args)).stdout.split()  # noqa: E731
+        deadline = time.monotonic() + 30
+        while system.sh("curl -s -o /dev/null http://127.0.0.1:9444/simple/", check=False).returncode:
+            assert time.monotonic() < deadline, "the reverse proxy did not start"
+            time.sleep(0.3)
+        # Client 1 guesses, claiming to be client 2: throttled under its own address.
+        guesses = run("198.18.1.1", "behind", "wrong", "14", "198.18.1.2")
+        assert "429" in guesses, guesses
+        # Client 2, through the same proxy: a new wrong password is 401, its own 200.
+        assert run("198.18.1.2", "behind", "also-wrong", "1") == ["401"]
+        assert run("198.18.1.2", "behind", f"'{password}'", "1") == ["200"]
+        failed = [line for line in audit_lines(system, "login-failed") if "account=behind" in line]
+        clients_seen = [re.search(r" client=(\S+) ", line).group(1) for line in failed]
+        assert clients_seen.count("198.18.1.2") == 1 and set(clients_seen) == {"198.18.1.1", "198.18.1.2"}, failed
+    finally:
+        system.sh("systemctl stop reverse-proxy", check=False)
+        system.sh("pypi-appliance user remove behind", check=False)
+        system.sh("pypi-appliance write-config PYPI_TRUSTED_PROXIES= PYPI_BIND_ADDRESS= PYPI_CLIENT_URL= && "
+                  "systemctl restart pypi-appliance")
+        system.wait_http("/simple/", 200, user=USER, password=PASSWORD)

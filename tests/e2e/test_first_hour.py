@@ -59,7 +59,7 @@ def test_the_printed_configuration_works_with_debian_and_newest_pip(system, clie
     out = system.sh(" ".join(["pypi-appliance client-config --user", CLIENT, *cert])).stdout
     assert "index-url = https://appliance:8080/simple/" in out  # the name, not an address
     assert "pypa/pip#12906" not in out
-    printf = next(line for line in out.splitlines() if line.startswith("printf "))
+    printf = next(line for line in out.splitlines() if line.startswith("mkdir -p "))
     pip_conf = re.search(r"^\[global\]\n(?:.+\n)+", out, re.M).group(0)
     netrc = re.search(r"^# ~/\.netrc.*one line:\s+(machine .+ password) PASSWORD$", out, re.M).group(1)
     try:
@@ -128,6 +128,7 @@ def test_the_journal_is_plain_text(system, installed):
     journal = system.sh("journalctl -u pypi-appliance --no-pager -o cat").stdout
     assert "pypiserver-1  | " in journal and "Listening at: http://0.0.0.0:8080" in journal
     assert "blob data" not in journal and "\x1b" not in journal
+    assert "error reading bcrypt version" not in journal  # passlib's probe of bcrypt 4: noise, silenced
     status = system.sh("systemctl status pypi-appliance --no-pager -n 20", check=False).stdout
     assert "blob data" not in status and " | " in status
 
@@ -177,6 +178,34 @@ def test_status_says_starting_while_the_containers_start(system, installed):
     assert seen[0][0] == 3 and seen[0][1].startswith("starting"), seen
     assert all(code in (0, 3) for code, _ in seen), seen
     system.wait_http("/simple/", 200, user=USER, password=PASSWORD)
+
+
+def test_status_shows_the_version_and_fails_on_an_unhealthy_container(system, installed):
+    result = system.sh("pypi-appliance status")
+    version = system.sh("dpkg-query -W -f '${Version}' pypi-appliance").stdout
+    assert re.search(rf"^version\s+pypi-appliance {re.escape(version)}$", result.stdout, re.M), result.stdout
+    assert json.loads(system.sh("pypi-appliance status --json").stdout)["version"] == version
+    # The indexer stops answering its health check (stopped, not killed: compose would restart all).
+    pids = [line.split()[1] for line in system.sh("docker top pypi-appliance-indexer-1").stdout.splitlines()[1:]]
+    system.sh(f"kill -STOP {' '.join(pids)}")
+    try:
+        seen = []
+        for _ in range(90):
+            result = system.sh("pypi-appliance status", check=False)
+            seen.append(result.returncode)
+            if result.returncode == 1:
+                break
+            system.sh("sleep 1")
+        assert seen[-1] == 1 and set(seen) <= {0, 1}, seen
+        assert re.search(r"^health\s+FAILING: .*, but pypi-appliance-indexer-1 fails its health check; "
+                         r"'pypi-appliance logs' says why$", result.stdout, re.M), result.stdout
+    finally:
+        system.sh(f"kill -CONT {' '.join(pids)}")
+    for _ in range(60):
+        if system.sh("pypi-appliance status", check=False).returncode == 0:
+            break
+        system.sh("sleep 1")
+    assert system.sh("pypi-appliance status", check=False).returncode == 0
 
 
 def test_install_output_names_the_url_and_the_next_step(installed):

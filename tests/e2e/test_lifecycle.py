@@ -29,7 +29,7 @@ def not_installed(system) -> bool:
 
 
 def purge_all(system) -> None:
-    system.sh("apt-get purge -y pypi-appliance >/dev/null 2>&1 || true; rm -rf /srv/pypi /srv/other")
+    system.sh("apt-get purge -y pypi-appliance >/dev/null 2>&1 || true; rm -rf /srv/pypi /srv/other /var/log/pypi-appliance")
     assert not_installed(system)
 
 
@@ -201,13 +201,19 @@ def test_remove_keeps_data_and_purge_removes_config(system, leaves_installed, tm
     assert system.sh("ss -Hltn 'sport = :8080'").stdout == ""
     assert system.sh("docker ps -aq").stdout == ""
 
-    # The purge question names what goes and what may stay; dpkg has nothing to warn about.
-    code, out = system.interact("DEBIAN_FRONTEND=teletype apt-get purge -y pypi-appliance", ["no"], timeout=120)
+    # The purge question names what goes and what may stay; Enter keeps the
+    # data (the default, shown), and dpkg has nothing to warn about.
+    code, out = system.interact("DEBIAN_FRONTEND=teletype apt-get purge -y pypi-appliance", [""], timeout=120)
     assert code == 0, out
     out = " ".join(out.split())
-    assert "Delete the uploaded packages and passwords in /srv/pypi too?" in out
+    assert "Delete the uploaded packages, passwords and audit log too (yes or no) [no]?" in out
+    assert "The data directory /srv/pypi, with the uploaded packages and the password file, and the audit log in " \
+           "/var/log/pypi-appliance are kept unless you choose to delete them here." in out
     assert "the appliance's own CA in /etc/pypi-appliance/tls" in out
+    assert "pypi-appliance: kept the data dir /srv/pypi and the audit log in /var/log/pypi-appliance" in out
     assert "warning" not in out.lower(), out
+    # The audit log stays with the data: the incident's record survives a purge.
+    assert "upload " in system.sh("cat /var/log/pypi-appliance/audit.log").stdout
     assert not_installed(system)
     system.sh("test ! -e /etc/pypi-appliance")
     system.sh("test ! -e /etc/systemd/system/multi-user.target.wants/pypi-appliance.service")
@@ -231,9 +237,25 @@ def test_remove_keeps_data_and_purge_removes_config(system, leaves_installed, tm
     serving(system)
     system.sh("debconf-set-selections", input="pypi-appliance pypi-appliance/purge-data boolean true\n")
     system.sh("apt-get purge -y pypi-appliance")
-    system.sh("test ! -e /srv/pypi")
+    system.sh("test ! -e /srv/pypi && test ! -e /var/log/pypi-appliance")
     assert system.sh("ss -Hltn 'sport = :8080'").stdout == ""
     assert system.sh("docker ps -aq").stdout == ""
+
+
+def test_purge_succeeds_when_the_debconf_questions_are_gone(system, leaves_installed):
+    """A damaged debconf database, or its entries purged by hand: nothing can
+    be asked, so the data and the audit log are kept, and the purge ends."""
+    purge_all(system)
+    install(system, preseed(USER, PASSWORD))
+    serving(system)
+    system.sh("echo PURGE | debconf-communicate pypi-appliance")
+    result = system.sh("apt-get purge -y pypi-appliance 2>&1", check=False)
+    assert result.returncode == 0, result.stdout
+    assert "pypi-appliance: kept the data dir /srv/pypi and the audit log in /var/log/pypi-appliance" in result.stdout
+    assert not_installed(system)
+    system.sh("test -s /srv/pypi/auth/htpasswd && test -e /var/log/pypi-appliance/audit.log")
+    system.sh("test ! -e /etc/pypi-appliance")
+    purge_all(system)
 
 
 def test_a_service_that_cannot_start_gives_up_and_status_says_why(system, leaves_installed):
@@ -271,6 +293,18 @@ def test_unattended_install_generates_a_password(system, leaves_installed):
     serving(system, password)
     assert system.http("/simple/") == 401
     assert system.http("/simple/", user=USER, password="") in REFUSED
+    # Once the admin's password changes, the file of the generated one goes.
+    out = system.sh("pypi-appliance user passwd --password-stdin admin 2>&1", input=PASSWORD + "\n").stdout
+    assert "removed /etc/pypi-appliance/initial-admin-password: it no longer holds 'admin''s password" in out
+    system.sh("test ! -e /etc/pypi-appliance/initial-admin-password")
+    # An admin removed on purpose stays removed across an upgrade (same version again).
+    system.sh("pypi-appliance user add --role publish --password-stdin keeper", input="keeper pw\n")
+    system.sh("pypi-appliance user remove admin")
+    out = system.sh(f"DEBIAN_FRONTEND=noninteractive apt-get install -y --reinstall {DEB} 2>&1").stdout
+    assert "Setting up pypi-appliance" in out, out
+    assert "a random one is in" not in out, out
+    assert system.sh("pypi-appliance user list").stdout.splitlines() == ["keeper publish"]
+    system.sh("test ! -e /etc/pypi-appliance/initial-admin-password")
 
 
 def test_install_while_docker_is_down(system, leaves_installed, timings):
@@ -352,11 +386,51 @@ def test_questions_in_traditional_chinese(system, leaves_installed):
     code, out = system.interact(f"LANG=zh_TW.UTF-8 DEBIAN_FRONTEND=teletype apt-get install -y {DEB}",
                                 ["admin", "zh pw", "zh pw", "8080", "1"], timeout=180)
     assert code == 0, out
-    for question in ["套件索引的管理員帳號：", "管理員密碼：", "再輸入一次管理員密碼：", "套件索引使用的 TCP 連接埠：",
-                     "套件索引的 HTTPS 設定："]:
+    for question in ["套件索引的管理員帳號 [admin]：", "管理員密碼：", "再輸入一次管理員密碼：",
+                     "套件索引使用的 TCP 連接埠 [8080]：",
+                     "套件索引的 HTTPS 設定（self-signed, provided, off） [self-signed]："]:
         assert question in out, (question, out)
     assert "Administrator username" not in out and "\ufffd" not in out
     serving(system, "zh pw")
+
+
+def conf_values(system) -> dict:
+    text = system.sh("cat /etc/pypi-appliance/pypi-appliance.conf").stdout
+    return dict(line.split("=", 1) for line in text.splitlines() if line.startswith("PYPI_"))
+
+
+@pytest.mark.parametrize("frontend", ["teletype", "readline"])
+def test_enter_takes_the_shown_default_on_line_frontends(system, leaves_installed, frontend):
+    """debconf without whiptail or dialog: each prompt shows what Enter keeps,
+    Enter takes it (a choice too), and a reconfigure answered with Enter
+    throughout changes nothing, the admin's name included."""
+    purge_all(system)
+    code, out = system.interact(f"DEBIAN_FRONTEND={frontend} apt-get install -y {DEB}",
+                                ["", "line pw", "line pw", "", ""], timeout=180)
+    assert code == 0, out
+    for prompt in ["Administrator username for the package index [admin]:", "TCP port for the package index [8080]:",
+                   "HTTPS for the package index (self-signed, provided, off) [self-signed]:"]:
+        assert prompt in out, (prompt, out)
+    assert "This answer cannot be used" not in out and "unable to initialize frontend" not in out, out
+    values = conf_values(system)
+    assert (values["PYPI_ADMIN_USER"], values["PYPI_PORT"], values["PYPI_TLS"]) == ("admin", "8080", "self-signed")
+    serving(system, "line pw")
+    # A reconfigure: username, passwords (empty keeps), port, TLS, access, upstream, data dir.
+    system.sh("pypi-appliance write-config PYPI_UPSTREAM=http://host.docker.internal:9/simple/")
+    before = conf_values(system)
+    code, out = system.interact(f"DEBIAN_FRONTEND={frontend} dpkg-reconfigure pypi-appliance", [""] * 8,
+                                timeout=180)
+    assert code == 0, out
+    for prompt in ["Who may list and download packages (private, public-read) [private]?",
+                   "Upstream index for the names this one does not hold [http://host.docker.internal:9/simple/]:",
+                   "Directory for packages and passwords [/srv/pypi]:"]:
+        assert prompt in out, (prompt, out)
+    assert "This answer cannot be used" not in out, out
+    assert conf_values(system) == before
+    assert system.sh("pypi-appliance user list --names").stdout.split() == ["admin"]
+    system.sh("pypi-appliance write-config PYPI_UPSTREAM= && systemctl restart pypi-appliance")
+    serving(system, "line pw")
+    purge_all(system)
 
 
 def test_password_never_in_argv_during_install(system, leaves_installed):

@@ -92,7 +92,7 @@ def test_pip_and_twine_work_with_only_the_printed_configuration(system, client_a
     files = sections(out)
     assert "--trusted-host" not in out and "trusted-host" not in files["pip.conf"]
     # The printed line writes the CA where --cert says; run as printed.
-    subprocess.run(["sh", "-c", next(x for x in out.splitlines() if x.startswith("printf "))], check=True)
+    subprocess.run(["sh", "-c", next(x for x in out.splitlines() if x.startswith("mkdir -p "))], check=True)
     assert ca.read_text() == system.sh(f"cat {APPLIANCE_CA}").stdout
     (home / "pip.conf").write_text(files["pip.conf"])
     (home / ".pypirc").write_text(files[".pypirc"])
@@ -136,7 +136,7 @@ def test_plain_http_on_the_port_redirects_to_https(system, installed):
 
 def test_install_ca_line_makes_a_debian_client_trust_the_appliance(system, installed):
     out = system.sh("pypi-appliance client-config --host 127.0.0.1").stdout
-    line = next(x for x in out.splitlines() if x.startswith("printf "))
+    line = next(x for x in out.splitlines() if x.startswith("mkdir -p "))
     assert "cert = /etc/ssl/certs/ca-certificates.crt" in out
     try:
         # The appliance's host stands in for a Debian client: the line runs as printed.

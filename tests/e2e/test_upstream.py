@@ -19,7 +19,9 @@ import time
 import pytest
 
 from tests.e2e import fake_upstream as fake
-from tests.e2e.client import PASSWORD, USER, client_env, index_url, make_wheel, pip_install, twine_upload
+from tests.e2e import images
+from tests.e2e.client import (PASSWORD, USER, FormatProxy, client_env, index_url, make_wheel, pip_install,
+                              twine_upload)
 from tests.e2e.test_first_hour import reconfigure
 
 pytestmark = pytest.mark.e2e
@@ -233,3 +235,90 @@ def test_switching_off_stops_proxying_at_once(system, upstream):
     assert "upstream    none" in system.sh("pypi-appliance status").stdout
     # Its own names are untouched.
     assert system.http("/simple/held-name/", user=USER, password=PASSWORD) == 200
+
+
+# The pip each supported distribution ships (Ubuntu 22.04, Debian 12, Ubuntu
+# 24.04, Debian 13) and the newest. pip 22.3-23.1 crashed on every JSON page
+# that carried PEP 658's old dist-info-metadata key (pypa/pip#12042, PEP 714).
+PIPS = ["22.0.2", "23.0.1", "24.0", "25.1.1", "newest"]
+JSON_TYPE = "application/vnd.pypi.simple.v1+json"
+
+
+@pytest.fixture(scope="module")
+def matrix_local(system, upstream, tmp_path_factory):
+    """A local project (its wheel has a metadata file) beside the upstream's up-only."""
+    wheel = make_wheel(tmp_path_factory.mktemp("matrix"), "1.0", project="matrix-local")
+    uploaded = twine_upload(system, wheel, PASSWORD)
+    assert uploaded.returncode == 0 or "already exists" in uploaded.stdout + uploaded.stderr, uploaded.stdout
+    return "matrix-local"
+
+
+@pytest.mark.parametrize("pages", ["as-asked", "html"])
+@pytest.mark.parametrize("pip", PIPS)
+def test_every_supported_pip_installs_local_and_upstream_names(system, matrix_local, tmp_path, pip, pages):
+    """Each pip downloads a local name and an upstream one, through a proxy that
+    notes the pages' types (and, for "html", makes every page HTML)."""
+    wheel = images.newest_pip() if pip == "newest" else images.pip_wheel(pip)
+    with FormatProxy(system, force_html=pages == "html") as proxy:
+        done = subprocess.run(
+            [sys.executable, f"{wheel}/pip", "download", "--no-deps", "--no-cache-dir", "--no-input",
+             "--trusted-host", f"127.0.0.1:{proxy.port}", "--index-url", proxy.index_url(USER, PASSWORD),
+             "-d", str(tmp_path), f"{matrix_local}==1.0", "up-only==2.0"],
+            capture_output=True, text=True, timeout=180, env=client_env())
+        assert done.returncode == 0, done.stdout + done.stderr
+    assert "Traceback" not in done.stderr and "ERROR" not in done.stderr, done.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["matrix_local-1.0-py3-none-any.whl",
+                                                           "up_only-2.0-py3-none-any.whl"]
+    kinds = {kind.split(";")[0] for _, kind in proxy.types}
+    # pip 22.0 predates PEP 691 and reads HTML; the others ask for JSON first.
+    assert kinds == ({"text/html"} if pages == "html" or pip == "22.0.2" else {JSON_TYPE}), proxy.types
+
+
+@pytest.mark.parametrize("pages", ["as-asked", "html"])
+def test_uv_installs_local_and_upstream_names(system, matrix_local, tmp_path, pages):
+    with FormatProxy(system, force_html=pages == "html") as proxy:
+        done = subprocess.run(
+            [sys.executable, "-m", "uv", "pip", "install", "--no-cache", "--no-deps", "--target", str(tmp_path),
+             "--index-url", proxy.index_url(USER, PASSWORD), f"{matrix_local}==1.0", "up-only==2.0"],
+            capture_output=True, text=True, timeout=180, env=client_env(UV_NO_CONFIG="1"))
+        assert done.returncode == 0, done.stdout + done.stderr
+    assert (tmp_path / "matrix_local" / "__init__.py").read_text() == 'VERSION = "1.0"\n'
+    assert (tmp_path / "up_only" / "__init__.py").read_text() == 'VERSION = "2.0"\n'
+    kinds = {kind.split(";")[0] for _, kind in proxy.types}
+    assert kinds == ({"text/html"} if pages == "html" else {JSON_TYPE}), proxy.types
+
+
+def test_an_upstream_on_the_docker_host_keeps_its_address_across_restarts(system, upstream):
+    """host.docker.internal names the Docker host from the upstream service
+    (host-gateway), whatever subnet compose gives the network at each start."""
+    system.sh("systemd-run --unit host-upstream python3 -m http.server --bind 0.0.0.0 --directory "
+              "/root/upstream/index 9000")
+    try:
+        system.sh("pypi-appliance write-config PYPI_UPSTREAM=http://host.docker.internal:9000/simple/")
+        subnets = []
+        for _ in range(2):
+            restart(system)
+            subnets.append(system.sh("docker network inspect -f '{{range .IPAM.Config}}{{.Subnet}}{{end}}' "
+                                     "pypi-appliance_default").stdout.strip())
+            status, body, headers = system.fetch_all("/simple/up-only/", user=USER, password=PASSWORD)
+            assert status == 200 and b"up_only-2.0-py3-none-any.whl" in body, (status, body)
+        assert system.sh("pypi-appliance status", check=False).returncode == 0
+    finally:
+        system.sh("systemctl stop host-upstream", check=False)
+        system.sh(f"pypi-appliance write-config PYPI_UPSTREAM={fake.INDEX}")
+        restart(system)
+
+
+def test_status_says_degraded_while_the_upstream_is_down(system, upstream):
+    assert system.sh("pypi-appliance status", check=False).returncode == 0
+    system.sh(f"docker network disconnect {fake.NETWORK} {fake.NAME}")
+    try:
+        result = system.sh("pypi-appliance status", check=False)
+        assert result.returncode == 2, result.stdout
+        assert re.search(r"^health\s+DEGRADED: .* but the upstream fails: http://index.upstream.test/simple/ "
+                         r"is unreachable", result.stdout, re.M), result.stdout
+        assert json.loads(system.sh("pypi-appliance status --json", check=False).stdout)["state"] == "degraded"
+    finally:
+        aliases = " ".join(f"--alias {host}" for host in fake.HOSTS)
+        system.sh(f"docker network connect {aliases} {fake.NETWORK} {fake.NAME}")
+    assert system.sh("pypi-appliance status", check=False).returncode == 0

@@ -12,11 +12,11 @@ trap 'rm -rf "$root"' EXIT
 # What the appliance's Depends (and the images package's zstd) pull in is preinstalled so installs need no network;
 # wrk and pip are for the benchmark; logrotate and fail2ban (its service
 # masked: there is no sshd for its default jail) for the audit log's rotation
-# and filter; debconf-i18n (installed by default on
+# and filter; perl (Term::ReadLine, for debconf's readline frontend); debconf-i18n (installed by default on
 # Debian) and a zh_TW.UTF-8 locale for the translated questions.
 debootstrap --variant=minbase \
     --keyring=/usr/share/keyrings/debian-archive-keyring.gpg \
-    --include=systemd,systemd-sysv,dbus,docker.io,docker-cli,docker-compose,iptables,iproute2,procps,ca-certificates,debconf-utils,debconf-i18n,locales,python3,python3-passlib,python3-bcrypt,curl,wrk,python3-pip,logrotate,fail2ban,zstd \
+    --include=systemd,systemd-sysv,dbus,docker.io,docker-cli,docker-compose,iptables,iproute2,procps,ca-certificates,debconf-utils,debconf-i18n,locales,python3,python3-passlib,python3-bcrypt,curl,wrk,python3-pip,logrotate,fail2ban,zstd,perl \
     trixie "$root" "$mirror" >/dev/null
 
 echo "zh_TW.UTF-8 UTF-8" >"$root/etc/locale.gen"

@@ -107,7 +107,9 @@ def test_generated_password(helper):
     result = helper("user", "add", "--generate", "--role", "publish", "ci")
     assert result.returncode == 0, result.stderr
     password = result.stdout.splitlines()[1]
-    assert len(password) >= 40 and password in result.stdout.splitlines()[3]  # PIP_INDEX_URL=http://ci:PW@...
+    index = next(line for line in result.stdout.splitlines() if line.startswith("export PIP_INDEX_URL="))
+    assert len(password) >= 40 and f"http://ci:{password}@" in index
+    assert "PIP_TRUSTED_HOST=" in result.stdout  # plain HTTP, as printed
     assert f"TWINE_PASSWORD={password}" in result.stdout
     users = HtpasswdFile(str(helper.htpasswd))
     assert users.check_password("ci", password) and password.encode() not in helper.htpasswd.read_bytes()
@@ -117,6 +119,17 @@ def test_generated_password(helper):
     assert "TWINE" not in other.stdout and other.stdout.splitlines()[1] != password
     both = helper("user", "add", "--generate", "--password-stdin", "x", stdin="pw\n")
     assert both.returncode == 1 and "choose one" in both.stderr
+    # Where the machine reaches the index: --host, --url (a reverse proxy), PYPI_CLIENT_URL.
+    hosted = helper("user", "add", "--generate", "--host", "pypi.lan:9000", "h")
+    assert "export PIP_INDEX_URL=http://h:" in hosted.stdout and "@pypi.lan:9000/simple/\n" in hosted.stdout
+    proxied = helper("user", "add", "--generate", "--url", "https://pypi.example.com/", "p")
+    assert "@pypi.example.com/simple/\n" in proxied.stdout and "PIP_TRUSTED_HOST" not in proxied.stdout
+    assert "PIP_CERT" not in proxied.stdout  # TLS ends at the proxy: its certificate, not a CA of ours
+    bad = helper("user", "add", "--generate", "--url", "ftp://x", "q")
+    assert bad.returncode == 1 and "client URL 'ftp://x' is not an http:// or https:// URL" in bad.stderr
+    assert "q" not in helper("user", "list", "--names").stdout.split()
+    lone = helper("user", "add", "--host", "x", "--password-stdin", "r", stdin="pw\n")
+    assert lone.returncode == 1 and "they go with --generate" in lone.stderr
 
 
 @pytest.mark.parametrize(
@@ -183,7 +196,7 @@ def openssl(*args):
 def test_tls_makes_a_ca_once_and_a_certificate_for_this_host(helper):
     first = helper("tls")
     assert first.returncode == 0, first.stderr
-    assert "made a new CA" in first.stderr and "issued a new server certificate" in first.stderr
+    assert "made a new CA" in first.stderr and "issued the server certificate for " in first.stderr
     ca, key, crt = helper.tls / "ca.crt", helper.tls / "ca.key", helper.tls / "server.crt"
     assert stat.S_IMODE(key.stat().st_mode) == 0o600
     assert stat.S_IMODE((helper.tls / "server.key").stat().st_mode) == 0o600
@@ -238,23 +251,24 @@ def test_client_config_prints_the_ca_and_an_install_ca_line(helper, tmp_path):
     assert f"cert = {bundle}" in out and f"ca_cert = {bundle}" in out and "trusted-host" not in out
     assert "pypa/pip#12906" not in out
     assert "Clients must reach this host as" not in out  # the admin named the host
-    line = next(x for x in out.splitlines() if x.startswith("printf "))
+    line = next(x for x in out.splitlines() if x.startswith("mkdir -p "))
     target = "/usr/local/share/ca-certificates/pypi-appliance-pypi.example.org_443.crt"
+    assert line.startswith("mkdir -p /usr/local/share/ca-certificates && printf ")
     assert line.endswith(f"> {target} && update-ca-certificates")
     copy = tmp_path / "installed.crt"
-    subprocess.run(["sh", "-c", line.replace(f"{target} && update-ca-certificates", str(copy))], check=True)
+    subprocess.run(["sh", "-c", line.replace(f"{target} && update-ca-certificates", str(copy))
+                    .replace("/usr/local/share/ca-certificates", str(tmp_path))], check=True)
     assert copy.read_text().strip() == ca
 
 
 def test_client_config_with_a_cert_path_writes_the_ca_there(helper, tmp_path):
     helper("tls")
-    target = tmp_path / "clients" / "appliance-ca.pem"
-    target.parent.mkdir()
+    target = tmp_path / "clients" / "appliance-ca.pem"  # a folder the client does not have yet
     out = helper("client-config", "--host", "pypi.example.org", "--cert", str(target)).stdout
     assert f"cert = {target}" in out and f"ca_cert = {target}" in out and f"SSL_CERT_FILE={target}" in out
     # Every line points at the one path: no system bundle, no update-ca-certificates.
     assert "ca-certificates" not in out and "UV_NATIVE_TLS" not in out
-    line = next(x for x in out.splitlines() if x.startswith("printf "))
+    line = next(x for x in out.splitlines() if x.startswith("mkdir -p "))
     subprocess.run(["sh", "-c", line], check=True)
     assert target.read_text().strip() == (helper.tls / "ca.crt").read_text().strip()
 

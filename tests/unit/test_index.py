@@ -147,7 +147,8 @@ def test_pages_carry_the_pep_fields_escaped(appliance):
     assert doc["meta"] == {"api-version": API_VERSION} and API_VERSION == "1.1"
     assert doc["versions"] == ["0.9", "1.0"]
     wheel = next(f for f in doc["files"] if f["filename"].endswith(".whl"))
-    assert wheel["core-metadata"] == wheel["dist-info-metadata"] == {"sha256": "cd" * 32}
+    assert wheel["core-metadata"] == {"sha256": "cd" * 32}
+    assert "dist-info-metadata" not in wheel  # PEP 714: pip 22.3-23.1 crash on it in JSON
     assert wheel["yanked"] == '<"why">' and wheel["url"] == "../../packages/a_b-1.0-py3-none-any.whl"
     assert next(f for f in doc["files"] if f["filename"] == "a_b-0.9.tar.gz")["yanked"] is True
     assert "requires-python" not in next(f for f in doc["files"] if f["filename"] == "a_b-1.0.tar.gz")
@@ -168,3 +169,26 @@ def test_release_specs_name_the_value(appliance):
     for bad in ("foo", "foo==", "==1.0", "foo>=1.0"):
         with pytest.raises(ValueError, match=re.escape(repr(bad))):
             parse_release(bad)
+
+
+def test_pages_of_an_older_shape_are_written_again(index):
+    """An upgrade from a version whose JSON pages carried dist-info-metadata
+    (pip 22.3-23.1 crash on it): the first pass writes every page again."""
+    ix, syncer, packages = index
+    make_wheel(packages, "1.0", project="shape-probe")
+    syncer.sync()
+    path = os.path.join(ix.simple, "shape-probe", "index.json")
+    old = project_page(ix, "shape-probe")
+    old["files"][0]["dist-info-metadata"] = old["files"][0]["core-metadata"]
+    with open(path, "w") as f:
+        json.dump(old, f)
+    os.unlink(ix.shape_path())
+    from pypi_appliance.index import Syncer
+
+    fresh = Syncer(ix, log=lambda text: None)  # a restarted indexer
+    fresh.sync()
+    assert "dist-info-metadata" not in project_page(ix, "shape-probe")["files"][0]
+    assert open(ix.shape_path()).read().strip() == "2"
+    before = os.stat(path).st_mtime_ns
+    Syncer(ix, log=lambda text: None).sync()  # the current shape: nothing written again
+    assert os.stat(path).st_mtime_ns == before

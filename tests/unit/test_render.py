@@ -48,7 +48,8 @@ def test_compose_file_defaults(staged):
     assert "${PYPI_DATA_DIR:-/srv/pypi}/packages:/data/packages" in server["volumes"]
     assert "${PYPI_DATA_DIR:-/srv/pypi}/auth:/data/auth:ro" in server["volumes"]
     proxy = doc["services"]["proxy"]
-    assert proxy["ports"] == ["${PYPI_PORT:-8080}:8080"]
+    assert proxy["ports"] == [{"target": 8080, "published": "${PYPI_PORT:-8080}", "host_ip": "${PYPI_BIND_ADDRESS:-}"}]
+    assert doc["services"]["upstream"]["extra_hosts"] == ["host.docker.internal:host-gateway"]
     assert proxy["init"] is True and proxy["restart"] == "unless-stopped"
 
 
@@ -59,7 +60,7 @@ def test_builder_options_reach_the_compose_file(staged):
     assert doc["services"]["upstream"]["image"] == "registry.local/pypiserver:v9"
     assert "--authenticate=update" in server["command"]
     assert "${PYPI_DATA_DIR:-/data/pypi}/packages:/data/packages" in server["volumes"]
-    assert doc["services"]["proxy"]["ports"] == ["${PYPI_PORT:-9000}:8080"]
+    assert doc["services"]["proxy"]["ports"][0]["published"] == "${PYPI_PORT:-9000}"
 
 
 def test_debconf_templates_and_defaults(staged):
@@ -163,7 +164,7 @@ def test_man_page_and_completion_come_from_the_parser(staged, appliance):
         assert f".B {command}".replace("-", "\\-") in man, command
         assert f"_shtab_pypi_appliance_{command.replace(' ', '_').replace('-', '_')}_option_strings" in completion
     # Each command's description and each option's help reach the man page.
-    assert "Exits 0 when the index answers" in " ".join(man.split())
+    assert "Exits 0 when the index and every container answer their health checks" in " ".join(man.split())
     assert "\\-\\-with\\-ca" in man and "\\-\\-password\\-stdin" in man
     # Account names complete from the password file.
     assert "_shtab_pypi_appliance_user_remove_pos_0_COMPGEN=_pypi_appliance_users" in completion

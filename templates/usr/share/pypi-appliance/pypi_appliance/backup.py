@@ -6,6 +6,7 @@ import gzip
 import hashlib
 import io
 import os
+import shlex
 import shutil
 import subprocess
 import sys
@@ -15,9 +16,10 @@ import time
 import zipfile
 import zlib
 
+from pypi_appliance import audit
 from pypi_appliance.host import run
 from pypi_appliance.roles import ROLES, format_roles
-from pypi_appliance.settings import CONF, PACKAGE, SERVER_GID, TLS_DIR, Fail, Settings
+from pypi_appliance.settings import CONF, KEYS, PACKAGE, SERVER_GID, TLS_DIR, Fail, Settings, read_conf, write_conf
 from pypi_appliance.tls import ensure_certificate, tls_paths
 
 BACKUP_ROOT = f"{PACKAGE}-backup"
@@ -130,6 +132,35 @@ def cmd_backup(args, conf: Settings):
 # What restore puts back; config/ in an archive is for reference only. Of the
 # index, only the records: the indexer makes the pages from them and the files.
 RESTORED = ("packages", "auth", "tls", "index")
+BACKUP_CONF = f"config/{PACKAGE}.conf"
+# Settings that belong to the host, not to the index: a restore never offers them.
+HOST_SETTINGS = ("PYPI_DATA_DIR", "PYPI_BIND_ADDRESS", "PYPI_TLS_CERT", "PYPI_TLS_KEY", "PYPI_TLS_NAMES")
+
+
+def settings_differences(scratch, conf: Settings) -> dict[str, str]:
+    """The backup's settings that this host has otherwise (KEY -> the backup's value)."""
+    path = os.path.join(scratch, BACKUP_CONF)
+    if not os.path.isfile(path):
+        return {}
+    theirs = read_conf(path)
+    return {key: getattr(theirs, field) for key, field in KEYS.items()
+            if key not in HOST_SETTINGS and getattr(theirs, field) != getattr(conf, field)}
+
+
+def offer_settings(args, differences: dict[str, str], conf: Settings) -> None:
+    """Say which settings the backup had otherwise; apply them only when asked to, on a terminal."""
+    if not differences:
+        return
+    print("The backup's settings differ from this host's (a restore keeps this host's):", file=sys.stderr)
+    for key, value in differences.items():
+        print(f"  {key}={value or '(empty)'} (here: {getattr(conf, KEYS[key]) or '(empty)'})", file=sys.stderr)
+    command = f"{PACKAGE} write-config " + " ".join(shlex.quote(f"{k}={v}") for k, v in differences.items())
+    if not args.yes and sys.stdin.isatty() and input("Use the backup's settings? [y/N] ").strip().lower() in ("y", "yes"):
+        write_conf(differences)
+        audit.record("settings", by=audit.actor(), keys=",".join(differences), why="restore")
+        print(f"set them in {CONF}; they take effect at the restart below", file=sys.stderr)
+        return
+    print(f"To use the backup's: {command} && systemctl restart {PACKAGE}", file=sys.stderr)
 
 
 def extract_verified(path, scratch):
@@ -151,7 +182,7 @@ def extract_verified(path, scratch):
                     raise Fail(f"{path}: refusing member {name!r}")
                 if rel == MANIFEST:
                     manifest = archive.extractfile(member).read().decode()
-                elif rel.split("/")[0] in RESTORED:
+                elif rel.split("/")[0] in RESTORED or rel == BACKUP_CONF:
                     dest = os.path.join(scratch, rel)
                     os.makedirs(os.path.dirname(dest), exist_ok=True)
                     with archive.extractfile(member) as src, open(dest, "wb") as out:
@@ -257,14 +288,18 @@ def cmd_restore(args, conf: Settings):
         with_ca = "tls/ca.crt" in members and "tls/ca.key" in members
         losses = replaced_by(conf, members)
         print(
-            f"{args.file}: {count} package files, the password file{' and a CA' if with_ca else ''}.", file=sys.stderr
+            f"{args.file}: {count} package files, the password file and roles, the index's records (upload "
+            f"times, yanks){' and a CA' if with_ca else ''}. Not restored: settings (below), the audit log, "
+            "the upstream's cache (fetched again).", file=sys.stderr
         )
+        differences = settings_differences(scratch, conf)
         if losses:
             print(f"Restoring it replaces what {data} holds now; this would be lost:", file=sys.stderr)
             for _, _, why in losses:
                 if why:
                     print(f"  {why}", file=sys.stderr)
         confirm(args, f"Replace the packages and passwords in {data} with the backup's?")
+        offer_settings(args, differences, conf)
         saved = None
         if losses:
             saved = os.path.join(data, time.strftime("before-restore-%Y%m%d-%H%M%S.tar.gz"))
@@ -311,6 +346,7 @@ def cmd_restore(args, conf: Settings):
         finally:
             if state == "active":
                 subprocess.run(["systemctl", "start", f"{PACKAGE}.service"], check=True)
+    audit.record("restore", by=audit.actor(), file=os.path.abspath(args.file), packages=count)
     print(
         f"restored {count} package files and the password file{' and the CA' if with_ca else ''} from {args.file}",
         file=sys.stderr,

@@ -71,13 +71,16 @@ def parser():
         cmd_status,
         "service, containers and health",
         """\
-Show the service and container state, the health check, the URLs, the TLS
-mode and certificate, and the number of packages. Warns when TLS is off or
-the certificate expires within 30 days. Exits 0 when the index answers its
-health check, 3 while the service is starting (the first minute after a
-start, or while a container's health check is still starting), 1 when it
-fails, and 4 when the containers could not be listed for lack of permission
-(run as root or as a member of the docker group).""",
+Show the version, the service and container state, the health check, the
+URLs, the TLS mode and certificate, and the number of packages. Warns when TLS
+is off or the certificate expires within 30 days. Exits 0 when the index and
+every container answer their health checks (and the upstream, when set,
+answers), 3 while the service is starting (the first minute after a start, or
+while a container's health check is still starting), 2 when the index serves
+its own names but the upstream fails (clients get 502 for the upstream's), 1
+when it fails (the index, or a container's health check), and 4 when the
+containers could not be listed for lack of permission (run as root or as a
+member of the docker group).""",
     )
     s.add_argument("--json", action="store_true", help="machine-readable output")
 
@@ -101,6 +104,12 @@ trusted-host and a warning. The password is never printed.""",
         metavar="HOST[:PORT]",
         help="the name or address clients use (default: this host's "
         "fully qualified name, else its host name, and the configured port)",
+    )
+    c.add_argument(
+        "--url",
+        metavar="URL",
+        help="the URL clients use when it is not this host's, such as a reverse proxy's "
+        "https://pypi.example.com (default: PYPI_CLIENT_URL, else this host and --host)",
     )
     c.add_argument(
         "--cert",
@@ -239,8 +248,9 @@ some file is not listed (it says which and why).""",
         "write-config",
         cmd_write_config,
         "set KEY=VALUE lines in the config file (the postinst does)",
-        f"Set settings in /etc/{PACKAGE}/{PACKAGE}.conf, keeping every other line and comment; "
-        f"then restart {PACKAGE}. dpkg-reconfigure {PACKAGE} is the usual way to change them.",
+        f"Set settings in /etc/{PACKAGE}/{PACKAGE}.conf, keeping every other line and comment. It does "
+        f"not restart the service: they take effect at 'systemctl restart {PACKAGE}'. "
+        f"dpkg-reconfigure {PACKAGE} is the usual way to change them (and restarts it).",
         root=True,
     )
     w.add_argument("settings", nargs="+", metavar="KEY=VALUE", help=f"one of {', '.join(KEYS)}")
@@ -297,8 +307,12 @@ credentials the front door has already checked.""",
     a.add_argument(
         "--generate",
         action="store_true",
-        help="make a long random password, print it once with the pip, uv and twine settings that use it",
+        help="make a long random password, print it once with the shell lines that set up pip, uv and "
+        "twine with it on a machine (the CA included)",
     )
+    a.add_argument("--host", metavar="HOST[:PORT]", help="with --generate: the name or address the machine uses "
+                   "(as for client-config)")
+    a.add_argument("--url", metavar="URL", help="with --generate: the URL the machine uses (as for client-config)")
     p_ = command(usub, "passwd", cmd_user_passwd, "change an account's password", "Change an account's password.",
                  root=True)
     p_.add_argument("name").complete = USERS

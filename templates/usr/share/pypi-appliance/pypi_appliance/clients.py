@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import os
+import posixpath
 import re
+import shlex
 import urllib.parse
 
-from pypi_appliance.host import endpoint, host_name, index_url, is_ip, scheme
-from pypi_appliance.settings import PACKAGE, Settings
+from pypi_appliance.host import endpoint, host_name, is_ip, scheme
+from pypi_appliance.settings import PACKAGE, Fail, Settings, refusal
 from pypi_appliance.tls import cert_info, ensure_certificate, openssl, tls_paths
 
 # Where Debian and Ubuntu clients keep local CAs and their merged bundle.
@@ -16,13 +18,40 @@ CLIENT_BUNDLE = "/etc/ssl/certs/ca-certificates.crt"
 
 
 def cmd_url(args, conf: Settings):
-    print(index_url(conf, args.host))
+    print(base_url(conf, args.host) + "/simple/")
 
 
 def pem_writer(pem, target):
-    """One shell line that writes the PEM to target: nothing to download or copy."""
+    """One shell line that writes the PEM to target, its folder made first:
+    nothing to download or copy."""
     quoted = " ".join(f"'{line}'" for line in pem.splitlines())
-    return f"printf '%s\\n' {quoted} > {target}"
+    folder = posixpath.dirname(target)
+    mkdir = f"mkdir -p {shlex.quote(folder)} && " if folder not in ("", "/", ".") else ""
+    return f"{mkdir}printf '%s\\n' {quoted} > {shlex.quote(target)}"
+
+
+def base_url(conf: Settings, host=None, url=None) -> str:
+    """What clients put before /simple/: --url, else PYPI_CLIENT_URL (a reverse
+    proxy's), else this host by --host or its name, with the port."""
+    chosen = url or (None if host else conf.client_url)
+    if chosen:
+        if why := refusal("PYPI_CLIENT_URL", chosen):
+            raise Fail(why)
+        return chosen.rstrip("/")
+    return f"{scheme(conf)}://{endpoint(host or host_name(), conf)}"
+
+
+def tls_at_proxy(conf: Settings, url: str) -> bool:
+    """HTTPS that a reverse proxy ends: the clients verify the proxy's certificate."""
+    return conf.tls == "off" and url.startswith("https://")
+
+
+def appliance_ca(conf: Settings) -> str:
+    ca = tls_paths()["ca.crt"]
+    if not os.path.exists(ca):
+        ensure_certificate(conf)
+    with open(ca, encoding="ascii") as f:
+        return f.read().strip()
 
 
 def trust_section(conf: Settings, endpoint_text, cert):
@@ -34,10 +63,7 @@ def trust_section(conf: Settings, endpoint_text, cert):
             f"# Clients trust it if {cert} holds its CA (public CAs are in the system bundle).\n"
         )
     ca = tls_paths()["ca.crt"]
-    if not os.path.exists(ca):
-        ensure_certificate(conf)
-    with open(ca, encoding="ascii") as f:
-        pem = f.read().strip()
+    pem = appliance_ca(conf)
     fingerprint = cert_info(ca)[2]
     head = f"# TLS: this appliance's own CA ({ca}, SHA-256 {fingerprint}).\n"
     if cert != CLIENT_BUNDLE:
@@ -60,22 +86,28 @@ def trust_section(conf: Settings, endpoint_text, cert):
 
 def cmd_client_config(args, conf: Settings):
     user = args.user or conf.admin_user
-    where = endpoint(args.host or host_name(), conf)
-    url = f"{scheme(conf)}://{where}"
+    url = base_url(conf, args.host, args.url)
+    parts = urllib.parse.urlsplit(url)
+    where = parts.netloc
     index = url
     if conf.access == "private":
-        index = f"{scheme(conf)}://{urllib.parse.quote(user, safe='')}@{where}"
+        index = parts._replace(netloc=f"{urllib.parse.quote(user, safe='')}@{where}").geturl()
     uv_name = PACKAGE.upper().replace("-", "_")
-    hostname = where.rsplit(":", 1)[0].strip("[]")
+    hostname = parts.hostname
     reach = (
         ""
-        if args.host
+        if args.host or args.url or conf.client_url
         else (
             f"# Clients must reach this host as {hostname}; if they use another name or\n"
-            "# an address, print this again with --host.\n"
+            "# an address, print this again with --host (or --url for a reverse proxy).\n"
         )
     )
-    if conf.tls == "off":
+    if tls_at_proxy(conf, url):
+        trust = f"# TLS: ends at the proxy in front ({where}); clients verify its certificate.\n"
+        pip_tls = "" if args.cert == CLIENT_BUNDLE else f"cert = {args.cert}"
+        twine_tls = "" if args.cert == CLIENT_BUNDLE else f"ca_cert = {args.cert}\n"
+        uv_tls = "# uv verifies the proxy's certificate with its own roots (UV_NATIVE_TLS=1: the system's)."
+    elif parts.scheme == "http":
         trust, pip_tls, twine_tls = (
             "# WARNING: TLS is off; passwords cross the network in clear text.\n",
             f"trusted-host = {hostname}",
@@ -135,23 +167,46 @@ default = true
 """)
 
 
-def machine_snippet(conf: Settings, name: str, password: str, role: str) -> str:
-    """What a machine given a generated password needs: shown once, never stored."""
-    where = endpoint(host_name(), conf)
-    url = f"{scheme(conf)}://{where}"
-    quoted = f"{urllib.parse.quote(name, safe='')}:{password}"
+# Where a machine given generated credentials keeps the appliance's CA.
+MACHINE_CA = f"$HOME/.config/{PACKAGE}/ca.pem"
+
+
+def machine_snippet(conf: Settings, name: str, password: str, role: str, host=None, url=None) -> str:
+    """What a machine given a generated password needs, as shell lines that
+    work as printed there (the CA too): shown once, never stored."""
+    url = base_url(conf, host, url)
+    parts = urllib.parse.urlsplit(url)
+    credentials = f"{urllib.parse.quote(name, safe='')}:{urllib.parse.quote(password, safe='')}"
+    index = parts._replace(netloc=f"{credentials}@{parts.netloc}").geturl() + "/simple/"
     lines = [
         f"# {name}'s password, shown only now ({PACKAGE} keeps only its bcrypt hash):",
         password,
-        "# pip and uv on the machine (keep it in the CI system's secret store):",
-        f"PIP_INDEX_URL={scheme(conf)}://{quoted}@{where}/simple/",
-        f"UV_DEFAULT_INDEX={scheme(conf)}://{quoted}@{where}/simple/",
+        f"# On the machine, for {url}/ (another name or a reverse proxy: --host or --url),",
+        "# these shell lines set up pip, uv and twine as printed (keep them in its secret store):",
+    ]
+    if parts.scheme == "https" and not tls_at_proxy(conf, url) and conf.tls == "self-signed":
+        pem = appliance_ca(conf)
+        target = MACHINE_CA
+        lines += [
+            "# This appliance's CA, which pip, uv and twine must trust:",
+            f'mkdir -p "{posixpath.dirname(target)}" && printf \'%s\\n\' '
+            + " ".join(f"'{line}'" for line in pem.splitlines()) + f' > "{target}"',
+            f'export PIP_CERT="{target}" SSL_CERT_FILE="{target}"'
+            + (f' TWINE_CERT="{target}"' if role == "publish" else ""),
+        ]
+    elif parts.scheme == "https" and conf.tls == "provided":
+        lines.append(f"# TLS: the certificate in {conf.tls_cert}; the machine must trust its CA.")
+    elif parts.scheme == "http":
+        lines.append(f"export PIP_TRUSTED_HOST={parts.hostname}  # plain HTTP: the password crosses the network")
+    lines += [
+        "# pip and uv:",
+        f"export PIP_INDEX_URL={shlex.quote(index)}",
+        f"export UV_DEFAULT_INDEX={shlex.quote(index)}",
     ]
     if role == "publish":
         lines += [
             "# twine:",
-            f"TWINE_REPOSITORY_URL={url}/ TWINE_USERNAME={name} TWINE_PASSWORD={password}",
+            f"export TWINE_REPOSITORY_URL={shlex.quote(url + '/')} TWINE_USERNAME={shlex.quote(name)} "
+            f"TWINE_PASSWORD={shlex.quote(password)}",
         ]
-    if conf.tls != "off":
-        lines.append(f"# The machine must trust this appliance's CA: '{PACKAGE} client-config' shows how.")
     return "\n".join(lines)

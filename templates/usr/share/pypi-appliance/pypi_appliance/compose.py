@@ -99,12 +99,37 @@ def check_credentials(conf: Settings):
                    f"chgrp {SERVER_GID} {path} && chmod 0640 {path}")
 
 
+FRONT_DOOR = f"/run/{PACKAGE}/front-door.conf"
+
+
+def front_door_conf(conf: Settings) -> str:
+    """nginx's realip settings: X-Forwarded-For names the client only when the
+    peer is a trusted proxy (its rightmost untrusted address: a client cannot
+    forge its way past the proxy)."""
+    proxies = [p.strip() for p in conf.trusted_proxies.split(",") if p.strip()]
+    text = f"# Written by {PACKAGE} at each start from PYPI_TRUSTED_PROXIES in {CONF}: edit that, not this.\n"
+    if proxies:
+        text += "".join(f"set_real_ip_from {p};\n" for p in proxies)
+        text += "real_ip_header X-Forwarded-For;\nreal_ip_recursive on;\n"
+    return text
+
+
+def write_front_door(conf: Settings) -> None:
+    os.makedirs(os.path.dirname(FRONT_DOOR), exist_ok=True)
+    tmp = f"{FRONT_DOOR}.tmp"
+    with open(tmp, "w", encoding="utf-8") as f:
+        f.write(front_door_conf(conf))
+        os.fchmod(f.fileno(), 0o644)
+    os.replace(tmp, FRONT_DOOR)
+
+
 def cmd_up(args, conf: Settings):
     check_choices(conf)
     check_conffiles(conf)
     check_credentials(conf)
     ensure_version(conf)
     write_settings(conf)
+    write_front_door(conf)
     try:
         images.ensure(lambda *args: compose(conf, *args))
     except images.ImagesMissing as err:

@@ -72,7 +72,9 @@ def scheme(conf: Settings):
 def probe(conf: Settings, path: str):
     """Status and headers of one request to the front door over loopback (or
     (None, {}) and why not). The certificate is checked by the tls report."""
-    url = f"{scheme(conf)}://127.0.0.1:{conf.port}{path}"
+    address = conf.bind_address or "127.0.0.1"
+    address = f"[{address.strip('[]')}]" if ":" in address else address
+    url = f"{scheme(conf)}://{address}:{conf.port}{path}"
     context = ssl._create_unverified_context()
     try:
         with urllib.request.urlopen(url, timeout=5, context=context) as response:

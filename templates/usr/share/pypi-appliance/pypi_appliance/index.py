@@ -35,6 +35,9 @@ from datetime import datetime, timezone
 from urllib.parse import quote
 
 API_VERSION = "1.1"
+# The shape of the pages this version writes: pages written by a version with
+# another shape (a key pip cannot read) are written again at the first pass.
+PAGES_SHAPE = "2"
 # What pip can install; anything else in the packages dir is reported, not listed.
 WHEEL, SDISTS = ".whl", (".tar.gz", ".tgz", ".tar.bz2", ".tar.xz", ".zip")
 
@@ -156,8 +159,9 @@ def _file_json(name: str, entry: dict, yanked) -> dict:
     }
     if entry.get("requires-python"):
         item["requires-python"] = entry["requires-python"]
-    meta = {"sha256": entry["metadata-sha256"]} if entry.get("metadata-sha256") else False
-    item["core-metadata"] = item["dist-info-metadata"] = meta
+    # PEP 714: JSON carries core-metadata only. The old name there crashes
+    # pip 22.3-23.1 (Debian 12's 23.0.1 among them: pypa/pip#12042).
+    item["core-metadata"] = {"sha256": entry["metadata-sha256"]} if entry.get("metadata-sha256") else False
     return item
 
 
@@ -185,7 +189,7 @@ def render_page(page: dict) -> tuple[bytes, bytes]:
         if item.get("requires-python"):
             attrs.append(f'data-requires-python="{html.escape(item["requires-python"])}"')
         meta = item.get("core-metadata", False)
-        if meta:
+        if meta:  # PEP 714 keeps the old attribute name in HTML, for pips before 23.2
             meta = "true" if meta is True else "".join(f"{k}={v}" for k, v in sorted(meta.items())[:1])
             attrs += [f'data-dist-info-metadata="{html.escape(meta)}"', f'data-core-metadata="{html.escape(meta)}"']
         yanked = item.get("yanked", False)
@@ -282,6 +286,23 @@ class Index:
 
     def ready(self) -> bool:
         return os.path.isfile(os.path.join(self.simple, "index.html"))
+
+    def shape_path(self) -> str:
+        return os.path.join(self.root, "pages-shape")
+
+    def republish_if_stale(self) -> bool:
+        """Pages of another shape (an upgrade) are made again from the records."""
+        try:
+            with open(self.shape_path(), encoding="ascii") as f:
+                if f.read().strip() == PAGES_SHAPE:
+                    return False
+        except FileNotFoundError:
+            pass
+        for project in self.projects():
+            self.publish(project, self.load(project))
+        self.publish_root()
+        write_atomic(self.shape_path(), PAGES_SHAPE.encode() + b"\n")
+        return True
 
     # Files.
     def walk(self) -> tuple[dict[str, int], dict[str, int]]:
@@ -403,6 +424,8 @@ class Syncer:
         with index.lock():
             if not self.dirs:  # first pass: trust the records only where the file is unchanged
                 self.listed = index.known()
+                if index.republish_if_stale():
+                    self.log(f"pages written again in this version's shape ({PAGES_SHAPE})")
             files, self.dirs = index.walk()
             todo = {}
             for name, inode in files.items():

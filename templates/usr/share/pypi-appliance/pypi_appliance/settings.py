@@ -3,9 +3,11 @@ set (the config file), read once into one typed value."""
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import os
 import re
+import sys
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -45,6 +47,9 @@ class Settings:
     tls_key: str
     tls_names: str
     access: str
+    bind_address: str
+    trusted_proxies: str
+    client_url: str
     auth_max_failures: str
     auth_throttle_seconds: str
     auth_throttle_max_seconds: str
@@ -88,6 +93,9 @@ def check_choices(conf: Settings) -> None:
             raise Fail(f"{key}={value} in {CONF} is not a whole number of 1 or more")
     if why := upstream_refusal(conf.upstream):
         raise Fail(f"{why} (PYPI_UPSTREAM in {CONF})")
+    for key in ("PYPI_BIND_ADDRESS", "PYPI_TRUSTED_PROXIES", "PYPI_CLIENT_URL"):
+        if why := refusal(key, getattr(conf, KEYS[key])):
+            raise Fail(f"{why} ({key} in {CONF})")
     if not SIZE.fullmatch(conf.upstream_cache_max):
         raise Fail(f"PYPI_UPSTREAM_CACHE_MAX={conf.upstream_cache_max} in {CONF} is not a size such as 10g, 500m or 1048576k")
 
@@ -101,6 +109,30 @@ def upstream_refusal(value: str) -> str | None:
                 f"file PYPI_UPSTREAM_CREDENTIALS names (in {CONF})")
     if not UPSTREAM.fullmatch(value):
         return f"upstream '{value}' is not an http:// or https:// simple-API URL such as https://pypi.org/simple/"
+    return None
+
+
+def refusal(key: str, value: str) -> str | None:
+    """Why a value of the reverse-proxy settings is refused, or None."""
+    if not value:
+        return None
+    if key == "PYPI_BIND_ADDRESS":
+        try:
+            ipaddress.ip_address(value.strip("[]"))
+        except ValueError:
+            return f"bind address '{value}' is not an IP address of this host, such as 127.0.0.1"
+    elif key == "PYPI_TRUSTED_PROXIES":
+        for item in value.split(","):
+            try:
+                ipaddress.ip_network(item.strip(), strict=False)
+            except ValueError:
+                return (f"trusted proxy '{item.strip()}' is not an address or network such as 10.0.0.5 or "
+                        "172.16.0.0/12")
+    elif key == "PYPI_CLIENT_URL":
+        if "@" in value:
+            return "the client URL holds credentials (not shown); give the URL alone"
+        if not UPSTREAM.fullmatch(value):
+            return f"client URL '{value}' is not an http:// or https:// URL such as https://pypi.example.com"
     return None
 
 
@@ -150,3 +182,6 @@ def cmd_write_config(args, conf) -> None:
             raise Fail(f"{pair!r} is not KEY=VALUE")
         updates[key] = value
     write_conf(updates)
+    if not os.environ.get("DPKG_MAINTSCRIPT_PACKAGE"):  # the postinst restarts and says so itself
+        print(f"{PACKAGE}: set {', '.join(updates)} in {CONF}; they take effect at: systemctl restart {PACKAGE}",
+              file=sys.stderr)

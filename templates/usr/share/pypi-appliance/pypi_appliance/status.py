@@ -11,7 +11,7 @@ import time
 from pypi_appliance import images
 from pypi_appliance.compose import compose
 from pypi_appliance.host import host_addresses, host_name, index_url, probe, run
-from pypi_appliance.settings import PACKAGE, NeedsRoot, Settings
+from pypi_appliance.settings import BUILD, PACKAGE, NeedsRoot, Settings
 from pypi_appliance.tls import tls_state
 
 
@@ -81,6 +81,24 @@ def throttled():
         return json.loads(out) if code == 0 else None
     except ValueError:
         return None
+
+
+def upstream_reach(conf: Settings):
+    """(reachable, why) of the upstream, asked of the upstream service; None
+    when there is no upstream."""
+    if not conf.upstream:
+        return None
+    code, out = run(["docker", "exec", f"{PACKAGE}-upstream-1", "python", "-c",
+                     "import urllib.request as u, urllib.error as e\n"
+                     "try: print(u.urlopen('http://127.0.0.1:8084/reach', timeout=9).read().decode())\n"
+                     "except e.HTTPError as err: print(err.read().decode())"])
+    try:
+        answer = json.loads(out) if code == 0 else None
+    except ValueError:
+        answer = None
+    if answer is None:
+        return False, "the upstream service did not answer"
+    return answer["ok"], answer["why"]
 
 
 def describe_throttled(found):
@@ -160,13 +178,29 @@ ACCESS_TEXT = {
 }
 
 
+# Exit codes: 0 ok, 1 failing, 2 degraded (the index serves its own names, the
+# upstream's fail), 3 starting; 4 (not root) comes from the caller.
+EXIT = {"ok": 0, "failing": 1, "degraded": 2, "starting": 3}
+
+
 def cmd_status(args, conf: Settings):
     service, age, gave_up_on_images = service_state()
     healthy, detail = health(conf)
     found = containers()
-    if not healthy and starting(service, age, found):
+    unhealthy = [c["name"] for c in found if c["health"] == "unhealthy"] if isinstance(found, list) else []
+    coming = isinstance(found, list) and any(c["health"] == "starting" or c["state"] == "created" for c in found)
+    reach = upstream_reach(conf) if healthy and not unhealthy else None
+    if (not healthy and starting(service, age, found)) or (healthy and coming and not unhealthy):
         state = "starting"
         detail = f"starting ({detail}); the containers are coming up, check again in a few seconds"
+    elif healthy and unhealthy:
+        state = "failing"
+        detail = (f"{detail}, but {', '.join(unhealthy)} fails its health check; "
+                  f"'{PACKAGE} logs' says why")
+    elif healthy and reach and not reach[0]:
+        state = "degraded"
+        detail = (f"{detail}, but the upstream fails: {reach[1]}; names this index holds are served, "
+                  "the upstream's answer 502 unless cached")
     else:
         state = "ok" if healthy else "failing"
         if not healthy and service == "failed":
@@ -177,6 +211,7 @@ def cmd_status(args, conf: Settings):
     uploads = next((d for d in (os.path.join(conf.data_dir, "packages"), conf.data_dir) if os.path.isdir(d)), None)
     disk = shutil.disk_usage(uploads) if uploads else None
     report = {
+        "version": BUILD["version"],
         "service": service,
         "containers": found if isinstance(found, list) else None,
         "containers_error": found if isinstance(found, str) else None,
@@ -194,6 +229,7 @@ def cmd_status(args, conf: Settings):
         "index": index_state(conf),
         "throttled": throttled(),
         "upstream": conf.upstream or None,
+        "upstream_reachable": reach[0] if reach else None,
         "images": images.origins(lambda *a: compose(conf, *a)),
     }
     warnings = [w for w in (report["tls"].get("warning"), space_warning(disk)) if w]
@@ -214,16 +250,19 @@ def cmd_status(args, conf: Settings):
                 ", ".join(f"{c['name']} {c['state']} ({c['health']})" for c in report["containers"]) or "none"
             )
         rows = [
+            ("version", f"{PACKAGE} {report['version']}"),
             ("service", report["service"]),
             ("container", container_text),
-            ("health", {"ok": "ok: ", "failing": "FAILING: ", "starting": ""}[state] + detail),
+            ("health", {"ok": "ok: ", "failing": "FAILING: ", "degraded": "DEGRADED: ", "starting": ""}[state]
+             + detail),
             ("url", "\n".ljust(12).join(report["urls"])),
             ("tls", describe_tls(report["tls"])),
             ("access", ACCESS_TEXT.get(conf.access, f"{conf.access} (unknown: the service will not start)")),
-            ("packages", f"{files} files in {projects} projects"),
+            ("packages", f"{plural(files, 'file')} in {plural(projects, 'project')}"),
             (
                 "index",
-                f"{report['index']['files']} files listed in {report['index']['projects']} projects "
+                f"{plural(report['index']['files'], 'file')} listed in "
+                f"{plural(report['index']['projects'], 'project')} "
                 f"(updated {report['index']['time'][:19].replace('T', ' ')} UTC)"
                 if report["index"]
                 else "not made yet (the indexer makes it when the service starts)",
@@ -244,4 +283,8 @@ def cmd_status(args, conf: Settings):
             print(f"{key:<10}  {value}")
     if isinstance(found, str) and found.startswith("permission denied"):
         raise NeedsRoot(f"cannot see the containers: {found}")
-    return {"ok": 0, "failing": 1, "starting": 3}[state]
+    return EXIT[state]
+
+
+def plural(n: int, word: str) -> str:
+    return f"{n} {word}" + ("" if n == 1 else "s")

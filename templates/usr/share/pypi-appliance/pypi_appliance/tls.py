@@ -126,7 +126,7 @@ def issue_server(paths, names):
 def server_problem(paths, names):
     """Why the server certificate must be issued again, or None."""
     if not (os.path.exists(paths["server.crt"]) and os.path.exists(paths["server.key"])):
-        return "none yet"
+        return "there was none"
     try:
         expires, covered, _ = cert_info(paths["server.crt"])
         openssl("verify", "-CAfile", paths["ca.crt"], paths["server.crt"])
@@ -166,7 +166,9 @@ def ensure_certificate(conf: Settings):
         why = server_problem(paths, names)
         if why:
             issue_server(paths, names)
-            done.append(f"issued a new server certificate ({why}) for {', '.join(names)}")
+            first = why == "there was none"
+            done.append(f"issued the server certificate for {', '.join(names)}" if first else
+                        f"issued a new server certificate ({why}) for {', '.join(names)}")
     finally:
         os.umask(umask)
     return done

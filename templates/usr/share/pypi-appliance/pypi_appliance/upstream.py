@@ -133,7 +133,6 @@ def appliance_page(project: str, files: list[dict]) -> dict:
     for entry in files:
         item = {key: value for key, value in entry.items() if key != "url"}
         item["url"] = f"../../upstream/{project}/{file_key(entry)}/{urllib.parse.quote(entry['filename'])}"
-        item["dist-info-metadata"] = item["core-metadata"]
         out.append(item)
     versions = sorted({v for v in (_version(project, e["filename"]) for e in files) if v}, key=version_key)
     return {"meta": {"api-version": API_VERSION}, "name": project, "versions": versions, "files": out}
@@ -203,6 +202,27 @@ class Upstream:
                 self.pages.pop(next(iter(self.pages)))
         return files
 
+    def reach(self) -> tuple[bool, str]:
+        """Whether the upstream answers at all (status shows it): a HEAD of its
+        URL. Any answer but a refusal of the appliance or a server error will do."""
+        request = urllib.request.Request(self.url, method="HEAD", headers={"User-Agent": PACKAGE})
+        if self.authorization:
+            request.add_header("Authorization", self.authorization)
+        try:
+            with urllib.request.urlopen(request, timeout=TIMEOUT) as response:
+                return True, f"{shown(self.url)} answered {response.status}"
+        except urllib.error.HTTPError as err:
+            if err.code in (401, 403):
+                return False, (f"{shown(self.url)} refused the appliance ({err.code}): "
+                               "check PYPI_UPSTREAM_CREDENTIALS")
+            if err.code >= 500:
+                return False, f"{shown(self.url)} answered {err.code}"
+            return True, f"{shown(self.url)} answered {err.code}"
+        except (socket.timeout, TimeoutError):
+            return False, f"{shown(self.url)} did not answer within {TIMEOUT} s"
+        except (urllib.error.URLError, OSError) as err:
+            return False, f"{shown(self.url)} is unreachable ({getattr(err, 'reason', err)})"
+
     def entry(self, project: str, key: str, filename: str) -> tuple[str, dict]:
         """The upstream URL and expected hashes of a file (or its .metadata)."""
         # The page every served URL came from (the same fetch filled both
@@ -246,6 +266,10 @@ def handler(upstream: Upstream):
             try:
                 if self.path == "/health":
                     return self.answer(200, b"ok\n", "text/plain")
+                if self.path == "/reach":
+                    ok, why = upstream.reach()
+                    return self.answer(200 if ok else 502, json.dumps({"ok": ok, "why": why}).encode(),
+                                       "application/json")
                 if len(parts) == 4 and parts[1] == "simple" and parts[3] == "":
                     return self.page(normalize(urllib.parse.unquote(parts[2])))
                 if len(parts) == 5 and parts[1] == "files":

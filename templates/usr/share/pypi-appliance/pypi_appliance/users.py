@@ -14,7 +14,7 @@ import time
 from pypi_appliance import audit
 from pypi_appliance.host import run
 from pypi_appliance.roles import ROLES, format_roles, read_roles
-from pypi_appliance.settings import BCRYPT_MAX_BYTES, PACKAGE, SERVER_GID, USERNAME, Fail, Settings
+from pypi_appliance.settings import BCRYPT_MAX_BYTES, CONF, PACKAGE, SERVER_GID, USERNAME, Fail, Settings
 
 PROXY = f"{PACKAGE}-proxy-1"
 
@@ -129,6 +129,17 @@ def save_users(conf: Settings, users, roles: dict[str, str]):
     reload_front_door()
 
 
+# Where the postinst put a generated admin password (nobody was asked).
+INITIAL = os.path.join(os.path.dirname(CONF), "initial-admin-password")
+
+
+def forget_initial(conf: Settings, name: str) -> None:
+    """The generated password stops being the admin's: its file goes."""
+    if name == conf.admin_user and os.path.exists(INITIAL):
+        os.unlink(INITIAL)
+        print(f"removed {INITIAL}: it no longer holds {name!r}'s password", file=sys.stderr)
+
+
 def account(users, name):
     if name not in users.users():
         raise Fail(f"no user {name!r}; 'user add {name}' creates it")
@@ -148,6 +159,12 @@ def cmd_user_add(args, conf: Settings):
         raise Fail(f"user {name!r} already exists; use 'user passwd {name}' to change the password")
     if args.generate and args.password_stdin:
         raise Fail("--generate and --password-stdin both give the password; choose one")
+    if (args.host or args.url) and not args.generate:
+        raise Fail("--host and --url name where the printed settings point: they go with --generate")
+    if args.generate:
+        from pypi_appliance.clients import base_url
+
+        base_url(conf, args.host, args.url)  # a bad --url is refused before the account exists
     password = secrets.token_urlsafe(30) if args.generate else read_password(args)
     users.set_password(name, password)
     roles = read_roles(roles_path(conf))
@@ -158,7 +175,7 @@ def cmd_user_add(args, conf: Settings):
     if args.generate:
         from pypi_appliance.clients import machine_snippet
 
-        print(machine_snippet(conf, name, password, args.role))
+        print(machine_snippet(conf, name, password, args.role, args.host, args.url))
 
 
 def cmd_user_passwd(args, conf: Settings):
@@ -167,6 +184,7 @@ def cmd_user_passwd(args, conf: Settings):
     users.set_password(name, read_password(args))
     save_users(conf, users, read_roles(roles_path(conf)))
     audit.record("user-passwd", by=audit.actor(), account=name)
+    forget_initial(conf, name)
     print(f"changed the password of {name!r}", file=sys.stderr)
 
 
@@ -192,4 +210,5 @@ def cmd_user_remove(args, conf: Settings):
     users.delete(name)
     save_users(conf, users, read_roles(roles_path(conf)))
     audit.record("user-remove", by=audit.actor(), account=name)
+    forget_initial(conf, name)
     print(f"removed user {name!r}", file=sys.stderr)

@@ -33,6 +33,10 @@ PACKAGES = "/data/packages"
 UPLOAD_PREFIX = ".upload-"  # the indexer and backups skip hidden files
 INDEXER = os.environ.get("PYPI_INDEXER", "http://indexer:8082")
 log = logging.getLogger("pypi-appliance")
+# passlib 1.7.4 reads bcrypt's version from bcrypt.__about__, which bcrypt 4
+# removed, and logs a traceback on every start that hides real errors: the
+# backend works (the checker and the helper silence it the same way).
+logging.getLogger("passlib").setLevel(logging.ERROR)
 
 # Nothing is being uploaded while the server starts: what a restart cut short goes.
 for _name in os.listdir(PACKAGES):
