@@ -165,8 +165,19 @@ def test_the_cache_is_capped_and_cleared(system, upstream):
     assert re.search(rf"^cache +\S+ \S+ of {CAP_KB}k \(PYPI_UPSTREAM_CACHE_MAX\): [1-9]\d* files", shown, re.M), shown
     hits = re.search(r"^hits +(\d+)% of (\d+) file downloads since", shown, re.M)
     assert hits and int(hits.group(2)) >= len(BIG) + 2, shown
+    # What the cache holds, by project and file (the newest stayed, the oldest came back).
+    listed = system.sh("pypi-appliance cache files").stdout
+    assert f"{BIG[-1]}  {BIG[-1]}-1.0.tar.gz  " in listed and f"{BIG[0]}  {BIG[0]}-1.0.tar.gz  " in listed, listed
+    assert system.sh(f"pypi-appliance cache files {BIG[0]}").stdout.splitlines() == [
+        line for line in listed.splitlines() if line.startswith(f"{BIG[0]}  ")]
+    log = "/var/log/pypi-appliance/upstream-cache.log"
+    before = system.sh(f"cat {log}").stdout
     out = system.sh("pypi-appliance cache clear").stdout
     assert "the upstream's cache is empty" in out
+    # The record of what was fetched survives a clear; the counts start anew; the clear is audited.
+    assert system.sh(f"cat {log}").stdout.startswith(before)
+    assert "no file downloads yet" in system.sh("pypi-appliance cache").stdout
+    assert " cache-clear by=root " in system.sh("tail -n 5 /var/log/pypi-appliance/audit.log").stdout
     assert re.search(r": 0 files, 0 pages", system.sh("pypi-appliance cache").stdout)
     status, _, headers = system.fetch_all(paths[BIG[-1]], user=USER, password=PASSWORD)
     assert status == 200 and headers["X-Appliance-Upstream"] == "MISS"

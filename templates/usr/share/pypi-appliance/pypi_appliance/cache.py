@@ -9,7 +9,12 @@ from __future__ import annotations
 
 import os
 import shutil
+import sys
+import time
+import urllib.parse
 
+from pypi_appliance import audit
+from pypi_appliance.index import normalize
 from pypi_appliance.settings import BUILD, CONF, PACKAGE, Settings
 
 HITS = {"HIT", "STALE", "UPDATING", "REVALIDATED"}
@@ -108,6 +113,10 @@ def hits() -> tuple[int, int, str]:
     try:
         with open(LOG, encoding="utf-8", errors="replace") as f:
             for line in f:
+                if line.startswith(CLEARED):  # counted from the last clear; the lines stay as a record
+                    hit = total = 0
+                    since = ""
+                    continue
                 fields = line.split()
                 if len(fields) < 3 or fields[1] == "-" or fields[2] != "200":
                     continue
@@ -117,6 +126,30 @@ def hits() -> tuple[int, int, str]:
     except FileNotFoundError:
         pass
     return hit, total, since
+
+
+CLEARED = "# cache cleared"
+
+
+def cached_files(conf: Settings, name: str | None = None) -> list[tuple[str, str, int]]:
+    """(project, file, bytes) of each upstream file the cache holds: nginx
+    writes its key (the URL /upstream/PROJECT/HASH/FILE) into each file's header."""
+    found = []
+    top = os.path.join(root(conf), f"files-{generation(conf)}")
+    for dirpath, _, names in os.walk(top):
+        for entry in names:
+            path = os.path.join(dirpath, entry)
+            try:
+                with open(path, "rb") as f:
+                    head = f.read(4096)
+                size = os.path.getsize(path)
+            except OSError:  # evicted meanwhile
+                continue
+            key = head.partition(b"\nKEY: ")[2].partition(b"\n")[0].decode("utf-8", "replace")
+            parts = key.split("/")
+            if len(parts) == 5 and parts[1] == "upstream" and (name is None or normalize(name) == parts[2]):
+                found.append((parts[2], urllib.parse.unquote(parts[4]), size))
+    return sorted(found)
 
 
 def human(size: int) -> str:
@@ -130,6 +163,13 @@ def human(size: int) -> str:
 def cmd_cache(args, conf: Settings):
     if args.action == "clear":
         return clear(conf)
+    if args.action == "files":
+        found = cached_files(conf, args.name)
+        for project, filename, size in found:
+            print(f"{project}  {filename}  {human(size)}")
+        if not found:
+            print(f"no cached files{f' of {normalize(args.name)}' if args.name else ''}", file=sys.stderr)
+        return 0
     size, files, pages = usage(conf)
     hit, total, since = hits()
     print(f"upstream  {conf.upstream or '(none: PYPI_UPSTREAM is empty)'}")
@@ -148,8 +188,10 @@ def clear(conf: Settings):
     _use(conf, n)
     reload_front_door()
     removed = remove_older(conf, n)
-    with open(LOG, "w", encoding="utf-8"):
-        pass
+    # The log is a record of who got what when: cleared counts start anew, no line goes.
+    with open(LOG, "a", encoding="utf-8") as f:
+        f.write(f"{CLEARED} {time.strftime('%Y-%m-%dT%H:%M:%S+00:00', time.gmtime())}\n")
+    audit.record("cache-clear", by=audit.actor(), removed=removed)
     print(f"{PACKAGE}: the upstream's cache is empty ({removed} files and pages removed); "
           "the next request of each fetches it again")
     return 0

@@ -278,12 +278,15 @@ login-failed lines (see /etc/fail2ban/jail.d/pypi-appliance.conf).""",
         """\
 Show the upstream's cache (PYPI_UPSTREAM): its size against
 PYPI_UPSTREAM_CACHE_MAX, the files and pages kept, and the share of file
-downloads served from it. "cache clear" empties it without a restart: each
-page and file is fetched again when next asked for. Names this index holds
-are never in it.""",
+downloads served from it. "cache files [NAME]" lists the files it holds.
+"cache clear" empties it without a restart: each page and file is fetched
+again when next asked for; the log of what was fetched keeps its lines, and
+the clear is in the audit log. Names this index holds are never in it.""",
         root=True,
     )
-    ca.add_argument("action", nargs="?", choices=["clear"], help="empty the cache")
+    ca.add_argument("action", nargs="?", choices=["clear", "files"],
+                    help="clear: empty the cache; files: list the files it holds")
+    ca.add_argument("name", nargs="?", help="with files: that project's only")
 
     accounts = command(
         sub,
