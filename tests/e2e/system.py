@@ -114,6 +114,19 @@ class System:
             time.sleep(1)
         raise TimeoutError(f"{unit} was not {state} within {timeout} s (last: {last})")
 
+    def report(self, options: str = "", timeout: float = 120) -> str:
+        """pypi-appliance status's output once it no longer says starting (3):
+        right after a start the containers' health checks are still starting."""
+        deadline = time.monotonic() + timeout
+        while True:
+            result = self.sh(f"pypi-appliance status {options}", check=False)
+            if result.returncode != 3 or time.monotonic() > deadline:
+                break
+            time.sleep(1)
+        if result.returncode != 0:
+            raise AssertionError(f"status exited {result.returncode}\n{result.stdout}{result.stderr}")
+        return result.stdout
+
     def load_images(self, refs: list[str]) -> None:
         save = subprocess.Popen(["docker", "save", *refs], stdout=subprocess.PIPE)
         subprocess.run(["docker", "exec", "-i", self.name, "docker", "load", "-q"],

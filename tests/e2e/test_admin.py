@@ -71,7 +71,7 @@ def test_interactive_password_prompt_asks_twice(system, installed):
 def test_status_json_and_table(system, installed, tmp_path):
     upload = twine_upload(system, make_wheel(tmp_path, "1.0", project="status-probe"), PASSWORD)
     assert upload.returncode == 0, upload.stdout + upload.stderr
-    report = json.loads(system.sh("pypi-appliance status --json").stdout)
+    report = json.loads(system.report("--json"))
     assert report["healthy"] is True and report["service"] == "active"
     assert {c["name"] for c in report["containers"]} == {"pypi-appliance-proxy-1", "pypi-appliance-pypiserver-1",
                                                          "pypi-appliance-indexer-1", "pypi-appliance-auth-1",
@@ -83,7 +83,7 @@ def test_status_json_and_table(system, installed, tmp_path):
     assert report["files"] == len(sizes) and report["packages_bytes"] == sum(map(int, sizes))
     assert report["urls"][0] == "https://appliance:8080/simple/"
     assert all(url.endswith(":8080/simple/") for url in report["urls"])
-    table = system.sh("pypi-appliance status").stdout
+    table = system.report()
     for key in ("service", "container", "health", "url", "packages", "throttled", "upstream", "data dir"):
         assert key in table
     assert "MiB used" in table and "GiB free" in table

@@ -181,10 +181,11 @@ def test_status_says_starting_while_the_containers_start(system, installed):
 
 
 def test_status_shows_the_version_and_fails_on_an_unhealthy_container(system, installed):
-    result = system.sh("pypi-appliance status")
+    result = system.sh("pypi-appliance status", check=False)
+    system.report()
     version = system.sh("dpkg-query -W -f '${Version}' pypi-appliance").stdout
     assert re.search(rf"^version\s+pypi-appliance {re.escape(version)}$", result.stdout, re.M), result.stdout
-    assert json.loads(system.sh("pypi-appliance status --json").stdout)["version"] == version
+    assert json.loads(system.report("--json"))["version"] == version
     # The indexer stops answering its health check (stopped, not killed: compose would restart all).
     pids = [line.split()[1] for line in system.sh("docker top pypi-appliance-indexer-1").stdout.splitlines()[1:]]
     system.sh(f"kill -STOP {' '.join(pids)}")
@@ -254,7 +255,7 @@ def test_reading_rights_switch_at_run_time(system, client_account, tmp_path):
             seen.append(system.http("/", user=USER, password="wrong", method="POST", data=body,
                                     headers={"Content-Type": content_type}))
         assert seen[-1] == 401, seen
-        assert "public-read: anyone may list and download" in system.sh("pypi-appliance status").stdout
+        assert "public-read: anyone may list and download" in system.report()
     finally:
         reconfigure(system, access="private")
     system.wait_http(f"/simple/{PROJECT}/", 401)

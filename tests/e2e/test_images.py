@@ -104,7 +104,7 @@ def test_installing_the_images_package_loads_them_and_the_appliance_serves(bare,
     held = image_ids(bare)
     assert {ref: held.get(ref) for ref in ours} == ours
     assert bare.sh(f"cat {LOADED}").stdout.split() == [w for ref, i in ours.items() for w in (ref, i)]
-    status = " ".join(bare.sh("pypi-appliance status").stdout.split())
+    status = " ".join(bare.report().split())
     for ref in ours:
         assert f"{ref} from pypi-appliance-images {__version__}" in status, status
 
@@ -155,7 +155,7 @@ def test_upgrade_replaces_and_removes_only_the_images_it_loaded(bare, deb, tmp_p
     server = next(ref for ref in before if ref.startswith("pypiserver/"))
     assert f"image {server}: already in Docker" in out and after[server] == before[server]
     assert sorted(bare.sh(f"cut -d' ' -f1 {LOADED}").stdout.split()) == sorted([new, server])
-    status = " ".join(bare.sh("pypi-appliance status").stdout.split())
+    status = " ".join(bare.report().split())
     assert f"{new} from pypi-appliance-images {version}" in status, status
 
 

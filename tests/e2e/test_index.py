@@ -249,7 +249,7 @@ def test_files_copied_or_deleted_on_disk_within_a_second(system, installed, tmp_
     seconds = wait_for(False)
     timings.append(("file deleted on disk unlisted", seconds))
     assert seconds < 1 and set(statuses) == {200}, statuses
-    status = system.sh("pypi-appliance status").stdout
+    status = system.report()
     assert re.search(r"index\s+\d+ files listed in \d+ projects", status), status
 
 
@@ -299,7 +299,7 @@ def test_a_full_disk_answers_507_and_keeps_nothing(system, small_packages_dir, t
     assert status == 507 and b"no space left on the appliance's data dir" in answer, answer
     assert system.sh(f"ls -A {PACKAGES}").stdout.strip() == ""  # not even a hidden piece
     assert page(system, "/simple/full-probe/")[0] == 404
-    status = system.sh("pypi-appliance status").stdout
+    status = system.report()
     assert "MiB free on the data dir" in status, status
     # Uploads work again as soon as there is room.
     small = make_wheel(tmp_path, "1.1", project="full-probe", payload=2**20)

@@ -92,8 +92,8 @@ def test_upgrade_from_the_released_version_asks_only_the_new_question(system, le
     code, out = system.interact(f"DEBIAN_FRONTEND=teletype DEBIAN_PRIORITY=medium apt-get install -y {DEB}",
                                 ["1", ""], timeout=180)
     assert code == 0, out
-    assert "Who may list and download packages?" in out, out
-    assert "Upstream index for the names this one does not hold:" in out, out
+    assert "Who may list and download packages (private, public-read) [private]?" in out, out
+    assert "Upstream index for the names this one does not hold [none]:" in out, out
     for old in ("Administrator", "TCP port", "HTTPS for the package index", "Directory for packages"):
         assert old not in out, (old, out)
     # The changed conffile arrived (nobody had edited it), the admin's config file kept its note.

@@ -89,7 +89,7 @@ def asked(system) -> list[str]:
 def test_an_upstream_only_project_installs_with_pip_and_uv(system, upstream, tmp_path):
     conf = system.sh(f"cat {CONF}").stdout
     assert f"PYPI_UPSTREAM={fake.INDEX}\n" in conf
-    assert f"upstream    {fake.INDEX} for names this index does not hold" in system.sh("pypi-appliance status").stdout
+    assert f"upstream    {fake.INDEX} for names this index does not hold" in system.report()
     assert "one index is enough" in system.sh("pypi-appliance client-config").stdout
     assert pip_install(system, tmp_path, PASSWORD, project="up-only") == "2.0"
     # The page names the files on the appliance, with the upstream's hashes and metadata.
@@ -243,7 +243,7 @@ def test_switching_off_stops_proxying_at_once(system, upstream):
     status, body, _ = system.fetch_all("/simple/up-only/", user=USER, password=PASSWORD)
     assert status == 404 and b"no project up-only on this index" in body
     assert system.http(path, user=USER, password=PASSWORD) == 404
-    assert "upstream    none" in system.sh("pypi-appliance status").stdout
+    assert "upstream    none" in system.report()
     # Its own names are untouched.
     assert system.http("/simple/held-name/", user=USER, password=PASSWORD) == 200
 
