@@ -7,6 +7,14 @@ conf_get() {
     if [ -r "$CONF" ]; then sed -n "s/^$1=//p" "$CONF" | tail -n 1; fi
 }
 
+# line_frontend: whether debconf's frontend reads a bare line (teletype, or
+# readline without a line editor). Those say they cannot go back, show no
+# default, and refuse Enter at a choice; dialog and the others edit a field.
+line_frontend() {
+    db_capb || true
+    case " $RET " in *" backup "*) return 1 ;; esac
+}
+
 check_port() {
     case $1 in
         '' | *[!0-9]*) echo "port '$1' is not a number from 1 to 65535"; return 1 ;;

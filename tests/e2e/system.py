@@ -114,15 +114,19 @@ class System:
             time.sleep(1)
         raise TimeoutError(f"{unit} was not {state} within {timeout} s (last: {last})")
 
-    def report(self, options: str = "", timeout: float = 120) -> str:
-        """pypi-appliance status's output once it no longer says starting (3):
-        right after a start the containers' health checks are still starting."""
+    def settled_status(self, options: str = "", timeout: float = 120) -> subprocess.CompletedProcess:
+        """pypi-appliance status once it no longer says starting (3): right
+        after a start the containers' health checks are still starting."""
         deadline = time.monotonic() + timeout
         while True:
             result = self.sh(f"pypi-appliance status {options}", check=False)
             if result.returncode != 3 or time.monotonic() > deadline:
-                break
+                return result
             time.sleep(1)
+
+    def report(self, options: str = "", timeout: float = 120) -> str:
+        """The settled status's output; it must say ok."""
+        result = self.settled_status(options, timeout)
         if result.returncode != 0:
             raise AssertionError(f"status exited {result.returncode}\n{result.stdout}{result.stderr}")
         return result.stdout

@@ -161,6 +161,8 @@ def test_backup_purge_reinstall_restore(system, installed, tmp_path):
     system.sh(f"pypi-appliance yank {PROJECT}==2.4 --reason 'too old'")
     index = index_json(system, PASSWORD)
     ca = system.sh("cat /etc/pypi-appliance/tls/ca.crt").stdout
+    # A setting of the site's (the fresh install below has the default, 300).
+    system.sh("pypi-appliance write-config PYPI_UPSTREAM_PAGE_SECONDS=120")
     system.sh("pypi-appliance backup --with-ca /root/site.tar.gz")
     system.sh("apt-get purge -y pypi-appliance && rm -rf /srv/pypi")
     assert system.sh("test -e /srv/pypi", check=False).returncode != 0
@@ -181,8 +183,15 @@ def test_backup_purge_reinstall_restore(system, installed, tmp_path):
     code, out = system.interact("pypi-appliance restore /root/site.tar.gz", ["n"])
     assert code == 1 and f"{later.name} (added " in out and "nothing was restored" in out, out
     assert later.name in system.sh("ls /srv/pypi/packages").stdout
-    code, out = system.interact("pypi-appliance restore /root/site.tar.gz", ["y"])
+    code, out = system.interact("pypi-appliance restore /root/site.tar.gz", ["y", "y"])
     assert code == 0 and "and the CA from /root/site.tar.gz" in out, out
+    # It says what it brings back and what not, and asks before taking the backup's settings.
+    assert "Not restored: settings (below), the audit log, the upstream's cache" in out, out
+    assert "The backup's settings differ from this host's (a restore keeps this host's):" in out, out
+    assert "PYPI_UPSTREAM_PAGE_SECONDS=120 (here: 300)" in out and "Use the backup's settings? [y/N]" in out, out
+    assert "PYPI_UPSTREAM_PAGE_SECONDS=120\n" in system.sh("cat /etc/pypi-appliance/pypi-appliance.conf").stdout
+    assert " settings by=root keys=PYPI_UPSTREAM_PAGE_SECONDS why=restore\n" in system.sh(
+        "tail -n 5 /var/log/pypi-appliance/audit.log").stdout
     kept = re.search(r"kept in (/srv/pypi/before-restore-\S+\.tar\.gz)", out).group(1)
     assert f"packages/{later.name}" in system.sh(f"tar -tzf {kept}").stdout
 
@@ -195,6 +204,7 @@ def test_backup_purge_reinstall_restore(system, installed, tmp_path):
     assert later.name not in system.sh("ls /srv/pypi/packages").stdout
     # Upload times and yanks came back with the files.
     assert index_json(system, PASSWORD) == index
+    system.sh("pypi-appliance write-config PYPI_UPSTREAM_PAGE_SECONDS=300")
 
 
 def index_json(system, password):

@@ -92,7 +92,7 @@ def test_upgrade_from_the_released_version_asks_only_the_new_question(system, le
     code, out = system.interact(f"DEBIAN_FRONTEND=teletype DEBIAN_PRIORITY=medium apt-get install -y {DEB}",
                                 ["1", ""], timeout=180)
     assert code == 0, out
-    assert "Who may list and download packages (private, public-read) [private]?" in out, out
+    assert "Access for listing and downloading (private, public-read) [private]:" in out, out
     assert "Upstream index for the names this one does not hold [none]:" in out, out
     for old in ("Administrator", "TCP port", "HTTPS for the package index", "Directory for packages"):
         assert old not in out, (old, out)
@@ -206,7 +206,7 @@ def test_remove_keeps_data_and_purge_removes_config(system, leaves_installed, tm
     code, out = system.interact("DEBIAN_FRONTEND=teletype apt-get purge -y pypi-appliance", [""], timeout=120)
     assert code == 0, out
     out = " ".join(out.split())
-    assert "Delete the uploaded packages, passwords and audit log too (yes or no) [no]?" in out
+    assert "Delete the packages, passwords and audit log too (yes, no) [no]:" in out
     assert "The data directory /srv/pypi, with the uploaded packages and the password file, and the audit log in " \
            "/var/log/pypi-appliance are kept unless you choose to delete them here." in out
     assert "the appliance's own CA in /etc/pypi-appliance/tls" in out
@@ -228,7 +228,7 @@ def test_remove_keeps_data_and_purge_removes_config(system, leaves_installed, tm
     system.sh("echo mine > /srv/pypi/notes.txt")
     system.sh("debconf-set-selections", input="pypi-appliance pypi-appliance/purge-data boolean true\n")
     out = system.sh("apt-get purge -y pypi-appliance 2>&1").stdout
-    assert ("pypi-appliance: not deleting the data dir: '/srv/pypi' also holds notes.txt, which "
+    assert ("pypi-appliance: not deleting the data dir (nor the audit log): '/srv/pypi' also holds notes.txt, which "
             "pypi-appliance did not make; delete it yourself if you mean to") in out, out
     system.sh("test -s /srv/pypi/notes.txt && test -s /srv/pypi/auth/htpasswd")
     system.sh("rm /srv/pypi/notes.txt")
@@ -421,7 +421,7 @@ def test_enter_takes_the_shown_default_on_line_frontends(system, leaves_installe
     code, out = system.interact(f"DEBIAN_FRONTEND={frontend} dpkg-reconfigure pypi-appliance", [""] * 8,
                                 timeout=180)
     assert code == 0, out
-    for prompt in ["Who may list and download packages (private, public-read) [private]?",
+    for prompt in ["Access for listing and downloading (private, public-read) [private]:",
                    "Upstream index for the names this one does not hold [http://host.docker.internal:9/simple/]:",
                    "Directory for packages and passwords [/srv/pypi]:"]:
         assert prompt in out, (prompt, out)

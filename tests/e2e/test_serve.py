@@ -102,7 +102,7 @@ def test_unknown_project_is_not_redirected(system, installed):
 
 
 def test_status_reports_healthy(system, installed):
-    result = system.sh("pypi-appliance status", check=False)
+    result = system.settled_status()
     assert result.returncode == 0, result.stdout + result.stderr
     assert "active" in result.stdout
     files = len(system.sh("ls /srv/pypi/packages").stdout.split())

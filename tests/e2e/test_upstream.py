@@ -236,18 +236,6 @@ def test_a_private_upstream_gets_its_credentials_and_nobody_sees_them(system, up
     restart(system)
 
 
-def test_switching_off_stops_proxying_at_once(system, upstream):
-    path = file_path(system, "up-only", "up_only-2.0-py3-none-any.whl")
-    switch(system, "none")  # an empty answer would keep the current one
-    assert "PYPI_UPSTREAM=\n" in system.sh(f"cat {CONF}").stdout
-    status, body, _ = system.fetch_all("/simple/up-only/", user=USER, password=PASSWORD)
-    assert status == 404 and b"no project up-only on this index" in body
-    assert system.http(path, user=USER, password=PASSWORD) == 404
-    assert "upstream    none" in system.report()
-    # Its own names are untouched.
-    assert system.http("/simple/held-name/", user=USER, password=PASSWORD) == 200
-
-
 # The pip each supported distribution ships (Ubuntu 22.04, Debian 12, Ubuntu
 # 24.04, Debian 13) and the newest. pip 22.3-23.1 crashed on every JSON page
 # that carried PEP 658's old dist-info-metadata key (pypa/pip#12042, PEP 714).
@@ -313,7 +301,7 @@ def test_an_upstream_on_the_docker_host_keeps_its_address_across_restarts(system
                                      "pypi-appliance_default").stdout.strip())
             status, body, headers = system.fetch_all("/simple/up-only/", user=USER, password=PASSWORD)
             assert status == 200 and b"up_only-2.0-py3-none-any.whl" in body, (status, body)
-        assert system.sh("pypi-appliance status", check=False).returncode == 0
+        assert system.settled_status().returncode == 0
     finally:
         system.sh("systemctl stop host-upstream", check=False)
         system.sh(f"pypi-appliance write-config PYPI_UPSTREAM={fake.INDEX}")
@@ -321,7 +309,7 @@ def test_an_upstream_on_the_docker_host_keeps_its_address_across_restarts(system
 
 
 def test_status_says_degraded_while_the_upstream_is_down(system, upstream):
-    assert system.sh("pypi-appliance status", check=False).returncode == 0
+    assert system.settled_status().returncode == 0
     system.sh(f"docker network disconnect {fake.NETWORK} {fake.NAME}")
     try:
         result = system.sh("pypi-appliance status", check=False)
@@ -333,3 +321,16 @@ def test_status_says_degraded_while_the_upstream_is_down(system, upstream):
         aliases = " ".join(f"--alias {host}" for host in fake.HOSTS)
         system.sh(f"docker network connect {aliases} {fake.NETWORK} {fake.NAME}")
     assert system.sh("pypi-appliance status", check=False).returncode == 0
+
+
+# Last: the module's other tests need the upstream on.
+def test_switching_off_stops_proxying_at_once(system, upstream):
+    path = file_path(system, "up-only", "up_only-2.0-py3-none-any.whl")
+    switch(system, "none")  # an empty answer would keep the current one
+    assert "PYPI_UPSTREAM=\n" in system.sh(f"cat {CONF}").stdout
+    status, body, _ = system.fetch_all("/simple/up-only/", user=USER, password=PASSWORD)
+    assert status == 404 and b"no project up-only on this index" in body
+    assert system.http(path, user=USER, password=PASSWORD) == 404
+    assert "upstream    none" in system.report()
+    # Its own names are untouched.
+    assert system.http("/simple/held-name/", user=USER, password=PASSWORD) == 200
