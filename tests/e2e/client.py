@@ -95,9 +95,14 @@ def twine_upload(system, wheel: Path, password: str) -> subprocess.CompletedProc
     )
 
 
-def index_url(system, user: str, password: str) -> str:
+def credentials_url(scheme: str, port: int, user: str, password: str) -> str:
+    """The index URL on 127.0.0.1:port with the credentials in it, quoted."""
     quote = lambda s: urllib.parse.quote(s, safe="")  # noqa: E731
-    return f"{system.scheme}://{quote(user)}:{quote(password)}@127.0.0.1:{system.port}/simple/"
+    return f"{scheme}://{quote(user)}:{quote(password)}@127.0.0.1:{port}/simple/"
+
+
+def index_url(system, user: str, password: str) -> str:
+    return credentials_url(system.scheme, system.port, user, password)
 
 
 def pip_install(system, tmp_path: Path, password: str, user: str = USER, project: str = PROJECT) -> str:
@@ -213,5 +218,4 @@ class FormatProxy:
         self.thread.join(timeout=10)
 
     def index_url(self, user: str, password: str) -> str:
-        quote = lambda s: urllib.parse.quote(s, safe="")  # noqa: E731
-        return f"http://{quote(user)}:{quote(password)}@127.0.0.1:{self.port}/simple/"
+        return credentials_url("http", self.port, user, password)

@@ -106,7 +106,7 @@ def test_status_reports_healthy(system, installed):
     assert result.returncode == 0, result.stdout + result.stderr
     assert "active" in result.stdout
     files = len(system.sh("ls /srv/pypi/packages").stdout.split())
-    assert f"{files} files in" in result.stdout and files >= 1
+    assert f"{files} file{'s' if files != 1 else ''} in" in result.stdout and files >= 1, result.stdout
     assert "https://" in result.stdout and ":8080/simple/" in result.stdout
     assert "self-signed, certificate valid until" in result.stdout and "WARNING" not in result.stdout
 

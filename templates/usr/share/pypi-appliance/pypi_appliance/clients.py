@@ -21,13 +21,14 @@ def cmd_url(args, conf: Settings):
     print(base_url(conf, args.host) + "/simple/")
 
 
-def pem_writer(pem, target):
+def pem_writer(pem, target, quote=shlex.quote):
     """One shell line that writes the PEM to target, its folder made first:
-    nothing to download or copy."""
+    nothing to download or copy. quote: how target is written (a path with
+    $HOME in it is double-quoted, so the machine's shell expands it)."""
     quoted = " ".join(f"'{line}'" for line in pem.splitlines())
     folder = posixpath.dirname(target)
-    mkdir = f"mkdir -p {shlex.quote(folder)} && " if folder not in ("", "/", ".") else ""
-    return f"{mkdir}printf '%s\\n' {quoted} > {shlex.quote(target)}"
+    mkdir = f"mkdir -p {quote(folder)} && " if folder not in ("", "/", ".") else ""
+    return f"{mkdir}printf '%s\\n' {quoted} > {quote(target)}"
 
 
 def base_url(conf: Settings, host=None, url=None) -> str:
@@ -189,8 +190,7 @@ def machine_snippet(conf: Settings, name: str, password: str, role: str, host=No
         target = MACHINE_CA
         lines += [
             "# This appliance's CA, which pip, uv and twine must trust:",
-            f'mkdir -p "{posixpath.dirname(target)}" && printf \'%s\\n\' '
-            + " ".join(f"'{line}'" for line in pem.splitlines()) + f' > "{target}"',
+            pem_writer(pem, target, quote=lambda path: f'"{path}"'),
             f'export PIP_CERT="{target}" SSL_CERT_FILE="{target}"'
             + (f' TWINE_CERT="{target}"' if role == "publish" else ""),
         ]

@@ -73,14 +73,23 @@ def index_state(conf: Settings):
         return None
 
 
-def throttled():
-    """Addresses the credential checker throttles now (None: it did not answer)."""
-    code, out = run(["docker", "exec", f"{PACKAGE}-auth-1", "python", "-c",
-                     "import urllib.request as u; print(u.urlopen('http://127.0.0.1:8083/throttled', timeout=4).read().decode())"])
+def ask_service(service: str, port: int, path: str, timeout: int):
+    """The JSON a container's internal endpoint answers (an error status's body
+    too), asked from inside it with its own Python; None when it does not answer."""
+    code, out = run(["docker", "exec", f"{PACKAGE}-{service}-1", "python", "-c",
+                     "import sys, urllib.request as u, urllib.error as e\n"
+                     "try: print(u.urlopen(sys.argv[1], timeout=int(sys.argv[2])).read().decode())\n"
+                     "except e.HTTPError as err: print(err.read().decode())",
+                     f"http://127.0.0.1:{port}{path}", str(timeout)])
     try:
         return json.loads(out) if code == 0 else None
     except ValueError:
         return None
+
+
+def throttled():
+    """Addresses the credential checker throttles now (None: it did not answer)."""
+    return ask_service("auth", 8083, "/throttled", 4)
 
 
 def upstream_reach(conf: Settings):
@@ -88,14 +97,7 @@ def upstream_reach(conf: Settings):
     when there is no upstream."""
     if not conf.upstream:
         return None
-    code, out = run(["docker", "exec", f"{PACKAGE}-upstream-1", "python", "-c",
-                     "import urllib.request as u, urllib.error as e\n"
-                     "try: print(u.urlopen('http://127.0.0.1:8084/reach', timeout=9).read().decode())\n"
-                     "except e.HTTPError as err: print(err.read().decode())"])
-    try:
-        answer = json.loads(out) if code == 0 else None
-    except ValueError:
-        answer = None
+    answer = ask_service("upstream", 8084, "/reach", 9)
     if answer is None:
         return False, "the upstream service did not answer"
     return answer["ok"], answer["why"]
