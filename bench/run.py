@@ -425,7 +425,8 @@ def upstream_case(system: System, nginx_ref: str, scratch: Path) -> dict:
         wheel = make_wheel(scratch, "1.0", project=name, payload=UPSTREAM_WHEEL_BYTES)
         fake.add_project(tree, name, {wheel.name: wheel.read_bytes()})
     fake.start(system, tree, nginx_ref)
-    fake.restarting(system, lambda: system.sh(f"pypi-appliance write-config PYPI_UPSTREAM={fake.INDEX} && "
+    fake.restarting(system, lambda: system.sh(f"pypi-appliance write-config PYPI_UPSTREAM={fake.INDEX} "
+                                              f"PYPI_UPSTREAM_FILE_HOSTS={fake.FILE_HOST} && "
                                               "systemctl restart pypi-appliance"))
     system.wait_http("/simple/", 200, timeout=120, user=USER, password=PASSWORD)
     # The system itself reaches the upstream on its own network (the direct runs).

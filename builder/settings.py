@@ -57,6 +57,9 @@ SETTINGS = (
             "https://pypi.org/simple/ (empty: none)"),
     Setting("PYPI_UPSTREAM_CREDENTIALS", None, "",
             "a file holding USER:PASSWORD for a private upstream (mode 0640, group 9898)"),
+    Setting("PYPI_UPSTREAM_FILE_HOSTS", None, "files.pythonhosted.org",
+            "hosts besides the upstream's own that its pages may link files on (comma separated; "
+            "PyPI's are on files.pythonhosted.org); links elsewhere are dropped"),
     Setting("PYPI_UPSTREAM_PAGE_SECONDS", None, "300", "how long an upstream page is kept before it is fetched again"),
     Setting("PYPI_UPSTREAM_CACHE_MAX", None, "10g",
             "the most disk the upstream's files take (k, m, g); the least recently used go first"),

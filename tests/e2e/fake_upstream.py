@@ -17,10 +17,11 @@ import zipfile
 
 NAME = "upstream-test"
 NETWORK = "pypi-appliance_default"
-HOSTS = ("index.upstream.test", "private.upstream.test", "files.upstream.test")
+FILE_HOST = "files.upstream.test"  # the appliance's PYPI_UPSTREAM_FILE_HOSTS must name it
+HOSTS = ("index.upstream.test", "private.upstream.test", FILE_HOST)
 INDEX = "http://index.upstream.test/simple/"
 PRIVATE = "http://private.upstream.test/simple/"
-FILES = "http://files.upstream.test/packages"
+FILES = f"http://{FILE_HOST}/packages"
 PRIVATE_USER, PRIVATE_PASSWORD = "mirror", "up s3cret"
 
 NGINX = r"""
@@ -52,6 +53,14 @@ http {
         auth_basic_user_file /srv/htpasswd;
         location /simple/ {
             try_files $uri$page $uri/index.html =404;
+        }
+        # Downloads redirected, as Artifactory's go to object storage: to the
+        # files host (one the appliance fetches from), or to a host it does not.
+        location ~ ^/moved/(?<rest>.+)$ {
+            return 302 http://files.upstream.test/packages/$rest;
+        }
+        location /away/ {
+            return 302 http://elsewhere.test/;
         }
     }
     server {
@@ -87,6 +96,23 @@ def add_project(tree: dict, name: str, files: dict[str, bytes], json_too: bool =
     if json_too:
         tree[f"index/simple/{name}/index.json"] = json.dumps(
             {"meta": {"api-version": "1.1"}, "name": name, "files": entries}).encode()
+
+
+def add_hostile(tree: dict, name: str, wheel_path: str, wheel: bytes) -> None:
+    """A page (JSON) whose links the appliance must not follow: a file: URL,
+    another host, no sha256; and two redirected downloads of a real wheel
+    (wheel_path under the files host), relative to the page's host."""
+    digest = hashlib.sha256(wheel).hexdigest()
+    entry = lambda filename, url, hashes: {"filename": filename, "url": url, "hashes": hashes}  # noqa: E731
+    files = [
+        entry(f"{name}-1.0.tar.gz", "file:///etc/passwd", {"sha256": digest}),
+        entry(f"{name}-1.1.tar.gz", f"http://elsewhere.test/packages/{wheel_path}", {"sha256": digest}),
+        entry(f"{name}-1.2.tar.gz", f"{FILES}/{wheel_path}", {}),
+        entry(f"{name}-2.0-py3-none-any.whl", f"/moved/{wheel_path}", {"sha256": digest}),
+        entry(f"{name}-2.1-py3-none-any.whl", f"/away/{wheel_path}", {"sha256": digest}),
+    ]
+    tree[f"index/simple/{name}/index.json"] = json.dumps(
+        {"meta": {"api-version": "1.1"}, "name": name, "files": files}).encode()
 
 
 def start(system, tree: dict, image: str) -> None:

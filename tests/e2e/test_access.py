@@ -236,12 +236,12 @@ def test_an_address_that_keeps_failing_is_throttled(system, installed, clients):
 
 
 def test_audit_log_rotates_and_follows(system, installed):
-    system.sh(f"logrotate -f /etc/logrotate.d/pypi-appliance")
+    system.sh("logrotate -f /etc/logrotate.d/pypi-appliance")
     assert system.sh(f"stat -c '%a %U %g' {AUDIT}").stdout.split() == ["660", "root", "9898"]
     assert system.sh(f"test -s {AUDIT}.1 && echo rotated").stdout.strip() == "rotated"
     # The containers write to the new file (they open it for each line).
     following = system.sh("timeout 5 pypi-appliance audit -f -n 0 & sleep 1; "
-                          f"curl -sk -o /dev/null -u ghost:wrong https://127.0.0.1:8080/simple/; wait", check=False)
+                          "curl -sk -o /dev/null -u ghost:wrong https://127.0.0.1:8080/simple/; wait", check=False)
     assert re.search(r" login-failed client=\S+ account=ghost$", following.stdout.strip()), following.stdout
     assert audit_lines(system)[-1].endswith("account=ghost")
 
@@ -345,3 +345,22 @@ def test_behind_a_reverse_proxy_one_clients_failures_throttle_that_client_only(s
         system.sh("pypi-appliance write-config PYPI_TRUSTED_PROXIES= PYPI_BIND_ADDRESS= PYPI_CLIENT_URL= && "
                   "systemctl restart pypi-appliance")
         system.wait_http("/simple/", 200, user=USER, password=PASSWORD)
+
+
+def test_health_reaches_only_health(system, installed):
+    """/health needs no password: whatever path spelling nginx matched there,
+    pypiserver is asked for /health alone, and only to read."""
+    for path in ("/health", "/packages/x/../../health", "//health", "/simple/x/..%2f..%2fhealth"):
+        status, body, _ = system.fetch_all(path)
+        # Not pypiserver's /packages/ route answering "x/../../health does not exist".
+        assert status == 200 and b"does not exist" not in body, (path, status, body)
+    assert system.fetch_all("/health", method="POST", data=b"x" * 1000)[0] == 403
+
+
+def test_internal_locations_need_the_password_too(system, installed):
+    """/_index/ is internal: from outside nginx answers 404 through its
+    error_page, whose handler checks the password like every read."""
+    for path in ("/_index/html/Foo_Bar/", "/_index/json/nothing/?a=b", "/_upstream/json/x/"):
+        assert system.http(path) in (401, 404), path
+    status, _, headers = system.fetch_all("/_index/html/Foo_Bar/")
+    assert status == 401 and "Location" not in headers, (status, headers)

@@ -100,7 +100,8 @@ def test_wrong_or_missing_credentials_get_401_with_a_challenge(system, client_ac
 
 
 def test_a_reupload_is_explained_in_the_appliance_terms(system, client_account, tmp_path):
-    wheel = make_wheel(tmp_path, "1.0", project=PROJECT)
+    # Other contents under a stored file's name (the same bytes again are accepted: test_writes).
+    wheel = make_wheel(tmp_path, "1.0", project=PROJECT, metadata="Keywords: rebuilt\n")
     twine = subprocess.run(
         [sys.executable, "-m", "twine", "upload", "--verbose", "--non-interactive", "--disable-progress-bar",
          "--repository-url", system.url("/"), "--cert", system.ca_file, str(wheel)],
@@ -108,7 +109,7 @@ def test_a_reupload_is_explained_in_the_appliance_terms(system, client_account, 
         env=client_env(TWINE_USERNAME=USER, TWINE_PASSWORD=PASSWORD))
     out = twine.stdout + twine.stderr
     assert twine.returncode != 0 and "400" in out  # twine's convention for "exists"
-    message = f"{wheel.name} already exists on this index. Published files never change"
+    message = f"{wheel.name} already exists on this index, with other contents. Published files never change"
     assert message in " ".join(out.split()), out
     assert "--overwrite" not in out
     body, content_type = upload_form(wheel)

@@ -318,6 +318,7 @@ def test_install_while_docker_is_down(system, leaves_installed, timings):
     timings.append(("serving after Docker came up (installed while down)", time.monotonic() - started))
 
 
+UPSTREAM_SECRET = "Up5ecretPw"
 BAD_ANSWERS = [
     ("pypi-appliance/admin-username string bad:name", "username 'bad:name' is invalid"),
     ("pypi-appliance/admin-username string two words", "username 'two words' is invalid"),
@@ -332,6 +333,9 @@ BAD_ANSWERS = [
     ("pypi-appliance/admin-password-again password other", "do not match"),
     ("pypi-appliance/tls select provided\npypi-appliance pypi-appliance/tls-cert string /root/none.crt",
      "certificate '/root/none.crt' does not exist or cannot be read"),
+    # Refused without repeating it, and gone from debconf's database (world-readable).
+    (f"pypi-appliance/upstream string https://mirror:{UPSTREAM_SECRET}@up.example/simple/",
+     "the upstream URL holds credentials (not shown)"),
 ]
 
 
@@ -345,12 +349,15 @@ def test_bad_preseeded_answers_change_nothing(system, leaves_installed):
             assert result.returncode != 0, answer
             assert message in result.stdout, (answer, result.stdout[-2000:])
             assert not_installed(system), f"{answer}: left the package {system.status()!r}"
-            assert PASSWORD not in system.sh("cat /var/cache/debconf/*.dat").stdout
+            debconf = system.sh("cat /var/cache/debconf/*.dat").stdout
+            assert PASSWORD not in debconf and UPSTREAM_SECRET not in debconf, answer
+            assert UPSTREAM_SECRET not in result.stdout
             # Reset every answer to a good one for the next case.
             system.sh("debconf-set-selections", input=preseed(USER, PASSWORD) + (
                 "pypi-appliance pypi-appliance/port string 8080\n"
                 "pypi-appliance pypi-appliance/data-dir string /srv/pypi\n"
-                "pypi-appliance pypi-appliance/tls select self-signed\n"))
+                "pypi-appliance pypi-appliance/tls select self-signed\n"
+                "pypi-appliance pypi-appliance/upstream string\n"))
     finally:
         system.sh("systemctl stop squatter", check=False)
     assert system.sh("cat /srv/pypi/packages/precious-1.0.tar.gz").stdout == "keep\n"

@@ -43,16 +43,19 @@ def upstream(system, installed, tmp_path_factory):
     for name, version in (("held-name", "9.9"), ("never-fetched", "1.0"), ("private-only", "1.0")):
         wheel = make_wheel(wheels, version, project=name)
         fake.add_project(tree, name, {wheel.name: wheel.read_bytes()})
+    up_only = next(path for path in tree if path.endswith("/up_only-1.0-py3-none-any.whl"))
+    fake.add_hostile(tree, "hostile", up_only.removeprefix("files/packages/"), tree[up_only])
     for name in BIG:  # HTML pages only: the service reads PEP 503 too
         fake.add_project(tree, name, {f"{name}-1.0.tar.gz": os.urandom(BIG_SIZE)}, json_too=False)
     fake.start(system, tree, fake.proxy_image(system))
-    system.sh(f"pypi-appliance write-config PYPI_UPSTREAM_PAGE_SECONDS=2 PYPI_UPSTREAM_CACHE_MAX={CAP_KB}k")
+    system.sh(f"pypi-appliance write-config PYPI_UPSTREAM_PAGE_SECONDS=2 PYPI_UPSTREAM_CACHE_MAX={CAP_KB}k "
+              f"PYPI_UPSTREAM_FILE_HOSTS={fake.FILE_HOST}")
     try:
         switch(system, fake.INDEX)
         yield tree
     finally:
         system.sh("pypi-appliance write-config PYPI_UPSTREAM_PAGE_SECONDS=300 PYPI_UPSTREAM_CACHE_MAX=10g "
-                  "PYPI_UPSTREAM_CREDENTIALS=")
+                  "PYPI_UPSTREAM_CREDENTIALS= PYPI_UPSTREAM_FILE_HOSTS=files.pythonhosted.org")
         if "PYPI_UPSTREAM=\n" not in system.sh(f"cat {CONF}").stdout:
             switch(system, "none")
         fake.stop(system)
@@ -139,7 +142,15 @@ def test_a_name_held_here_is_never_asked_upstream(system, upstream, tmp_path):
     status, body, _ = system.fetch_all(f"/upstream/held-name/{digest}/held_name-9.9-py3-none-any.whl", user=USER,
                                        password=PASSWORD)
     assert status == 404 and b"held-name is held by this index" in body
+    # ...spelt otherwise either: only normalized names are the upstream's.
+    for spelling in ("Held-Name", "HELD_NAME", "held.name"):
+        path = f"/upstream/{spelling}/{digest}/held_name-9.9-py3-none-any.whl"
+        assert system.http(path, user=USER, password=PASSWORD) == 404, spelling
     assert not [path for path in asked(system) if "held" in path.lower()], asked(system)
+    # A request line smuggled in a decoded capture reaches nothing (CR LF never pass).
+    smuggled = "/upstream/a%20HTTP/1.1%0d%0aHost:%20x%0d%0a%0d%0aGET%20/health/" + digest + "/x.whl"
+    assert system.http(smuggled, user=USER, password=PASSWORD) in (400, 404)
+    assert system.http("/simple/a%0d%0aX:%20y/", user=USER, password=PASSWORD) in (400, 404)
 
 
 def test_the_cache_is_capped_and_cleared(system, upstream):
@@ -203,6 +214,27 @@ def test_an_upstream_down_leaves_the_cache_serving_and_fails_fast(system, upstre
     assert system.http("/simple/never-fetched/", user=USER, password=PASSWORD) == 200
 
 
+def test_an_upstream_page_decides_nothing(system, upstream):
+    """Its links to file: URLs, to other hosts and without a sha256 are dropped
+    (and the upstream service says so); none of them is ever fetched."""
+    status, body, _ = system.fetch_all("/simple/hostile/", user=USER, password=PASSWORD,
+                                       headers={"Accept": "application/vnd.pypi.simple.v1+json"})
+    assert status == 200, body
+    # On the public index host, the relative redirect links are on the upstream's host: kept.
+    assert sorted(f["filename"] for f in json.loads(body)["files"]) == [
+        "hostile-2.0-py3-none-any.whl", "hostile-2.1-py3-none-any.whl"]
+    logs = system.sh("docker logs pypi-appliance-upstream-1 2>&1").stdout
+    for why in ("file:///etc/passwd is not an http(s) URL",
+                "http://elsewhere.test/packages/",
+                "neither the upstream's host nor in PYPI_UPSTREAM_FILE_HOSTS",
+                "hostile-1.2.tar.gz has no sha256"):
+        assert why in logs, (why, logs[-2000:])
+    sha = hashlib.sha256(b"").hexdigest()
+    for name in ("hostile-1.0.tar.gz", "hostile-1.1.tar.gz", "hostile-1.2.tar.gz"):
+        assert system.http(f"/upstream/hostile/{sha}/{name}", user=USER, password=PASSWORD) == 404
+    assert not [path for _, _, path in fake.asked(system) if path.startswith("/etc") or "elsewhere" in path]
+
+
 def test_a_private_upstream_gets_its_credentials_and_nobody_sees_them(system, upstream):
     creds = "/etc/pypi-appliance/upstream-credentials"
     secret = fake.PRIVATE_PASSWORD
@@ -227,6 +259,20 @@ def test_a_private_upstream_gets_its_credentials_and_nobody_sees_them(system, up
     requests = fake.asked(system)
     assert ("private.upstream.test", fake.PRIVATE_USER, "/simple/private-only/") in requests, requests
     assert all(user == "-" for host, user, _ in requests if host == "files.upstream.test"), requests
+    # A redirected download: followed to the files host without the
+    # credentials; to a host the appliance does not fetch from, not followed.
+    hostile = {f["filename"]: f["url"] for f in json.loads(system.fetch_all(
+        "/simple/hostile/", user=USER, password=PASSWORD,
+        headers={"Accept": "application/vnd.pypi.simple.v1+json"})[1])["files"]}
+    assert sorted(hostile) == ["hostile-2.0-py3-none-any.whl", "hostile-2.1-py3-none-any.whl"], hostile
+    status, data, _ = system.fetch_all(f"/simple/hostile/{hostile['hostile-2.0-py3-none-any.whl']}",
+                                       user=USER, password=PASSWORD)
+    assert status == 200 and data == upstream[next(p for p in upstream if p.endswith("/up_only-1.0-py3-none-any.whl"))]
+    moved = [(host, user) for host, user, path in fake.asked(system) if "up_only-1.0" in path][-2:]
+    assert moved == [("private.upstream.test", fake.PRIVATE_USER), ("files.upstream.test", "-")], moved
+    status, body, _ = system.fetch_all(f"/simple/hostile/{hostile['hostile-2.1-py3-none-any.whl']}",
+                                       user=USER, password=PASSWORD)
+    assert status == 502 and b"not followed, http://elsewhere.test/ is on elsewhere.test" in body, body
     # Nowhere to be read but the file.
     seen = system.sh("journalctl -u pypi-appliance --no-pager -o cat; docker inspect pypi-appliance-upstream-1; "
                      f"cat {CONF}; pypi-appliance status; pypi-appliance cache").stdout

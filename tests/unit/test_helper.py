@@ -318,6 +318,24 @@ def test_backup_leaves_out_a_file_still_being_uploaded(populated, tmp_path):
     assert not list(tmp_path.glob("*.partial"))
 
 
+def test_a_backup_is_root_only_from_its_first_byte(populated, tmp_path):
+    """Created 0600 (O_EXCL, whatever the umask), never through a stale .partial
+    left by a backup cut short, even a symlink."""
+    victim = tmp_path / "victim"
+    victim.write_text("untouched\n")
+    archive = tmp_path / "c.tar.gz"
+    (tmp_path / "c.tar.gz.partial").symlink_to(victim)
+    old = os.umask(0)
+    try:
+        result = populated("backup", str(archive))
+    finally:
+        os.umask(old)
+    assert result.returncode == 0, result.stderr
+    assert victim.read_text() == "untouched\n"
+    assert stat.S_IMODE(archive.stat().st_mode) == 0o600 and not archive.is_symlink()
+    assert "pypi-appliance-backup/MANIFEST.sha256" in tarfile.open(archive).getnames()
+
+
 def test_restore_names_what_it_replaces_and_keeps_it(populated, tmp_path):
     archive = tmp_path / "b.tar.gz"
     assert populated("backup", str(archive)).returncode == 0
@@ -457,6 +475,9 @@ def test_a_bad_credential_checker_setting_is_named(helper, value):
     ("PYPI_UPSTREAM=ftp://pypi.org/simple/", "upstream 'ftp://pypi.org/simple/' is not an http:// or https://"),
     ("PYPI_UPSTREAM=https://ci:hunter2@mirror.example/simple/", "the upstream URL holds credentials (not shown)"),
     ("PYPI_UPSTREAM_PAGE_SECONDS=0", "PYPI_UPSTREAM_PAGE_SECONDS=0 in "),
+    ("PYPI_UPSTREAM_FILE_HOSTS=files.example,https://x/", "file host 'https://x/' is not a host name (and port)"),
+    ("PYPI_ACCESS=public-read\nPYPI_UPSTREAM=https://mirror.example/simple/\nPYPI_UPSTREAM_CREDENTIALS=/etc/creds",
+     "PYPI_ACCESS=public-read with PYPI_UPSTREAM_CREDENTIALS in "),
 ])
 def test_a_bad_upstream_setting_is_named(helper, line, message):
     with helper.conf.open("a") as f:

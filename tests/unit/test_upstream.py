@@ -47,7 +47,25 @@ class Fake(http.server.BaseHTTPRequestHandler):
             "/p/demo-2.0-py3-none-any.whl.metadata": (META, "application/octet-stream"),
             "/p/demo-1.0.tar.gz": (SDIST, "application/octet-stream"),
             "/p/bad-1.0.tar.gz": (b"not what the page says", "application/octet-stream"),
+            "/simple/hostile/": (json.dumps({"meta": {"api-version": "1.1"}, "name": "hostile", "files": [
+                {"filename": "hostile-1.0.tar.gz", "url": "file:///etc/passwd", "hashes": {"sha256": H_SDIST}},
+                {"filename": "hostile-1.1.tar.gz", "url": f"http://localhost:{self.server.server_port}/p/demo-1.0.tar.gz",
+                 "hashes": {"sha256": H_SDIST}},
+                {"filename": "hostile-1.2.tar.gz", "url": "/p/demo-1.0.tar.gz", "hashes": {}},
+                {"filename": "hostile-1.3.tar.gz", "url": "/p/demo-1.0.tar.gz", "hashes": "sha256"},
+                {"filename": "hostile-2.0-py3-none-any.whl", "url": "/p/away.whl", "hashes": {"sha256": H_WHEEL},
+                 "core-metadata": True},
+                {"filename": "hostile-2.1-py3-none-any.whl", "url": "/p/here.whl", "hashes": {"sha256": H_WHEEL}},
+            ]}).encode(), "application/vnd.pypi.simple.v1+json"),
         }.get(self.path, (None, None))
+        redirects = {"/p/away.whl": f"http://localhost:{self.server.server_port}/p/demo-2.0-py3-none-any.whl",
+                     "/p/here.whl": "/p/demo-2.0-py3-none-any.whl"}
+        if self.path in redirects:
+            self.send_response(302)
+            self.send_header("Location", redirects[self.path])
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+            return
         if body is None:
             self.send_error(404)
             return
@@ -183,3 +201,41 @@ def test_another_upstream_starts_an_empty_cache(appliance, tmp_path):
     assert cache.generation(conf) == 1 and cache.usage(conf) == (0, 0, 0)
     assert not (tmp_path / "upstream/files-0").exists()
     assert "upstream_files_1" in (tmp_path / "upstream/settings.conf").read_text()
+
+
+def test_a_hostile_page_decides_nothing(service):
+    """Links elsewhere (file:, another host) and links without a sha256 are
+    dropped; a redirect off the upstream's host is not followed; the
+    credentials never leave its host, and come along within it."""
+    status, _, body = service("/simple/hostile/", "json")
+    files = {f["filename"]: f for f in json.loads(body)["files"]}
+    assert status == 200 and sorted(files) == ["hostile-2.0-py3-none-any.whl", "hostile-2.1-py3-none-any.whl"]
+    # Metadata without a sha256 would go unchecked: clients get the file instead.
+    assert files["hostile-2.0-py3-none-any.whl"]["core-metadata"] is False
+    for name in ("hostile-1.0.tar.gz", "hostile-1.1.tar.gz"):
+        assert service(f"/files/hostile/{H_SDIST}/{name}")[0] == 404
+    before = len(Fake.seen)
+    status, _, body = service(f"/files/hostile/{H_WHEEL}/hostile-2.0-py3-none-any.whl")
+    assert status == 502 and b"not followed" in body and b"neither the upstream's host nor in" in body, body
+    assert Fake.seen[before:] == ["/p/away.whl"]  # localhost was never asked
+    status, _, body = service(f"/files/hostile/{H_WHEEL}/hostile-2.1-py3-none-any.whl")
+    assert status == 200 and body == WHEEL
+    assert Fake.seen[-2:] == ["/p/here.whl", "/p/demo-2.0-py3-none-any.whl"]
+    assert Fake.auth[-1] == Fake.auth[-2] and Fake.auth[-1].startswith("Basic ")
+
+
+def test_the_credentials_never_follow_a_redirect_elsewhere(service, appliance):
+    from pypi_appliance import upstream
+
+    up = service.upstream
+    other = upstream.Upstream(up.url, "ci:s3cret", file_hosts=f"localhost:{up.host.rsplit(':', 1)[1]}")
+    with other.open(up.url.replace("/simple/", "/p/away.whl")) as response:
+        assert response.read() == WHEEL  # followed: localhost is a file host here
+    assert Fake.seen[-2:] == ["/p/away.whl", "/p/demo-2.0-py3-none-any.whl"]
+    assert Fake.auth[-2].startswith("Basic ") and Fake.auth[-1] is None
+    assert other.why_not("https://files.example/x.whl").endswith("neither the upstream's host nor in "
+                                                                 "PYPI_UPSTREAM_FILE_HOSTS")
+    secure = upstream.Upstream("https://index.example/simple/", file_hosts="files.example")
+    assert secure.why_not("http://files.example/x.whl").endswith("is plain http under an https upstream")
+    assert secure.why_not("https://files.example/x.whl") is None
+    assert secure.why_not("ftp://files.example/x.whl").endswith("is not an http(s) URL")

@@ -76,6 +76,10 @@ function simple_miss(r) {
         r.internalRedirect('@pypiserver');
         return;
     }
+    // Not a project name (PEP 508): no redirect, no upstream, whatever it holds.
+    if (match && !/^[A-Za-z0-9._-]+$/.test(match[2])) {
+        match = null;
+    }
     if (match && normalize(match[2]) !== match[2]) {
         r.return(301, '/simple/' + normalize(match[2]) + '/');
         return;
@@ -90,14 +94,15 @@ function simple_miss(r) {
 }
 
 
-// pypiserver refuses a re-upload (409, or 400 for twine) with advice to start
-// it with --overwrite, which an appliance user cannot do. Say it in the
-// appliance's terms; other refusals pass unchanged. Each request has its own
+// pypiserver refuses a re-upload of other contents (409, or 400 for twine)
+// with advice to start it with --overwrite, which an appliance user cannot do.
+// Say it in the appliance's terms; other refusals (a removal's 403 too) come
+// as plain text, in their own words. Each request has its own
 // copy of this module's variables, so the body can be collected here.
 var refusal = null;
 
 function upload_refusal_header(r) {
-    if (r.method === 'POST' && (r.status === 400 || r.status === 409 || r.status === 507)) {
+    if (r.method === 'POST' && (r.status === 400 || r.status === 403 || r.status === 409 || r.status === 507)) {
         refusal = '';
         delete r.headersOut['Content-Length'];
         r.headersOut['Content-Type'] = 'text/plain; charset=utf-8';
@@ -125,7 +130,7 @@ function refusal_text(body) {
     var text = unescape_html(pre ? pre[1] : body).trim();
     var exists = text.match(/^Package '(.+)' already exists/);
     if (exists) {
-        text = exists[1] + ' already exists on this index. Published files never change: '
+        text = exists[1] + ' already exists on this index, with other contents. Published files never change: '
             + 'give the release a new version number and upload that.';
     }
     return text + '\n';

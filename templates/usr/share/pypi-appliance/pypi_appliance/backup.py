@@ -60,13 +60,19 @@ def write_archive(target, staged):
     manifest = "".join(lines).encode()
     partial = f"{target}.partial"
     try:
-        with tarfile.open(partial, "w:gz") as archive:
-            os.chmod(partial, 0o600)
-            for src, arc in staged:
-                archive.add(src, arcname=f"{BACKUP_ROOT}/{arc}", recursive=False)
-            info = tarfile.TarInfo(f"{BACKUP_ROOT}/{MANIFEST}")
-            info.size, info.mtime, info.mode = len(manifest), int(time.time()), 0o644
-            archive.addfile(info, io.BytesIO(manifest))
+        if os.path.lexists(partial):  # left by a backup cut short
+            os.unlink(partial)
+        # Root-only from its first byte: a reader that opened it before a chmod would keep reading.
+        fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+        with os.fdopen(fd, "wb") as raw:
+            with tarfile.open(fileobj=raw, mode="w:gz") as archive:
+                for src, arc in staged:
+                    archive.add(src, arcname=f"{BACKUP_ROOT}/{arc}", recursive=False)
+                info = tarfile.TarInfo(f"{BACKUP_ROOT}/{MANIFEST}")
+                info.size, info.mtime, info.mode = len(manifest), int(time.time()), 0o644
+                archive.addfile(info, io.BytesIO(manifest))
+            raw.flush()
+            os.fsync(raw.fileno())
         os.replace(partial, target)
     except BaseException:
         if os.path.exists(partial):

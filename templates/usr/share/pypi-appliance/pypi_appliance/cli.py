@@ -31,7 +31,8 @@ files:
       (self-signed, provided or off), PYPI_TLS_CERT, PYPI_TLS_KEY and, optionally,
       PYPI_TLS_NAMES: more names and addresses for the self-signed certificate,
       comma separated. PYPI_UPSTREAM (an index for the names this one does not
-      hold), PYPI_UPSTREAM_CREDENTIALS, PYPI_UPSTREAM_PAGE_SECONDS and
+      hold), PYPI_UPSTREAM_CREDENTIALS, PYPI_UPSTREAM_FILE_HOSTS (the hosts
+      its pages may link files on), PYPI_UPSTREAM_PAGE_SECONDS and
       PYPI_UPSTREAM_CACHE_MAX (see "cache").
   /etc/{PACKAGE}/tls/
       The self-signed CA (ca.crt, and ca.key readable by root only) and the

@@ -23,6 +23,7 @@ ACCESS_MODES = tuple(BUILD["access_modes"])
 TLS_MODES = tuple(BUILD["tls_modes"])
 USERNAME = re.compile(BUILD["username_pattern"])
 UPSTREAM = re.compile(BUILD["upstream_pattern"])
+HOST = re.compile(r"[A-Za-z0-9.-]+(:[0-9]{1,5})?")
 SIZE = re.compile(BUILD["size_pattern"])
 # gid of the pypiserver user inside the container: it must read the htpasswd file.
 SERVER_GID = BUILD["server_id"]
@@ -56,6 +57,7 @@ class Settings:
     auth_workers: str
     upstream: str
     upstream_credentials: str
+    upstream_file_hosts: str
     upstream_page_seconds: str
     upstream_cache_max: str
 
@@ -93,9 +95,14 @@ def check_choices(conf: Settings) -> None:
             raise Fail(f"{key}={value} in {CONF} is not a whole number of 1 or more")
     if why := upstream_refusal(conf.upstream):
         raise Fail(f"{why} (PYPI_UPSTREAM in {CONF})")
-    for key in ("PYPI_BIND_ADDRESS", "PYPI_TRUSTED_PROXIES", "PYPI_CLIENT_URL"):
+    for key in ("PYPI_BIND_ADDRESS", "PYPI_TRUSTED_PROXIES", "PYPI_CLIENT_URL", "PYPI_UPSTREAM_FILE_HOSTS"):
         if why := refusal(key, getattr(conf, KEYS[key])):
             raise Fail(f"{why} ({key} in {CONF})")
+    if conf.access == "public-read" and conf.upstream and conf.upstream_credentials:
+        # The appliance would be anyone's way into the private upstream, with its credentials.
+        raise Fail(f"PYPI_ACCESS=public-read with PYPI_UPSTREAM_CREDENTIALS in {CONF} would let anyone read the "
+                   "private upstream with the appliance's credentials; set PYPI_ACCESS=private, or empty "
+                   "PYPI_UPSTREAM_CREDENTIALS for a public upstream")
     if not SIZE.fullmatch(conf.upstream_cache_max):
         raise Fail(f"PYPI_UPSTREAM_CACHE_MAX={conf.upstream_cache_max} in {CONF} is not a size such as 10g, 500m or 1048576k")
 
@@ -113,7 +120,7 @@ def upstream_refusal(value: str) -> str | None:
 
 
 def refusal(key: str, value: str) -> str | None:
-    """Why a value of the reverse-proxy settings is refused, or None."""
+    """Why a value of the reverse-proxy settings or the file hosts is refused, or None."""
     if not value:
         return None
     if key == "PYPI_BIND_ADDRESS":
@@ -128,6 +135,10 @@ def refusal(key: str, value: str) -> str | None:
             except ValueError:
                 return (f"trusted proxy '{item.strip()}' is not an address or network such as 10.0.0.5 or "
                         "172.16.0.0/12")
+    elif key == "PYPI_UPSTREAM_FILE_HOSTS":
+        for item in value.split(","):
+            if not HOST.fullmatch(item.strip()):
+                return f"file host '{item.strip()}' is not a host name (and port) such as files.pythonhosted.org"
     elif key == "PYPI_CLIENT_URL":
         if "@" in value:
             return "the client URL holds credentials (not shown); give the URL alone"

@@ -14,6 +14,12 @@ by you alone, whatever the upstream has (no dependency confusion).
 The hash in the URL keys nginx's cache: a file the upstream replaces under the
 same name (a private upstream may) is fetched anew, never served stale.
 
+The upstream's pages are data, not instructions: only links on the
+upstream's own host or a host in PYPI_UPSTREAM_FILE_HOSTS, over http(s) (https
+when the upstream is https), with a sha256, are kept; the credentials go to
+the upstream's host only and never follow a redirect; a redirect leaves those
+hosts never.
+
 Pages are kept by nginx for PYPI_UPSTREAM_PAGE_SECONDS (X-Accel-Expires), and
 served stale while the upstream fails; files once, under PYPI_UPSTREAM_CACHE_MAX.
 Standard library only: it runs on the pypiserver image's Python.
@@ -27,6 +33,7 @@ import html.parser
 import http.server
 import json
 import os
+import re
 import socket
 import sys
 import threading
@@ -43,6 +50,7 @@ ACCEPT = ("application/vnd.pypi.simple.v1+json, application/vnd.pypi.simple.v1+h
 TIMEOUT = 5
 CHUNK = 1 << 16
 PACKAGE = "pypi-appliance"
+SHA256 = re.compile(r"[0-9a-fA-F]{64}")
 
 
 class Refused(Exception):
@@ -98,6 +106,8 @@ def parse_page(body: bytes, content_type: str, base: str) -> list[dict]:
         for item in json.loads(body)["files"]:
             entry = {key: item[key] for key in ("filename", "hashes", "requires-python", "size", "upload-time")
                      if item.get(key) is not None}
+            if not isinstance(entry.get("hashes"), dict):
+                entry["hashes"] = {}
             entry["url"] = urllib.parse.urljoin(base, item["url"])
             entry["yanked"] = item.get("yanked", False)
             entry["core-metadata"] = _metadata(item.get("core-metadata", item.get("dist-info-metadata")))
@@ -122,9 +132,25 @@ def parse_page(body: bytes, content_type: str, base: str) -> list[dict]:
 
 
 def file_key(entry: dict) -> str:
-    """The URL segment that names a file's content: its sha256, another hash, or none."""
-    hashes = entry.get("hashes") or {}
-    return (hashes.get("sha256") or next(iter(sorted(hashes.values())), "") or "unhashed").lower()
+    """The URL segment that names a file's content: its sha256 (kept() made sure there is one)."""
+    return entry["hashes"]["sha256"].lower()
+
+
+def sha256_of(hashes) -> str | None:
+    value = hashes.get("sha256") if isinstance(hashes, dict) else None
+    return value if isinstance(value, str) and SHA256.fullmatch(value) else None
+
+
+def host_key(url: str) -> str | None:
+    """host[:port] of an http(s) URL, lower case, without credentials; None for other schemes."""
+    parts = urllib.parse.urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        return None
+    try:
+        port = parts.port
+    except ValueError:
+        return None
+    return parts.hostname if port is None else f"{parts.hostname}:{port}"
 
 
 def appliance_page(project: str, files: list[dict]) -> dict:
@@ -152,25 +178,78 @@ def _version(project: str, filename: str) -> str | None:
     return version if sep and normalize(name) == project else None
 
 
+def _redirects(upstream):
+    class Redirects(urllib.request.HTTPRedirectHandler):
+        """Follow a redirect only to where the appliance fetches anyway."""
+
+        def redirect_request(self, req, fp, code, msg, headers, newurl):
+            newurl = urllib.parse.urljoin(req.full_url, newurl)
+            if why := upstream.why_not(newurl):
+                raise Refused(502, f"the upstream redirected {shown(req.full_url)}: not followed, {why}")
+            new = super().redirect_request(req, fp, code, msg, headers, newurl)
+            # Unredirected, the credentials stay behind; within the upstream's host they go along.
+            if new is not None and upstream.authorization and host_key(newurl) == upstream.host:
+                new.add_unredirected_header("Authorization", upstream.authorization)
+            return new
+
+    return Redirects
+
+
 class Upstream:
     """One upstream index, its credentials, and the pages fetched lately."""
 
-    def __init__(self, url: str, credentials: str = "", page_seconds: int = 300):
+    def __init__(self, url: str, credentials: str = "", page_seconds: int = 300, file_hosts: str = ""):
         self.url = url if url.endswith("/") else url + "/"
-        self.host = urllib.parse.urlsplit(self.url).netloc
+        self.host = host_key(self.url)
+        self.hosts = {self.host, *(h.strip().lower() for h in file_hosts.split(",") if h.strip())}
+        self.https = self.url.startswith("https://")
         self.authorization = ("Basic " + base64.b64encode(credentials.encode()).decode()) if credentials else None
         self.page_seconds = page_seconds
         self.pages: dict[str, tuple[float, list[dict]]] = {}
         self.lock = threading.Lock()
+        self.opener = urllib.request.build_opener(_redirects(self))
 
-    def open(self, url: str, accept: str = "*/*"):
+    def why_not(self, url: str) -> str | None:
+        """Why the appliance does not fetch url, or None: only http(s) (https
+        when the upstream is), on the upstream's host or PYPI_UPSTREAM_FILE_HOSTS."""
+        key = host_key(url)
+        if key is None:
+            return f"{shown(url)} is not an http(s) URL"
+        if key not in self.hosts:
+            return f"{shown(url)} is on {key}, neither the upstream's host nor in PYPI_UPSTREAM_FILE_HOSTS"
+        if self.https and not url.startswith("https://"):
+            return f"{shown(url)} is plain http under an https upstream"
+        return None
+
+    def kept(self, files: list[dict], url: str) -> list[dict]:
+        """The page's files the appliance may fetch (why_not) that have a
+        sha256 to check them against; the others are dropped, and said."""
+        out = []
+        for entry in files:
+            why = self.why_not(entry["url"])
+            if why is None and not sha256_of(entry["hashes"]):
+                why = f"{entry['filename']} has no sha256"
+            if why:
+                print(f"{shown(url)}: dropped a link: {why}", file=sys.stderr, flush=True)
+                continue
+            meta = entry["core-metadata"]
+            # Metadata without a sha256 would go unchecked: clients read the file instead.
+            if meta is not False and not sha256_of(meta):
+                entry["core-metadata"] = False
+            out.append(entry)
+        return out
+
+    def open(self, url: str, accept: str = "*/*", method: str = "GET"):
         """The upstream's answer for url; Refused when there is none to pass on."""
-        request = urllib.request.Request(url, headers={"Accept": accept, "User-Agent": PACKAGE})
-        # The credentials go to the upstream's own host only (as pip sends an index's).
-        if self.authorization and urllib.parse.urlsplit(url).netloc == self.host:
-            request.add_header("Authorization", self.authorization)
+        if why := self.why_not(url):
+            raise Refused(502, f"not fetched: {why}")
+        request = urllib.request.Request(url, method=method, headers={"Accept": accept, "User-Agent": PACKAGE})
+        # The credentials go to the upstream's own host only (as pip sends an
+        # index's), and never with a redirect (unredirected: urllib copies the others).
+        if self.authorization and host_key(url) == self.host:
+            request.add_unredirected_header("Authorization", self.authorization)
         try:
-            return urllib.request.urlopen(request, timeout=TIMEOUT)
+            return self.opener.open(request, timeout=TIMEOUT)
         except urllib.error.HTTPError as err:
             if err.code == 404:
                 raise Refused(404, f"{shown(url)} is not on the upstream either") from None
@@ -193,8 +272,9 @@ class Upstream:
         url = f"{self.url}{project}/"
         try:
             with self.open(url, ACCEPT) as response:
-                files = parse_page(response.read(), response.headers.get("Content-Type", ""), response.url)
-        except (ValueError, KeyError) as err:
+                files = self.kept(parse_page(response.read(), response.headers.get("Content-Type", ""),
+                                             response.url), url)
+        except (ValueError, KeyError, TypeError, AttributeError) as err:
             raise Refused(502, f"the upstream's page {shown(url)} is not a simple-API page ({err})") from None
         with self.lock:
             self.pages[project] = (time.monotonic(), files)
@@ -207,10 +287,12 @@ class Upstream:
         URL. Any answer but a refusal of the appliance or a server error will do."""
         request = urllib.request.Request(self.url, method="HEAD", headers={"User-Agent": PACKAGE})
         if self.authorization:
-            request.add_header("Authorization", self.authorization)
+            request.add_unredirected_header("Authorization", self.authorization)
         try:
-            with urllib.request.urlopen(request, timeout=TIMEOUT) as response:
+            with self.opener.open(request, timeout=TIMEOUT) as response:
                 return True, f"{shown(self.url)} answered {response.status}"
+        except Refused as refused:
+            return False, str(refused)
         except urllib.error.HTTPError as err:
             if err.code in (401, 403):
                 return False, (f"{shown(self.url)} refused the appliance ({err.code}): "
@@ -223,8 +305,8 @@ class Upstream:
         except (urllib.error.URLError, OSError) as err:
             return False, f"{shown(self.url)} is unreachable ({getattr(err, 'reason', err)})"
 
-    def entry(self, project: str, key: str, filename: str) -> tuple[str, dict]:
-        """The upstream URL and expected hashes of a file (or its .metadata)."""
+    def entry(self, project: str, key: str, filename: str) -> tuple[str, str]:
+        """The upstream URL and the sha256 the page gives for a file (or its .metadata)."""
         # The page every served URL came from (the same fetch filled both
         # caches): a URL it does not list costs no fetch until it expires.
         want = filename.removesuffix(".metadata")
@@ -232,10 +314,9 @@ class Upstream:
             if entry["filename"] != want or file_key(entry) != key.lower():
                 continue
             if want == filename:
-                return entry["url"], entry.get("hashes", {})
-            meta = entry["core-metadata"]
-            if meta:
-                return entry["url"] + ".metadata", meta if isinstance(meta, dict) else {}
+                return entry["url"], file_key(entry)
+            if entry["core-metadata"]:
+                return entry["url"] + ".metadata", sha256_of(entry["core-metadata"]).lower()
         raise Refused(404, f"the upstream lists no {filename} with that hash for {project}")
 
 
@@ -294,9 +375,8 @@ def handler(upstream: Upstream):
                         [("X-Accel-Expires", str(upstream.page_seconds))])
 
         def file(self, project: str, key: str, filename: str):
-            url, hashes = upstream.entry(project, key, filename)
-            algorithm = next((a for a in ("sha256", *sorted(hashes)) if a in hashes and a in hashlib.algorithms_available), None)
-            digest = hashlib.new(algorithm) if algorithm else None
+            url, expected = upstream.entry(project, key, filename)
+            digest = hashlib.sha256()
             with upstream.open(url) as response:
                 self.send_response(200)
                 self.send_header("Content-Type", "application/octet-stream")
@@ -304,16 +384,15 @@ def handler(upstream: Upstream):
                 self.end_headers()
                 try:
                     while chunk := response.read(CHUNK):
-                        if digest:
-                            digest.update(chunk)
+                        digest.update(chunk)
                         self.wfile.write(b"%x\r\n%s\r\n" % (len(chunk), chunk))
                 except (socket.timeout, TimeoutError, OSError) as err:
                     self.log_error("%s: the upstream stopped sending (%s)", shown(url), err)
                     self.close_connection = True
                     return
-            if digest and digest.hexdigest() != hashes[algorithm].lower():
+            if digest.hexdigest() != expected:
                 # No last chunk: nginx keeps nothing and the client sees a broken download.
-                self.log_error("%s: its %s is not the upstream page's; not passed on", shown(url), algorithm)
+                self.log_error("%s: its sha256 is not the upstream page's; not passed on", shown(url))
                 self.close_connection = True
                 return
             self.wfile.write(b"0\r\n\r\n")
@@ -334,7 +413,8 @@ def serve(port: int) -> None:
     if path and os.path.getsize(path) > 0:
         with open(path, encoding="utf-8") as f:
             credentials = f.read().strip()
-    upstream = Upstream(url or "http://upstream.invalid/", credentials, int(os.environ.get("PYPI_UPSTREAM_PAGE_SECONDS", "300")))
+    upstream = Upstream(url or "http://upstream.invalid/", credentials, int(os.environ.get("PYPI_UPSTREAM_PAGE_SECONDS", "300")),
+                        os.environ.get("PYPI_UPSTREAM_FILE_HOSTS", ""))
     server = http.server.ThreadingHTTPServer(("0.0.0.0", port), handler(upstream))
     server.daemon_threads = True
     print(f"upstream {shown(url)} on port {port}" if url else f"no upstream set; idle on port {port}", flush=True)

@@ -5,6 +5,7 @@ is complete, a full disk answers 507 and leaves nothing, and the response waits
 until the indexer lists the file (or refuses it, if it is not a whole wheel
 or archive), and each upload is written to the audit log."""
 
+import hashlib
 import json
 import logging
 import os
@@ -13,7 +14,7 @@ import urllib.error
 import urllib.request
 
 import pypiserver.backend
-from pypiserver.bottle_wrapper import HTTPError, request
+from pypiserver.bottle_wrapper import HTTPError, HTTPResponse, request
 
 from pypi_appliance import audit
 
@@ -89,16 +90,59 @@ def write_file(fh, destination):
         os.unlink(destination)
         refresh()
         raise HTTPError(400, f"{name} was not stored: {invalid[rel]}")
-    audit.record("upload", client=request.environ.get("HTTP_X_REAL_IP", request.remote_addr),
-                 account=(request.auth or ("",))[0], file=rel, size=os.path.getsize(destination))
+    audit.record("upload", client=client(), account=(request.auth or ("",))[0], file=rel,
+                 size=os.path.getsize(destination))
+
+
+def client():
+    return request.environ.get("HTTP_X_REAL_IP", request.remote_addr)
+
+
+def sha256(fh):
+    """The whole file's digest; the file object is left where it was."""
+    offset = fh.tell()
+    fh.seek(0)
+    digest = hashlib.sha256()
+    for block in iter(lambda: fh.read(2**20), b""):
+        digest.update(block)
+    fh.seek(offset)
+    return digest.hexdigest()
 
 
 def exists(self, filename):
     """pypiserver's check for a re-upload walks and stats the whole packages dir
     (a second at 100,000 files, on every upload); the name at the top, where
-    uploads go, is what can clash (link() above refuses it atomically too)."""
-    return any(os.path.lexists(os.path.join(str(root), filename)) for root in self.roots)
+    uploads go, is what can clash (link() above refuses it atomically too).
+
+    The same bytes again (a CI job run twice: twine 6.2 has no --skip-existing
+    for other indexes) answer 200 and change nothing, as pypi.org does; other
+    bytes under the name are refused as before."""
+    path = next((p for p in (os.path.join(str(root), filename) for root in self.roots) if os.path.lexists(p)), None)
+    if path is None:
+        return False
+    upload = request.files.get("content")
+    if upload is not None and upload.raw_filename == filename:
+        with open(path, "rb") as stored:
+            same = sha256(stored) == sha256(upload.file)
+        if same:
+            rel = os.path.relpath(path, PACKAGES)
+            audit.record("upload-identical", client=client(), account=(request.auth or ("",))[0], file=rel)
+            raise HTTPResponse(f"{filename} is already on this index with these contents; nothing changed\n",
+                               status=200, headers={"Content-Type": "text/plain; charset=utf-8"})
+    return True
+
+
+def refuse_removal(self, *args):
+    """pypiserver's remove_pkg form action would let any publish account remove
+    any project's files, unaudited: removal is the helper's, on the host. Its
+    first step (find_version, which nothing else calls) and the removal itself
+    refuse. (The app exists before this file is read: pypi-server starts
+    gunicorn; the backend is shared, the _app module is not.)"""
+    raise HTTPError(403, "Removing files through the index is turned off: an admin removes them on the host with "
+                         "'pypi-appliance remove NAME==VERSION' (asked, audited).")
 
 
 pypiserver.backend.write_file = write_file
 pypiserver.backend.SimpleFileBackend.exists = exists
+pypiserver.backend.BackendProxy.find_version = refuse_removal
+pypiserver.backend.BackendProxy.remove_package = refuse_removal

@@ -1,0 +1,120 @@
+"""What may change the index from outside: the same file again is accepted
+and changes nothing (a CI job run twice), other bytes under its name are
+refused, removals are the helper's, and a browser cannot be made to write for
+another site's page."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from tests.e2e.client import PASSWORD, USER, client_env, index_url, make_wheel, twine_upload, upload_form
+
+pytestmark = pytest.mark.e2e
+
+AUDIT = "/var/log/pypi-appliance/audit.log"
+IDENTICAL = "is already on this index with these contents; nothing changed"
+PROBES = ("retry_probe", "uv_retry_probe", "keep_probe", "csrf_probe", "same_origin_probe")
+
+
+@pytest.fixture(scope="module", autouse=True)
+def leaves_no_probes(system, installed):
+    yield
+    system.sh("rm -f " + " ".join(f"/srv/pypi/packages/{p}-*" for p in PROBES) +
+              " && pypi-appliance reindex >/dev/null 2>&1", check=False)
+
+
+def stored(system, name: str) -> str:
+    """The stored file's inode, size and mtime: what a rewrite would change."""
+    return system.sh(f"stat -c '%i %s %Y' /srv/pypi/packages/{name}").stdout
+
+
+def audit_events(system, name: str) -> list[str]:
+    return [line.split()[1] for line in system.sh(f"cat {AUDIT}").stdout.splitlines() if f"file={name}" in line]
+
+
+def upload(system, wheel, headers=None):
+    body, content_type = upload_form(wheel)
+    return system.fetch_all("/", user=USER, password=PASSWORD, method="POST", data=body,
+                            headers={"Content-Type": content_type, **(headers or {})})
+
+
+def uv_publish(system, wheel):
+    return subprocess.run(
+        [sys.executable, "-m", "uv", "publish", "--publish-url", system.url("/"),
+         "--check-url", index_url(system, USER, PASSWORD), str(wheel)],
+        capture_output=True, text=True, timeout=120,
+        env=client_env(SSL_CERT_FILE=system.ca_file, UV_NO_CONFIG="1", UV_PUBLISH_USERNAME=USER,
+                       UV_PUBLISH_PASSWORD=PASSWORD))
+
+
+def test_the_same_file_again_is_accepted_once_stored(system, installed, tmp_path):
+    wheel = make_wheel(tmp_path, "1.0", project="retry-probe")
+    assert twine_upload(system, wheel, PASSWORD).returncode == 0
+    before = stored(system, wheel.name)
+    # A re-run CI job: twine (6.2 has no --skip-existing here) and curl-like clients get 200.
+    again = twine_upload(system, wheel, PASSWORD)
+    assert again.returncode == 0, again.stdout + again.stderr
+    status, text, headers = upload(system, wheel)
+    assert status == 200 and text.decode() == f"{wheel.name} {IDENTICAL}\n", (status, text)
+    assert stored(system, wheel.name) == before
+    assert audit_events(system, wheel.name) == ["upload", "upload-identical", "upload-identical"]
+
+    # Other bytes under the name: refused as before, in the appliance's words.
+    (tmp_path / "rebuilt").mkdir()
+    rebuilt = make_wheel(tmp_path / "rebuilt", "1.0", project="retry-probe", metadata="Keywords: rebuilt\n")
+    status, text, _ = upload(system, rebuilt)
+    assert status == 409, (status, text)
+    assert f"{wheel.name} already exists on this index, with other contents. Published files never change" \
+        in text.decode()
+    assert stored(system, wheel.name) == before
+
+
+def test_uv_publish_with_check_url_twice(system, installed, tmp_path):
+    wheel = make_wheel(tmp_path, "1.0", project="uv-retry-probe")
+    for _ in range(2):
+        done = uv_publish(system, wheel)
+        assert done.returncode == 0, done.stdout + done.stderr
+    assert "already exists" in done.stderr.lower(), done.stderr  # the second run skips it
+    assert system.sh("ls /srv/pypi/packages").stdout.split().count(wheel.name) == 1
+
+
+def test_removal_through_the_index_is_refused(system, installed, tmp_path):
+    """pypiserver's remove_pkg form action: removal is the helper's (asked, audited)."""
+    wheel = make_wheel(tmp_path, "1.0", project="keep-probe")
+    assert twine_upload(system, wheel, PASSWORD).returncode == 0
+    status, text, _ = system.fetch_all("/", user=USER, password=PASSWORD, method="POST",
+                                       data=b":action=remove_pkg&name=keep-probe&version=1.0",
+                                       headers={"Content-Type": "application/x-www-form-urlencoded"})
+    assert status == 403, (status, text)
+    assert text.decode() == ("Removing files through the index is turned off: an admin removes them on the host "
+                             "with 'pypi-appliance remove NAME==VERSION' (asked, audited).\n")
+    assert wheel.name in system.sh("ls /srv/pypi/packages").stdout
+    assert system.http("/simple/keep-probe/", user=USER, password=PASSWORD) == 200
+
+
+@pytest.mark.parametrize("headers", [
+    {"Origin": "https://evil.example", "Sec-Fetch-Site": "cross-site"},
+    {"Sec-Fetch-Site": "same-site"},
+    {"Origin": "https://evil.example"},  # a browser without Sec-Fetch-Site
+], ids=["cross-site", "same-site", "origin-only"])
+def test_a_browser_write_for_another_site_is_refused(system, installed, tmp_path, headers):
+    wheel = make_wheel(tmp_path, "1.0", project="csrf-probe")
+    status, text, _ = upload(system, wheel, headers)
+    assert status == 403, (status, text)
+    assert text.decode() == ("pypi-appliance: a browser sent this write for a page of another site "
+                             "(Sec-Fetch-Site or Origin); uploads come from twine, uv or curl\n")
+    assert wheel.name not in system.sh("ls /srv/pypi/packages").stdout
+    # Reads from a browser are not writes.
+    assert system.http("/simple/", user=USER, password=PASSWORD, headers=headers) == 200
+
+
+def test_a_browser_write_on_this_site_and_tools_without_the_headers_pass(system, installed, tmp_path):
+    wheel = make_wheel(tmp_path, "1.0", project="same-origin-probe")
+    status, text, _ = upload(system, wheel, {"Sec-Fetch-Site": "same-origin", "Origin": system.url("")})
+    assert status == 200, (status, text)
+    other = make_wheel(tmp_path, "2.0", project="same-origin-probe")
+    assert twine_upload(system, other, PASSWORD).returncode == 0
+    assert {wheel.name, other.name} <= set(system.sh("ls /srv/pypi/packages").stdout.split())
