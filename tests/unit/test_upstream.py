@@ -57,6 +57,9 @@ class Fake(http.server.BaseHTTPRequestHandler):
                  "core-metadata": True},
                 {"filename": "hostile-2.1-py3-none-any.whl", "url": "/p/here.whl", "hashes": {"sha256": H_WHEEL}},
             ]}).encode(), "application/vnd.pypi.simple.v1+json"),
+            "/simple/many/": (json.dumps({"meta": {"api-version": "1.1"}, "name": "many", "files": [
+                {"filename": f"many-{n}.tar.gz", "url": f"file:///x/{n}", "hashes": {"sha256": H_SDIST}}
+                for n in range(50)]}).encode(), "application/vnd.pypi.simple.v1+json"),
         }.get(self.path, (None, None))
         redirects = {"/p/away.whl": f"http://localhost:{self.server.server_port}/p/demo-2.0-py3-none-any.whl",
                      "/p/here.whl": "/p/demo-2.0-py3-none-any.whl"}
@@ -239,3 +242,10 @@ def test_the_credentials_never_follow_a_redirect_elsewhere(service, appliance):
     assert secure.why_not("http://files.example/x.whl").endswith("is plain http under an https upstream")
     assert secure.why_not("https://files.example/x.whl") is None
     assert secure.why_not("ftp://files.example/x.whl").endswith("is not an http(s) URL")
+
+
+def test_dropped_links_are_said_a_few_times(service, capsys):
+    status, _, body = service("/simple/many/", "json")
+    assert status == 200 and json.loads(body)["files"] == []
+    err = capsys.readouterr().err
+    assert err.count("dropped a link: file:///x/") == 5 and "/simple/many/: dropped 45 more links" in err, err

@@ -51,6 +51,7 @@ TIMEOUT = 5
 CHUNK = 1 << 16
 PACKAGE = "pypi-appliance"
 SHA256 = re.compile(r"[0-9a-fA-F]{64}")
+DROPPED_SHOWN = 5
 
 
 class Refused(Exception):
@@ -224,19 +225,24 @@ class Upstream:
     def kept(self, files: list[dict], url: str) -> list[dict]:
         """The page's files the appliance may fetch (why_not) that have a
         sha256 to check them against; the others are dropped, and said."""
-        out = []
+        out, dropped = [], []
         for entry in files:
             why = self.why_not(entry["url"])
             if why is None and not sha256_of(entry["hashes"]):
                 why = f"{entry['filename']} has no sha256"
             if why:
-                print(f"{shown(url)}: dropped a link: {why}", file=sys.stderr, flush=True)
+                dropped.append(why)
                 continue
             meta = entry["core-metadata"]
             # Metadata without a sha256 would go unchecked: clients read the file instead.
             if meta is not False and not sha256_of(meta):
                 entry["core-metadata"] = False
             out.append(entry)
+        # A few reasons, not one line per link: a page may list any number.
+        for why in dropped[:DROPPED_SHOWN]:
+            print(f"{shown(url)}: dropped a link: {why}", file=sys.stderr, flush=True)
+        if len(dropped) > DROPPED_SHOWN:
+            print(f"{shown(url)}: dropped {len(dropped) - DROPPED_SHOWN} more links", file=sys.stderr, flush=True)
         return out
 
     def open(self, url: str, accept: str = "*/*", method: str = "GET"):
