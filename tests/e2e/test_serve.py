@@ -82,11 +82,14 @@ def test_twine_upload_then_conflict(system, installed, tmp_path):
     first = twine_upload(system, wheel, PASSWORD)
     assert first.returncode == 0, first.stdout + first.stderr
     assert wheel.name in system.sh("ls /srv/pypi/packages").stdout.split()
-    again = twine_upload(system, wheel, PASSWORD)
+    # Other bytes under its name (the same bytes again are accepted: test_writes).
+    (tmp_path / "rebuilt").mkdir()
+    rebuilt = make_wheel(tmp_path / "rebuilt", metadata="Keywords: rebuilt\n")
+    again = twine_upload(system, rebuilt, PASSWORD)
     assert again.returncode != 0
     # pypiserver answers twine 400 (twine's --skip-existing expects pypi.org's code), others 409.
     assert "400 Bad Request" in again.stdout + again.stderr
-    body, content_type = upload_form(wheel)
+    body, content_type = upload_form(rebuilt)
     status = system.http("/", user=USER, password=PASSWORD, method="POST", data=body,
                          headers={"Content-Type": content_type})
     assert status == 409
