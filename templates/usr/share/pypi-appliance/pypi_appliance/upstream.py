@@ -245,11 +245,11 @@ class Upstream:
             print(f"{shown(url)}: dropped {len(dropped) - DROPPED_SHOWN} more links", file=sys.stderr, flush=True)
         return out
 
-    def open(self, url: str, accept: str = "*/*", method: str = "GET"):
+    def open(self, url: str, accept: str = "*/*"):
         """The upstream's answer for url; Refused when there is none to pass on."""
         if why := self.why_not(url):
             raise Refused(502, f"not fetched: {why}")
-        request = urllib.request.Request(url, method=method, headers={"Accept": accept, "User-Agent": PACKAGE})
+        request = urllib.request.Request(url, headers={"Accept": accept, "User-Agent": PACKAGE})
         # The credentials go to the upstream's own host only (as pip sends an
         # index's), and never with a redirect (unredirected: urllib copies the others).
         if self.authorization and host_key(url) == self.host:

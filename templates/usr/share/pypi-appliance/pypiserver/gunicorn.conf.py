@@ -90,12 +90,13 @@ def write_file(fh, destination):
         os.unlink(destination)
         refresh()
         raise HTTPError(400, f"{name} was not stored: {invalid[rel]}")
-    audit.record("upload", client=client(), account=(request.auth or ("",))[0], file=rel,
-                 size=os.path.getsize(destination))
+    audit.record("upload", **who(), file=rel, size=os.path.getsize(destination))
 
 
-def client():
-    return request.environ.get("HTTP_X_REAL_IP", request.remote_addr)
+def who():
+    """The audit fields of the request's sender: its address and account."""
+    return {"client": request.environ.get("HTTP_X_REAL_IP", request.remote_addr),
+            "account": (request.auth or ("",))[0]}
 
 
 def sha256(fh):
@@ -126,7 +127,7 @@ def exists(self, filename):
             same = sha256(stored) == sha256(upload.file)
         if same:
             rel = os.path.relpath(path, PACKAGES)
-            audit.record("upload-identical", client=client(), account=(request.auth or ("",))[0], file=rel)
+            audit.record("upload-identical", **who(), file=rel)
             raise HTTPResponse(f"{filename} is already on this index with these contents; nothing changed\n",
                                status=200, headers={"Content-Type": "text/plain; charset=utf-8"})
     return True
