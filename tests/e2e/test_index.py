@@ -202,6 +202,46 @@ def test_remove_and_reindex(system, installed, tmp_path):
     again = {f["filename"]: f["upload-time"] for f in project_json(system, "remove-probe")["files"]}
     assert again == {name: t for name, t in times.items() if name in again}  # upload times survive
 
+    # A removed file's name never gets other bytes (pip's caches may hold the old ones).
+    (tmp_path / "rebuilt").mkdir()
+    rebuilt = make_wheel(tmp_path / "rebuilt", "2.0", project="remove-probe", metadata="Keywords: rebuilt\n")
+    status, text, _ = system.fetch_all("/", user=USER, password=PASSWORD, method="POST",
+                                       data=upload_form(rebuilt)[0], headers={"Content-Type": upload_form(rebuilt)[1]})
+    assert status == 400 and "a file of this name was on this index with other contents" in text.decode(), text
+    assert "remove_probe-2.0" not in system.sh(f"ls {PACKAGES}").stdout
+
+    # With its last release gone, the name is still this index's: an empty page, until released.
+    system.sh("pypi-appliance remove --yes remove-probe==1.0")
+    assert project_json(system, "remove-probe")["files"] == []
+    assert "1 name with no files still this index's (remove-probe)" in system.report()
+    refused = system.sh("pypi-appliance release-name remove-probe </dev/null", check=False)
+    assert refused.returncode == 1 and "add --yes" in refused.stderr
+    system.sh("pypi-appliance release-name --yes remove-probe")
+    assert system.http("/simple/remove-probe/", user=USER, password=PASSWORD) == 404  # no upstream here
+    assert system.sh("pypi-appliance audit -n 1").stdout.split()[1:] == [
+        "release-name", "by=root", "project=remove-probe"]
+    again = system.sh("pypi-appliance release-name --yes remove-probe", check=False)
+    assert again.returncode == 1 and "remove-probe is not held by this index" in again.stderr
+
+
+def test_a_file_the_index_refused_is_named_in_status_and_removed_by_the_helper(system, installed, tmp_path):
+    upload(system, make_wheel(tmp_path, "1.0", project="listed-probe"))
+    system.sh(f"printf 'not a wheel' > {PACKAGES}/stray-1.0-py3-none-any.whl && chown 9898:9898 {PACKAGES}/stray-*")
+    deadline = time.monotonic() + 30
+    while "stray-1.0-py3-none-any.whl: not a whole zip archive" not in (report := system.report()):
+        assert time.monotonic() < deadline, report
+        time.sleep(0.5)
+    assert "('pypi-appliance remove FILE' deletes one)" in report
+    listed = system.sh("pypi-appliance remove --yes listed_probe-1.0-py3-none-any.whl", check=False)
+    assert listed.returncode == 1 and "is listed: remove its release with PROJECT==VERSION" in listed.stderr
+    outside = system.sh("pypi-appliance remove --yes ../auth/htpasswd", check=False)
+    assert outside.returncode == 1 and "is not a file name in the packages dir" in outside.stderr
+    system.sh("pypi-appliance remove --yes stray-1.0-py3-none-any.whl")
+    assert "stray" not in system.sh(f"ls {PACKAGES}").stdout
+    assert "not listed" not in system.report()
+    assert system.sh("pypi-appliance audit -n 1").stdout.split()[1:] == [
+        "remove", "by=root", "file=stray-1.0-py3-none-any.whl"]
+
 
 def test_parallel_uploads_all_listed_with_their_hashes(system, installed, tmp_path):
     wheels = [make_wheel(tmp_path, f"1.{n}", project="parallel-probe") for n in range(16)]

@@ -21,7 +21,7 @@ import pytest
 from tests.e2e import fake_upstream as fake
 from tests.e2e import images
 from tests.e2e.client import (PASSWORD, USER, FormatProxy, client_env, index_url, make_wheel, pip_install,
-                              twine_upload)
+                              tls_args, twine_upload)
 from tests.e2e.test_first_hour import reconfigure
 
 pytestmark = pytest.mark.e2e
@@ -151,6 +151,25 @@ def test_a_name_held_here_is_never_asked_upstream(system, upstream, tmp_path):
     smuggled = "/upstream/a%20HTTP/1.1%0d%0aHost:%20x%0d%0a%0d%0aGET%20/health/" + digest + "/x.whl"
     assert system.http(smuggled, user=USER, password=PASSWORD) in (400, 404)
     assert system.http("/simple/a%0d%0aX:%20y/", user=USER, password=PASSWORD) in (400, 404)
+
+    # Its last release removed, the name stays this index's: no versions, and none of the upstream's.
+    system.sh("pypi-appliance remove --yes held-name==1.0")
+    status, body, _ = system.fetch_all("/simple/held-name/", user=USER, password=PASSWORD,
+                                       headers={"Accept": "application/vnd.pypi.simple.v1+json"})
+    assert status == 200 and json.loads(body)["files"] == [], (status, body)
+    found = subprocess.run(
+        [sys.executable, "-m", "pip", "download", "--no-deps", "--no-cache-dir", *tls_args(system),
+         "-d", str(tmp_path / "none"), "held-name"],
+        capture_output=True, text=True, timeout=180, env=client_env(PIP_INDEX_URL=index_url(system, USER, PASSWORD)))
+    assert found.returncode != 0 and "No matching distribution found for held-name" in found.stderr, found.stderr
+    assert not [path for path in asked(system) if "held" in path.lower()], asked(system)
+    # Released by the admin, it is the upstream's.
+    system.sh("pypi-appliance release-name --yes held-name")
+    assert pip_install(system, tmp_path / "released", PASSWORD, project="held-name") == "9.9"
+    # Its removed file, the same bytes, comes back and holds the name again.
+    again = twine_upload(system, tmp_path / "held_name-1.0-py3-none-any.whl", PASSWORD)
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert pip_install(system, tmp_path / "again", PASSWORD, project="held-name") == "1.0"
 
 
 def test_the_cache_is_capped_and_cleared(system, upstream):

@@ -16,7 +16,7 @@ pytestmark = pytest.mark.e2e
 
 AUDIT = "/var/log/pypi-appliance/audit.log"
 IDENTICAL = "is already on this index with these contents; nothing changed"
-PROBES = ("retry_probe", "uv_retry_probe", "keep_probe", "csrf_probe", "same_origin_probe")
+PROBES = ("retry_probe", "uv_retry_probe", "keep_probe", "csrf_probe", "same_origin_probe", "after_bomb_probe")
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -118,3 +118,57 @@ def test_a_browser_write_on_this_site_and_tools_without_the_headers_pass(system,
     other = make_wheel(tmp_path, "2.0", project="same-origin-probe")
     assert twine_upload(system, other, PASSWORD).returncode == 0
     assert {wheel.name, other.name} <= set(system.sh("ls /srv/pypi/packages").stdout.split())
+
+
+MiB = 2**20
+INDEXER_PROCESSES = r"""
+import glob, re
+for status in glob.glob("/proc/[0-9]*/status"):
+    try:
+        text = open(status).read()
+        command = open(status.replace("status", "cmdline"), "rb").read().replace(b"\0", b" ").decode()
+    except OSError:
+        continue
+    peak = re.search(r"VmHWM:\s+(\d+) kB", text)
+    if peak and "pypi_appliance" in command:
+        print("inspector" if "inspector()" in command else "indexer", int(peak.group(1)) * 1024)
+"""
+
+
+def indexer_memory(system) -> dict[str, int]:
+    """Peak resident bytes (VmHWM) of the indexer and its inspector process."""
+    out = system.sh("docker exec -i pypi-appliance-indexer-1 python -", input=INDEXER_PROCESSES).stdout
+    return {kind: int(size) for kind, size in (line.split() for line in out.splitlines())}
+
+
+def test_upload_bombs_are_refused_and_the_next_upload_is_listed(system, installed, tmp_path):
+    """The review's bombs, at its sizes: each refused with the bound it breaks,
+    nothing kept, the indexer's memory small; one past every check (a pax
+    header read whole) stopped by the inspector's own limit."""
+    from tests import bombs
+
+    made = [
+        (bombs.sparse_sdist(tmp_path, hole="4G"), "member bomb_sparse-1.0/PKG-INFO is a sparse file"),
+        (bombs.bzip2_wheel(tmp_path, size=512 * MiB), "is compressed with method 12"),
+        (bombs.huge_metadata_wheel(tmp_path, size=200 * MiB), "is 200 MiB, more than the 8 MiB the index reads"),
+        (bombs.overlapping_wheel(tmp_path, copies=16, size=64 * MiB), "overlap"),
+        (bombs.pax_sdist(tmp_path, size=768 * MiB), "checking it needs more than 256 MiB of memory"),
+    ]
+    (tmp_path / "good").mkdir()
+    for n, (bomb, reason) in enumerate(made):
+        if n == len(made) - 1:
+            before = indexer_memory(system)
+            print(f"indexer memory after the review's bombs: {before}")
+            assert before["indexer"] < 96 * MiB and before["inspector"] < 96 * MiB, before
+        status, text, _ = upload(system, bomb)
+        assert status == 400 and text.decode().startswith(f"{bomb.name} was not stored: "), (status, text)
+        assert reason in text.decode(), text
+        assert bomb.name not in system.sh("ls /srv/pypi/packages").stdout
+        good = make_wheel(tmp_path / "good", f"1.{n}", project="after-bomb-probe")
+        assert twine_upload(system, good, PASSWORD).returncode == 0
+        status, body, _ = system.fetch_all("/simple/after-bomb-probe/", user=USER, password=PASSWORD)
+        assert status == 200 and good.name in body.decode()
+    after = indexer_memory(system)
+    print(f"indexer memory after the pax bomb: {after}")
+    assert after["indexer"] < 96 * MiB and after["inspector"] <= 256 * MiB, after
+    assert "not listed" not in system.report()

@@ -3,6 +3,7 @@
 import os
 import re
 import socket
+import shutil
 import stat
 import tarfile
 import subprocess
@@ -41,6 +42,15 @@ def helper(tmp_path, request):
                      PYPI_AUDIT_LOG=str(tmp_path / "audit.log"), SUDO_USER="alice"),
         )
 
+    def sync():
+        """What the indexer does: list the packages dir (here as root, in place)."""
+        return subprocess.run(
+            [request.param, "-c", "import sys; from pypi_appliance.index import Index, Syncer; "
+             "Syncer(Index(sys.argv[1]), log=print).sync()", str(data)],
+            capture_output=True, text=True, check=True,
+            env=dict(os.environ, PYTHONPATH=str(tree / "root/usr/share/pypi-appliance")))
+
+    run.sync = sync
     run.conf = conf
     run.tls = tmp_path / "tls"
     run.htpasswd = data / "auth" / "htpasswd"
@@ -298,6 +308,7 @@ def populated(helper):
     (packages / "probe-1.0-py3-none-any.whl").write_bytes(wheel_bytes())
     (packages / "probe-2.0-py3-none-any.whl").write_bytes(wheel_bytes(version="2.0"))
     helper("user", "add", "--role", "publish", "--password-stdin", "admin", stdin=PASSWORD + "\n")
+    helper.sync()  # backups take what the index lists
     return helper
 
 
@@ -307,7 +318,7 @@ def test_backup_leaves_out_a_file_still_being_uploaded(populated, tmp_path):
     archive = tmp_path / "b.tar.gz"
     result = populated("backup", str(archive))
     assert result.returncode == 0, result.stderr
-    assert "left out partial-1.0-py3-none-any.whl" in result.stderr
+    assert "left out 1 files the index does not list" in result.stderr and "partial-1.0-py3-none-any.whl" in result.stderr
 
     names = tarfile.open(archive).getnames()
     assert "pypi-appliance-backup/packages/probe-1.0-py3-none-any.whl" in names
@@ -371,6 +382,34 @@ def test_restore_names_what_it_replaces_and_keeps_it(populated, tmp_path):
         names = {m.name.split("/", 1)[1]: kept.extractfile(m).read() for m in kept if m.isfile()}
     assert names["packages/later-1.0-py3-none-any.whl"] == later
     assert b"admin:" in names["auth/htpasswd"] and "MANIFEST.sha256" in names
+
+
+def test_backup_takes_what_the_index_lists_subfolders_and_the_audit_log(populated, tmp_path):
+    packages = populated.data / "packages"
+    (packages / "team").mkdir()
+    (packages / "team" / "deep-1.0-py3-none-any.whl").write_bytes(wheel_bytes("deep"))
+    populated.sync()
+    changed = packages / "probe-2.0-py3-none-any.whl"  # rewritten in place since it was listed
+    changed.write_bytes(wheel_bytes(version="2.0")[:-1] + b"!")
+    populated.audit.write_text("2026-01-01T00:00:00.000Z upload client=10.0.0.9 account=ci file=old.whl\n")
+    archive = tmp_path / "b.tar.gz"
+    result = populated("backup", str(archive))
+    assert result.returncode == 0, result.stderr
+    assert "left out probe-2.0-py3-none-any.whl: differs from what the index lists" in result.stderr
+    names = tarfile.open(archive).getnames()
+    assert "pypi-appliance-backup/packages/team/deep-1.0-py3-none-any.whl" in names
+    assert "pypi-appliance-backup/packages/probe-2.0-py3-none-any.whl" not in names
+    assert "pypi-appliance-backup/log/audit.log" in names
+    # A disk lost, the log gone: the restore brings back the subfolder and the log's lines.
+    shutil.rmtree(packages)
+    packages.mkdir()
+    populated.audit.write_text("2026-06-01T00:00:00.000Z user-add by=root account=new\n")
+    result = populated("restore", "--yes", str(archive))
+    assert result.returncode == 0, result.stderr
+    assert (packages / "team" / "deep-1.0-py3-none-any.whl").read_bytes() == wheel_bytes("deep")
+    lines = populated.audit.read_text().splitlines()
+    assert lines[0].endswith("file=old.whl") and lines[1].endswith("account=new") and " restore " in lines[-1]
+    assert "audit_lines=1" in lines[-1]
 
 
 def test_restore_of_a_backup_from_before_roles_keeps_publishing(populated, tmp_path):

@@ -114,17 +114,44 @@ def test_upload_times_and_yanks_survive_reindex_restore_and_a_missing_disk(index
     data = wheel.read_bytes()
     wheel.unlink()
     syncer.sync()
-    assert not os.path.exists(os.path.join(ix.simple, "keep-probe"))
+    assert project_page(ix, "keep-probe")["files"] == []  # still this index's name
     wheel.write_bytes(data)
     syncer.sync()
     item = project_page(ix, "keep-probe")["files"][0]
     assert (item["upload-time"], item["yanked"]) == (first, "bad")
-    # Other bytes under that name are another file.
+    # Other bytes never take that name, before or after a reindex (replaced,
+    # not deleted first: a new file may get a deleted one's inode).
+    make_wheel(packages.parent, "1.0", project="keep-probe", metadata="Summary: other\n").replace(wheel)
+    assert "was on this index with other contents" in syncer.sync()["invalid"][wheel.name]
+    assert project_page(ix, "keep-probe")["files"] == []
+    reindexed = Syncer(ix, log=lambda text: None, rehash=True).sync()
+    assert "was on this index with other contents" in reindexed["invalid"][wheel.name]
+    (packages.parent / "same").write_bytes(data)
+    (packages.parent / "same").replace(wheel)
+    assert syncer.sync()["added"] == [wheel.name]
+    assert project_page(ix, "keep-probe")["files"][0]["upload-time"] == first
+
+
+def test_a_name_is_held_until_released_and_an_upload_holds_it_again(index):
+    ix, syncer, packages = index
+    wheel = make_wheel(packages, "1.0", project="held-probe")
+    syncer.sync()
     wheel.unlink()
     syncer.sync()
-    make_wheel(packages, "1.0", project="keep-probe", metadata="Summary: other\n")
+    root = json.loads(open(os.path.join(ix.simple, "index.json")).read())
+    assert project_page(ix, "held-probe")["files"] == [] and {"name": "held-probe"} in root["projects"]
+    assert json.loads(open(ix.status_file).read())["held-without-files"] == ["held-probe"]
+    with ix.lock():
+        record = ix.load("held-probe")
+        record["released"] = True
+        ix.save("held-probe", record)
+        ix.publish("held-probe", record)
     syncer.sync()
-    assert project_page(ix, "keep-probe")["files"][0]["upload-time"] != first
+    assert not os.path.exists(os.path.join(ix.simple, "held-probe"))
+    make_wheel(packages, "2.0", project="held-probe")
+    syncer.sync()
+    assert [f["filename"] for f in project_page(ix, "held-probe")["files"]] == ["held_probe-2.0-py3-none-any.whl"]
+    assert "released" not in ix.load("held-probe")
 
 
 def test_pages_carry_the_pep_fields_escaped(appliance):
@@ -192,3 +219,55 @@ def test_pages_of_an_older_shape_are_written_again(index):
     before = os.stat(path).st_mtime_ns
     Syncer(ix, log=lambda text: None).sync()  # the current shape: nothing written again
     assert os.stat(path).st_mtime_ns == before
+
+
+def test_bombs_are_refused_with_the_bound_they_break_and_others_still_list(index, tmp_path):
+    from tests import bombs
+
+    ix, syncer, packages = index
+    sparse = bombs.sparse_sdist(packages)
+    bzip2 = bombs.bzip2_wheel(packages, size=2**20)
+    metadata = bombs.huge_metadata_wheel(packages, size=16 * 2**20)
+    overlap = bombs.overlapping_wheel(packages, size=2**20)
+    good = make_wheel(packages, "1.0", project="after-bombs")
+    changes = syncer.sync()
+    assert changes["added"] == [good.name]
+    assert changes["invalid"] == {
+        sparse.name: "member bomb_sparse-1.0/PKG-INFO is a sparse file",
+        bzip2.name: "member bomb_bzip2/__init__.py is compressed with method 12; "
+                    "wheels and zip archives here use stored or deflate",
+        metadata.name: "its bomb_metadata-1.0.dist-info/METADATA is 16 MiB, more than the 8 MiB the index reads",
+        overlap.name: "members bomb_overlap/__init__.py and bomb_overlap/c0000000.py overlap",
+    }
+    assert json.loads(open(ix.status_file).read())["invalid"] == changes["invalid"]
+
+
+def test_an_archive_that_unpacks_past_its_budget_is_refused(appliance, tmp_path, monkeypatch):
+    from pypi_appliance import index
+
+    monkeypatch.setattr(index, "UNPACKED_MAX", 2**20)  # in this process: the inspector's is 1 GiB
+    path = tmp_path / "zeros-1.0.tar.gz"
+    metadata = b"Metadata-Version: 2.1\nName: zeros\nVersion: 1.0\n"
+    with tarfile.open(path, "w:gz") as archive:
+        for name, data in (("zeros-1.0/PKG-INFO", metadata), ("zeros-1.0/zeros.bin", bytes(4 * 2**20))):
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            archive.addfile(info, io.BytesIO(data))
+    limit = 2**20 + 32 * path.stat().st_size
+    with pytest.raises(index.Invalid) as refused:
+        index.inspect(str(path), path.name)
+    assert str(refused.value) == (f"it unpacks to more than {limit / 2**20:,.0f} MiB (the index reads at most "
+                                  "1 MiB plus 32 times the file's size)")
+
+
+def test_a_file_that_breaks_the_inspector_is_that_file_s_alone(index):
+    """A pax header read whole into memory passes every check above: the
+    inspector's address-space limit stops it, and the pass goes on."""
+    from tests import bombs
+
+    ix, syncer, packages = index
+    bomb = bombs.pax_sdist(packages)
+    good = make_wheel(packages, "1.0", project="after-pax")
+    changes = syncer.sync()
+    assert changes["added"] == [good.name]
+    assert changes["invalid"][bomb.name] == "checking it needs more than 256 MiB of memory"

@@ -13,11 +13,11 @@ import sys
 import tarfile
 import tempfile
 import time
-import zipfile
 import zlib
 
 from pypi_appliance import audit
 from pypi_appliance.host import run
+from pypi_appliance.index import Index
 from pypi_appliance.roles import ROLES, format_roles
 from pypi_appliance.settings import CONF, KEYS, PACKAGE, SERVER_GID, TLS_DIR, Fail, Settings, read_conf, write_conf
 from pypi_appliance.tls import ensure_certificate, tls_paths
@@ -28,21 +28,6 @@ BACKUP_ROOT = f"{PACKAGE}-backup"
 MANIFEST = "MANIFEST.sha256"
 
 
-def complete(path):
-    """Whether a package file is whole: one still being uploaded is not."""
-    try:
-        if path.endswith((".whl", ".zip", ".egg")):
-            with zipfile.ZipFile(path) as archive:
-                return archive.testzip() is None
-        if path.endswith((".tar.gz", ".tgz")):
-            with gzip.open(path) as stream:
-                while stream.read(2**20):
-                    pass
-        return True
-    except (OSError, EOFError, zipfile.BadZipFile, zlib.error):
-        return False
-
-
 def sha256(stream):
     h = hashlib.sha256()
     for chunk in iter(lambda: stream.read(2**20), b""):
@@ -50,11 +35,15 @@ def sha256(stream):
     return h.hexdigest()
 
 
-def write_archive(target, staged):
+def write_archive(target, staged, digests=None):
     """A tar.gz of (path, name) pairs with a checksum manifest, written under a
-    temporary name, root-only (it holds password hashes and maybe the CA key)."""
+    temporary name, root-only (it holds password hashes and maybe the CA key).
+    digests: names whose sha256 is known already (package files)."""
     lines = []
     for src, arc in staged:
+        if digests and arc in digests:
+            lines.append(f"{digests[arc]}  {arc}\n")
+            continue
         with open(src, "rb") as f:
             lines.append(f"{sha256(f)}  {arc}\n")
     manifest = "".join(lines).encode()
@@ -104,40 +93,99 @@ def cmd_backup(args, conf: Settings):
     packages = os.path.join(data, "packages")
     if not os.path.isdir(packages):
         raise Fail(f"{packages} does not exist; nothing to back up")
+    index = Index(data)
     with tempfile.TemporaryDirectory(prefix=f".{PACKAGE}-backup.", dir=data) as scratch:
-        staged, skipped = [], []
-        for name in sorted(os.listdir(packages)):
-            src = os.path.join(packages, name)
-            if name.startswith(".") or not os.path.isfile(src):
+        # Exactly what the index lists (subfolders too), as it lists it: a file
+        # it refused, or one that changed since it was read, is left out.
+        staged, digests, skipped = [], {}, []
+        listed = listed_files(index)
+        for name, digest in listed.items():
+            copy = os.path.join(scratch, "packages", name)
+            os.makedirs(os.path.dirname(copy), exist_ok=True)
+            try:  # a hard link keeps the file for the archive even if it is deleted meanwhile
+                os.link(os.path.join(packages, name), copy)
+            except FileNotFoundError:
+                skipped.append(f"{name}: removed meanwhile")
                 continue
-            # A hard link keeps the file for the archive even if it is deleted meanwhile.
-            copy = os.path.join(scratch, name)
-            try:
-                os.link(src, copy)
             except OSError:
-                shutil.copy2(src, copy)
-            if complete(copy):
-                staged.append((copy, f"packages/{name}"))
-            else:
-                skipped.append(name)
+                shutil.copy2(os.path.join(packages, name), copy)
+            with open(copy, "rb") as f:
+                if sha256(f) != digest:
+                    skipped.append(f"{name}: differs from what the index lists ('{PACKAGE} reindex' reads it again)")
+                    continue
+            staged.append((copy, f"packages/{name}"))
+            digests[f"packages/{name}"] = digest
+        unlisted = sorted(set(index.walk()[0]) - set(listed))
         staged += [(src, arc) for src, arc in sources if os.path.isfile(src)]
-        # Upload times and yanks: what the files themselves cannot say.
-        records = os.path.join(data, "index", "records")
-        for name in sorted(os.listdir(records)) if os.path.isdir(records) else []:
-            if name.endswith(".json") and not name.startswith("."):
-                copy = os.path.join(scratch, f"record-{name}")
-                shutil.copy2(os.path.join(records, name), copy)
-                staged.append((copy, f"index/records/{name}"))
-        write_archive(target, staged)
-    for name in skipped:
-        print(f"{PACKAGE}: left out {name}: incomplete (an upload in progress?)", file=sys.stderr)
-    count = sum(1 for _, arc in staged if arc.startswith("packages/"))
+        # Upload times, yanks, held names and the hashes of removed files:
+        # what the files themselves cannot say.
+        for project in index.projects():
+            copy = os.path.join(scratch, f"record-{project}.json")
+            shutil.copy2(index.record_path(project), copy)
+            staged.append((copy, f"index/records/{project}.json"))
+        staged += audit_logs()
+        write_archive(target, staged, digests)
+    for why in skipped:
+        print(f"{PACKAGE}: left out {why}", file=sys.stderr)
+    if unlisted:
+        print(f"{PACKAGE}: left out {len(unlisted)} files the index does not list ('{PACKAGE} status' says why): "
+              + ", ".join(unlisted[:5]) + (", ..." if len(unlisted) > 5 else ""), file=sys.stderr)
+    count = len(digests)
     print(f"backed up {count} package files{' and the CA' if args.with_ca else ''} to {target}", file=sys.stderr)
+
+
+def listed_files(index: Index) -> dict[str, str]:
+    """Every file the index lists, with its sha256: what backup and restore walk."""
+    return {name: entry["sha256"] for project in index.projects()
+            for name, entry in index.load(project)["files"].items()}
+
+
+def audit_logs() -> list[tuple[str, str]]:
+    """The audit log and its rotations, as (path, name in the archive)."""
+    directory, base = os.path.split(audit.LOG)
+    names = sorted(n for n in os.listdir(directory) if n == base or n.startswith(f"{base}.")) \
+        if os.path.isdir(directory) else []
+    return [(os.path.join(directory, n), f"log/{n}") for n in names]
+
+
+def audit_lines(paths) -> list[bytes]:
+    lines = []
+    for path in paths:
+        with (gzip.open if path.endswith(".gz") else open)(path, "rb") as f:
+            lines += f.read().splitlines(keepends=True)
+    return lines
+
+
+def merge_audit_log(scratch) -> int:
+    """The backup's audit lines this host's log lacks (after a purge: all of
+    them) go into its log, in time order; returns how many."""
+    theirs = audit_lines(sorted(os.path.join(scratch, "log", n) for n in os.listdir(os.path.join(scratch, "log")))
+                         if os.path.isdir(os.path.join(scratch, "log")) else [])
+    here = audit_lines([src for src, _ in audit_logs()])
+    known = set(here)
+    missing = [line for line in dict.fromkeys(theirs) if line not in known and line.endswith(b"\n")]
+    if not missing:
+        return 0
+    current = audit_lines([audit.LOG]) if os.path.isfile(audit.LOG) else []
+    merged = sorted(missing + current, key=lambda line: line.split(b" ", 1)[0])  # stamps sort as times
+    os.makedirs(os.path.dirname(audit.LOG), exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(audit.LOG), prefix=".audit-restore-")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.writelines(merged)
+        os.chown(tmp, 0, SERVER_GID)
+        os.chmod(tmp, 0o660)
+        os.replace(tmp, audit.LOG)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+    return len(missing)
 
 
 # What restore puts back; config/ in an archive is for reference only. Of the
 # index, only the records: the indexer makes the pages from them and the files.
-RESTORED = ("packages", "auth", "tls", "index")
+RESTORED = ("packages", "auth", "tls", "index", "log")
 BACKUP_CONF = f"config/{PACKAGE}.conf"
 # Settings that belong to the host, not to the index: a restore never offers them.
 HOST_SETTINGS = ("PYPI_DATA_DIR", "PYPI_BIND_ADDRESS", "PYPI_TLS_CERT", "PYPI_TLS_KEY", "PYPI_TLS_NAMES")
@@ -218,10 +266,8 @@ def replaced_by(conf: Settings, members):
     data = conf.data_dir
     packages = os.path.join(data, "packages")
     losses = []
-    for name in sorted(os.listdir(packages)) if os.path.isdir(packages) else []:
+    for name in sorted(Index(data).walk()[0]):
         live = os.path.join(packages, name)
-        if name.startswith(".") or not os.path.isfile(live):
-            continue
         digest = members.get(f"packages/{name}")
         if digest is None:
             when = time.strftime("%Y-%m-%d %H:%M", time.localtime(os.path.getmtime(live)))
@@ -295,8 +341,8 @@ def cmd_restore(args, conf: Settings):
         losses = replaced_by(conf, members)
         print(
             f"{args.file}: {count} package files, the password file and roles, the index's records (upload "
-            f"times, yanks){' and a CA' if with_ca else ''}. Not restored: settings (below), the audit log, "
-            "the upstream's cache (fetched again).", file=sys.stderr
+            f"times, yanks, held names){' and a CA' if with_ca else ''}; its audit lines are added to this "
+            "host's. Not restored: settings (below), the upstream's cache (fetched again).", file=sys.stderr
         )
         differences = settings_differences(scratch, conf)
         if losses:
@@ -352,7 +398,8 @@ def cmd_restore(args, conf: Settings):
         finally:
             if state == "active":
                 subprocess.run(["systemctl", "start", f"{PACKAGE}.service"], check=True)
-    audit.record("restore", by=audit.actor(), file=os.path.abspath(args.file), packages=count)
+        added = merge_audit_log(scratch)
+    audit.record("restore", by=audit.actor(), file=os.path.abspath(args.file), packages=count, audit_lines=added)
     print(
         f"restored {count} package files and the password file{' and the CA' if with_ca else ''} from {args.file}",
         file=sys.stderr,

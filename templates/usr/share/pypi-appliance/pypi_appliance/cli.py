@@ -12,7 +12,7 @@ from pypi_appliance.backup import cmd_backup, cmd_restore
 from pypi_appliance.cache import cmd_cache
 from pypi_appliance.clients import CLIENT_BUNDLE, cmd_client_config, cmd_url
 from pypi_appliance.compose import cmd_down, cmd_logs, cmd_up
-from pypi_appliance.releases import cmd_reindex, cmd_remove, cmd_unyank, cmd_yank
+from pypi_appliance.releases import cmd_reindex, cmd_release_name, cmd_remove, cmd_unyank, cmd_yank
 from pypi_appliance.settings import KEYS, PACKAGE, Fail, NeedsRoot, cmd_write_config, read_conf
 from pypi_appliance.status import cmd_status
 from pypi_appliance.tls import cmd_tls
@@ -204,16 +204,34 @@ logged to the journal; kept in backups.""",
         sub,
         "remove",
         cmd_remove,
-        "delete a release's files from the index",
+        "delete a release's files, or a file the index refused",
         """\
-Delete every file of PROJECT==VERSION from the packages dir and the index.
-It names the files and asks on a terminal; without one it needs --yes.
-A deleted release cannot come back under the same file names with other
-contents: pip's caches may hold the old ones. Logged to the journal.""",
+Delete every file of PROJECT==VERSION from the packages dir and the index,
+or one FILE in the packages dir that the index does not list ('status' names
+them, with the reason). It names the files and asks on a terminal; without
+one it needs --yes. A deleted release cannot come back under the same file
+names with other contents (pip's caches may hold the old ones), and the name
+stays this index's: the upstream does not answer for it until
+'release-name'. Logged to the journal and the audit log.""",
         root=True,
     )
-    rv.add_argument("release", metavar="PROJECT==VERSION")
+    rv.add_argument("release", metavar="PROJECT==VERSION|FILE")
     rv.add_argument("-y", "--yes", action="store_true", help="do not ask (required when not on a terminal)")
+    rn = command(
+        sub,
+        "release-name",
+        cmd_release_name,
+        "let the upstream answer for a name this index no longer has files of",
+        """\
+A name is this index's from its first upload, whatever happens to its files:
+with none left, pip finds no versions of it here rather than the upstream's
+(dependency confusion). This gives a name with no files back to the upstream
+(PYPI_UPSTREAM). An upload under it holds it again. Asks on a terminal;
+without one it needs --yes. Logged to the audit log.""",
+        root=True,
+    )
+    rn.add_argument("name", metavar="NAME")
+    rn.add_argument("-y", "--yes", action="store_true", help="do not ask (required when not on a terminal)")
     command(
         sub,
         "reindex",

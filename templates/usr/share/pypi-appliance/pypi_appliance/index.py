@@ -17,6 +17,7 @@ Python and on the pypiserver image's.
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import email.parser
 import fcntl
@@ -25,10 +26,14 @@ import html
 import json
 import os
 import re
+import resource
+import select
 import shutil
+import subprocess
 import sys
 import tarfile
 import threading
+import time
 import zipfile
 import zlib
 from datetime import datetime, timezone
@@ -61,30 +66,108 @@ def version_key(version: str):
     return [(0, int(part), "") if part.isdigit() else (1, 0, part) for part in re.split(r"[.+!-]", version)]
 
 
+# Bounds on the work one file may cause: an upload bomb is a few hundred bytes
+# that unpack to gigabytes. The checks below give the reason; the inspector's
+# process (Inspector) bounds memory and time whatever the reason.
+METADATA_MAX = 8 * 2**20  # METADATA or PKG-INFO: a long README is a few hundred KiB
+MEMBERS_MAX = 65_536  # members of one archive (a zip without zip64 holds no more)
+UNPACKED_MAX = 2**30  # bytes unpacked, plus EXPANSION times the file's own size
+EXPANSION = 32
+INSPECT_SECONDS = 30
+INSPECT_MEMORY = 256 * 2**20  # address space of the inspector: 8 MiB of METADATA peaks at 115 MiB
+REFRESH_SECONDS = 90  # an upload's answer waits this long for its pass
+# What every build backend writes; zipfile inflates others with no bound per read.
+ZIP_METHODS = {zipfile.ZIP_STORED: "stored", zipfile.ZIP_DEFLATED: "deflate"}
+
+
 def _headers(data: bytes) -> email.message.Message:
     return email.parser.BytesHeaderParser().parsebytes(data)
 
 
-def _zip_metadata(path: str, member_re: str) -> bytes:
+def _mib(size: int) -> str:
+    return f"{size / 2**20:,.0f} MiB"
+
+
+class Budget:
+    """What one file may make the index read, and until when."""
+
+    def __init__(self, path: str):
+        self.unpacked = UNPACKED_MAX + EXPANSION * os.path.getsize(path)
+        self.deadline = time.monotonic() + INSPECT_SECONDS
+
+    def check_size(self, total: int) -> None:
+        if total > self.unpacked:
+            raise Invalid(f"it unpacks to more than {_mib(self.unpacked)} (the index reads at most "
+                          f"{_mib(UNPACKED_MAX)} plus {EXPANSION} times the file's size)")
+
+    def check_time(self) -> None:
+        if time.monotonic() > self.deadline:
+            raise Invalid(f"checking it took longer than {INSPECT_SECONDS} s")
+
+    @staticmethod
+    def check_members(count: int) -> None:
+        if count > MEMBERS_MAX:
+            raise Invalid(f"it has more than {MEMBERS_MAX:,} members")
+
+    @staticmethod
+    def check_metadata(member: str, size: int) -> None:
+        if size > METADATA_MAX:
+            raise Invalid(f"its {member} is {_mib(size)}, more than the {_mib(METADATA_MAX)} the index reads")
+
+
+def _zip_members(archive: zipfile.ZipFile, budget: Budget) -> list[zipfile.ZipInfo]:
+    """The central directory, refused when it names a member twice, lets two
+    members share bytes, or uses a method that inflates without bound."""
+    members = archive.infolist()
+    budget.check_members(len(members))
+    seen = set()
+    for info in members:
+        if info.filename in seen:
+            raise Invalid(f"member {info.filename} appears twice")
+        seen.add(info.filename)
+        if info.compress_type not in ZIP_METHODS:
+            raise Invalid(f"member {info.filename} is compressed with method {info.compress_type}; "
+                          "wheels and zip archives here use stored or deflate")
+    ordered = sorted(members, key=lambda i: i.header_offset)
+    for one, other in zip(ordered, ordered[1:]):
+        if one.header_offset + one.compress_size >= other.header_offset:
+            raise Invalid(f"members {one.filename} and {other.filename} overlap")
+    budget.check_size(sum(i.file_size for i in members))
+    return members
+
+
+def _zip_metadata(path: str, member_re: str, budget: Budget) -> bytes:
     try:
         with zipfile.ZipFile(path) as archive:
-            bad = archive.testzip()
-            if bad is not None:
-                raise Invalid(f"member {bad} is corrupt")
-            names = [n for n in archive.namelist() if re.fullmatch(member_re, n)]
-            if not names:
+            members = _zip_members(archive, budget)
+            for info in members:  # every member matches its CRC: the file is whole
+                try:
+                    with archive.open(info) as stream:
+                        while stream.read(2**20):
+                            budget.check_time()
+                except (zipfile.BadZipFile, zlib.error, EOFError):
+                    raise Invalid(f"member {info.filename} is corrupt") from None
+            found = [i for i in members if re.fullmatch(member_re, i.filename)]
+            if not found:
                 raise Invalid("it holds no metadata file")
-            return archive.read(names[0])
+            budget.check_metadata(found[0].filename, found[0].file_size)
+            return archive.read(found[0])
     except (zipfile.BadZipFile, zlib.error, EOFError) as err:
         raise Invalid(f"not a whole zip archive ({err})") from None
 
 
-def _tar_metadata(path: str) -> bytes:
+def _tar_metadata(path: str, budget: Budget) -> bytes:
     found = None
     try:
         with tarfile.open(path) as archive:
-            for member in archive:  # reads it all: a truncated archive fails here
+            for count, member in enumerate(archive, 1):  # reads it all: a truncated archive fails here
+                budget.check_members(count)
+                budget.check_time()
+                if member.issparse():  # holes that reading makes real
+                    raise Invalid(f"member {member.name} is a sparse file")
+                budget.check_size(member.offset_data + member.size)
                 if found is None and member.isfile() and re.fullmatch(r"[^/]+/PKG-INFO", member.name):
+                    budget.check_metadata(member.name, member.size)
                     found = archive.extractfile(member).read()
     except (tarfile.TarError, zlib.error, EOFError, OSError) as err:
         raise Invalid(f"not a whole archive ({err})") from None
@@ -95,15 +178,16 @@ def _tar_metadata(path: str) -> bytes:
 
 def inspect(path: str, filename: str) -> dict:
     """What the index says of one file; raises Invalid when it is not listable."""
+    budget = Budget(path)
     if filename.endswith(WHEEL):
         parts = filename[: -len(WHEEL)].split("-")
         if len(parts) not in (5, 6):
             raise Invalid("not a wheel file name (name-version-python-abi-platform.whl)")
-        metadata = _zip_metadata(path, r"[^/]+\.dist-info/METADATA")
+        metadata = _zip_metadata(path, r"[^/]+\.dist-info/METADATA", budget)
         prefix = parts[0]
     elif filename.endswith(SDISTS):
         reader = _zip_metadata if filename.endswith(".zip") else None
-        metadata = reader(path, r"[^/]+/PKG-INFO") if reader else _tar_metadata(path)
+        metadata = reader(path, r"[^/]+/PKG-INFO", budget) if reader else _tar_metadata(path, budget)
         prefix = None
     else:
         raise Invalid("not a wheel or source archive that pip can install")
@@ -130,6 +214,79 @@ def inspect(path: str, filename: str) -> dict:
         # PEP 658 serves a wheel's METADATA; sdists carry none of their own.
         "metadata": metadata if prefix is not None else None,
     }
+
+
+class Inspector:
+    """inspect() in a child process with bounded memory and time, reused for
+    every file: what breaks it (a bomb past the checks above, a parser's bug)
+    makes that one file invalid, never the pass."""
+
+    def __init__(self):
+        self.child = None
+
+    def __del__(self):
+        self.stop()
+
+    def start(self) -> None:
+        root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+        code = f"import sys; sys.path.insert(0, {root!r}); from pypi_appliance.index import inspector; inspector()"
+        self.child = subprocess.Popen([sys.executable, "-I", "-c", code], stdin=subprocess.PIPE,
+                                      stdout=subprocess.PIPE, close_fds=True)
+
+    def stop(self) -> None:
+        if getattr(self, "child", None) is not None:
+            self.child.kill()
+            self.child.wait()
+            self.child.stdin.close()
+            self.child.stdout.close()
+            self.child = None
+
+    def __call__(self, path: str, filename: str) -> dict:
+        if self.child is None or self.child.poll() is not None:
+            self.stop()
+            self.start()
+        try:
+            self.child.stdin.write(json.dumps({"path": path, "filename": filename}).encode() + b"\n")
+            self.child.stdin.flush()
+            ready, _, _ = select.select([self.child.stdout], [], [], INSPECT_SECONDS + 5)
+            line = self.child.stdout.readline() if ready else b""
+        except BrokenPipeError:
+            line = b""
+        if not line:
+            self.stop()
+            raise Invalid(f"checking it took longer than {INSPECT_SECONDS} s or more than "
+                          f"{_mib(INSPECT_MEMORY)} of memory")
+        answer = json.loads(line)
+        if "invalid" in answer:
+            raise Invalid(answer["invalid"])
+        if "oserror" in answer:
+            raise OSError(answer["oserror"])
+        if answer["metadata"] is not None:
+            answer["metadata"] = base64.b64decode(answer["metadata"])
+        return answer
+
+
+def inspector() -> None:
+    """The inspector's side: one JSON line in, one out, in an address space of
+    INSPECT_MEMORY."""
+    resource.setrlimit(resource.RLIMIT_AS, (INSPECT_MEMORY, INSPECT_MEMORY))
+    for line in sys.stdin.buffer:
+        ask = json.loads(line)
+        try:
+            info = inspect(ask["path"], ask["filename"])
+            if info["metadata"] is not None:
+                info["metadata"] = base64.b64encode(info["metadata"]).decode()
+            answer = info
+        except Invalid as err:
+            answer = {"invalid": str(err)}
+        except MemoryError:
+            answer = {"invalid": f"checking it needs more than {_mib(INSPECT_MEMORY)} of memory"}
+        except OSError as err:
+            answer = {"oserror": str(err)}
+        except Exception as err:  # noqa: BLE001 - a parser's failure on hostile bytes is that file's
+            answer = {"invalid": f"it cannot be read ({type(err).__name__}: {err})"[:500]}
+        sys.stdout.buffer.write(json.dumps(answer).encode() + b"\n")
+        sys.stdout.buffer.flush()
 
 
 def write_atomic(path: str, data: bytes) -> None:
@@ -261,16 +418,21 @@ class Index:
             return []
 
     def save(self, project: str, record: dict) -> None:
-        if record["files"] or record.get("yanked") or record.get("gone"):
-            write_atomic(self.record_path(project), json.dumps(record, indent=1, sort_keys=True).encode())
-        else:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(self.record_path(project))
+        # Kept with no files: the name stays held (see held()), and the hashes
+        # of its files that were removed stay too (see Syncer.sync).
+        write_atomic(self.record_path(project), json.dumps(record, indent=1, sort_keys=True).encode())
+
+    @staticmethod
+    def held(record: dict) -> bool:
+        """A name is this index's from its first file until an admin releases
+        it (pypi-appliance release-name): with no files left it still has its
+        page, empty, so the upstream never answers for it."""
+        return bool(record["files"]) or not record.get("released")
 
     # Pages.
     def publish(self, project: str, record: dict) -> None:
         directory = os.path.join(self.simple, project)
-        if not record["files"]:
+        if not self.held(record):
             shutil.rmtree(directory, ignore_errors=True)
             return
         page, data = render_project(project, record)
@@ -342,6 +504,7 @@ class Index:
         # The first time the appliance saw these bytes; a restore, a reindex or a
         # packages dir that was briefly missing (an unmounted disk) keeps it.
         tombstone = record.setdefault("gone", {}).pop(name, {})
+        record.pop("released", None)  # held again
         old = previous.get(name) or tombstone
         info["upload-time"] = old["upload-time"] if old.get("sha256") == info["sha256"] else now()
         info["inode"], _, info["mtime_ns"] = stat
@@ -360,13 +523,9 @@ class Index:
     def prune(self) -> None:
         """Pages, records and metadata files that no listed file accounts for."""
         listed = {p: self.load(p) for p in self.projects()}
-        for project, record in listed.items():
-            if not record["files"]:
-                record.pop("gone", None)
-                self.save(project, record)
         if os.path.isdir(self.simple):
             for entry in os.scandir(self.simple):
-                if entry.is_dir() and not listed.get(entry.name, {}).get("files"):
+                if entry.is_dir() and (entry.name not in listed or not self.held(listed[entry.name])):
                     shutil.rmtree(entry.path, ignore_errors=True)
         names = {n for r in listed.values() for n in r["files"]}
         for top, _, files in os.walk(self.metadata):
@@ -397,9 +556,11 @@ class Syncer:
         self.wanted = True
         self.rehash = rehash
         self.listed: dict[str, tuple[str, tuple]] = {}
+        self.empty: set[str] = set()
         self.invalid: dict[str, tuple[tuple, str]] = {}
         self.dirs: dict[str, int] = {}
         self.last = {}
+        self.inspect = Inspector()
 
     def changed(self) -> bool:
         """Cheap: one stat per directory and per file not yet listable."""
@@ -424,6 +585,7 @@ class Syncer:
         with index.lock():
             if not self.dirs:  # first pass: trust the records only where the file is unchanged
                 self.listed = index.known()
+                self.empty = set(index.projects()) - {p for p, _ in self.listed.values()}
                 if index.republish_if_stale():
                     self.log(f"pages written again in this version's shape ({PAGES_SHAPE})")
             files, self.dirs = index.walk()
@@ -459,8 +621,13 @@ class Syncer:
             added, invalid = [], {}
             for name, stat in sorted(todo.items()):
                 try:
-                    info = inspect(os.path.join(index.packages, name), os.path.basename(name))
+                    info = self.inspect(os.path.join(index.packages, name), os.path.basename(name))
                     project = info.pop("project")
+                    known = touched.get(project) or index.load(project)
+                    was = known.get("gone", {}).get(name) or previous.get(name) or {}
+                    if was.get("sha256", info["sha256"]) != info["sha256"]:
+                        raise Invalid(f"a file of this name was on this index with other contents (sha256 "
+                                      f"{was['sha256']}); a file name keeps its bytes, so publish a new version")
                     index.learn(name, stat, info, record(project), previous)
                     self.listed[name] = (project, stat)
                     added.append(name)
@@ -478,6 +645,7 @@ class Syncer:
             if any(had[p] != bool(r["files"]) for p, r in touched.items()) or not index.ready() or self.rehash:
                 index.publish_root()
             self.rehash = False
+            self.empty = {p for p in self.empty | set(touched) if not (r := index.load(p))["files"] and index.held(r)}
             removed = [n for n in gone if n not in self.listed]
             for name in added:
                 self.log(f"listed: {name}")
@@ -488,6 +656,8 @@ class Syncer:
                 "files": len(self.listed),
                 "projects": len({p for p, _ in self.listed.values()}),
                 "invalid": {n: why for n, (_, why) in sorted(self.invalid.items())},
+                # Names with no files that the upstream still does not answer for (release-name).
+                "held-without-files": sorted(self.empty),
             }
             write_atomic(index.status_file, json.dumps(self.last, indent=1).encode())
             return {"added": added, "removed": removed, "invalid": invalid}
@@ -525,7 +695,10 @@ def serve(data_dir: str, port: int) -> None:
 
     index = Index(data_dir)
     syncer = Syncer(index)
-    syncer.sync()
+    try:
+        syncer.sync()
+    except Exception as err:  # noqa: BLE001 - serve what is listed; the next pass retries
+        syncer.log(f"index pass failed: {err!r}")
 
     class Handler(BaseHTTPRequestHandler):
         def answer(self, code: int, body: dict) -> None:
@@ -542,8 +715,8 @@ def serve(data_dir: str, port: int) -> None:
         def do_POST(self):
             if self.path != "/refresh":
                 return self.answer(404, {})
-            if not syncer.request(timeout=60):
-                return self.answer(503, {"error": "the index did not catch up within 60 s"})
+            if not syncer.request(timeout=REFRESH_SECONDS):
+                return self.answer(503, {"error": f"the index did not catch up within {REFRESH_SECONDS} s"})
             return self.answer(200, syncer.last)
 
         def log_message(self, *args):  # one line per change is logged by the syncer instead
@@ -552,7 +725,8 @@ def serve(data_dir: str, port: int) -> None:
     server = ThreadingHTTPServer(("0.0.0.0", port), Handler)
     server.daemon_threads = True
     threading.Thread(target=server.serve_forever, daemon=True).start()
-    syncer.log(f"index ready: {syncer.last['files']} files in {syncer.last['projects']} projects; serving on {port}")
+    last = syncer.last
+    syncer.log(f"index ready: {last.get('files', 0)} files in {last.get('projects', 0)} projects; serving on {port}")
     syncer.run()
 
 

@@ -3,12 +3,13 @@ with the indexer's own code and lock, as its user, and logged to the journal."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 import syslog
 
 from pypi_appliance import audit
-from pypi_appliance.index import Index, Syncer, parse_release
+from pypi_appliance.index import Index, Syncer, normalize, parse_release
 from pypi_appliance.settings import PACKAGE, SERVER_GID, Fail, Settings
 
 
@@ -73,35 +74,84 @@ def cmd_unyank(args, conf: Settings) -> None:
     set_yank(conf, args.release, None)
 
 
+def confirm(args, question: str) -> None:
+    if not args.yes:
+        if not sys.stdin.isatty():
+            raise Fail("not on a terminal: add --yes to do it; nothing was changed")
+        if input(f"{question} [y/N] ").strip().lower() not in ("y", "yes"):
+            raise Fail("nothing was changed")
+
+
+def unlisted_file(index: Index, given: str) -> str:
+    """A file in the packages dir that the index does not list, as status names it."""
+    name = os.path.normpath(given)
+    if os.path.isabs(name) or any(part.startswith(".") for part in name.split(os.sep)):
+        raise Fail(f"{given!r} is not a file name in the packages dir (as 'status' shows it) nor PROJECT==VERSION")
+    if not os.path.isfile(os.path.join(index.packages, name)):
+        raise Fail(f"there is no file {name} in {index.packages} (give PROJECT==VERSION for a listed release)")
+    if name in index.known():
+        raise Fail(f"{name} is listed: remove its release with PROJECT==VERSION")
+    return name
+
+
 def cmd_remove(args, conf: Settings) -> None:
     index = Index(conf.data_dir)
+    if "==" not in args.release:  # a file the index refused (status lists them)
+        name = unlisted_file(index, args.release)
+        print(f"{name}: not listed", file=sys.stderr)
+        confirm(args, "Delete this file for good?")
+        index = open_index(conf)
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(os.path.join(index.packages, name))
+        Syncer(index, log=lambda text: None).sync()
+        audit.record("remove", by=audit.actor(), file=name)
+        logged(f"removed {name} (not listed)")
+        return
     project, version, record = release_files(index, args.release)
     names = sorted(n for n, e in record["files"].items() if e["version"] == version)
     print(f"{project}=={version}: {len(names)} files", file=sys.stderr)
     for name in names:
         print(f"  {name}", file=sys.stderr)
-    if not args.yes:
-        if not sys.stdin.isatty():
-            raise Fail("not on a terminal: add --yes to delete them; nothing was removed")
-        if input("Delete these files for good? [y/N] ").strip().lower() not in ("y", "yes"):
-            raise Fail("nothing was removed")
+    confirm(args, "Delete these files for good?")
     index = open_index(conf)
     for name in names:
-        try:
+        with contextlib.suppress(FileNotFoundError):
             os.unlink(os.path.join(index.packages, name))
-        except FileNotFoundError:
-            pass
     syncer = Syncer(index, log=lambda text: None)
     syncer.sync()
-    with index.lock():  # gone for good: neither its yank nor its upload times stay
+    with index.lock():  # its yank goes; its files' hashes stay, so other bytes cannot take their names
         record = index.load(project)
         record.get("yanked", {}).pop(version, None)
-        for name in names:
-            record.get("gone", {}).pop(name, None)
         index.save(project, record)
     for name in names:
         audit.record("remove", by=audit.actor(), release=f"{project}=={version}", file=name)
-    logged(f"removed {project}=={version} ({', '.join(names)})")
+    logged(f"removed {project}=={version} ({', '.join(names)}); the name stays this index's")
+
+
+def cmd_release_name(args, conf: Settings) -> None:
+    index = Index(conf.data_dir)
+    project = normalize(args.name)
+    record = index.load(project)
+    if not os.path.isfile(index.record_path(project)) or not index.held(record):
+        raise Fail(f"{project} is not held by this index: the upstream answers for it already")
+    if record["files"]:
+        versions = sorted({e["version"] for e in record["files"].values()})
+        raise Fail(f"{project} still has {len(record['files'])} files ({', '.join(versions)}): remove them first "
+                   f"(pypi-appliance remove {project}=={versions[0]}); nothing was changed")
+    print(f"{project}: no files; the upstream will answer for it (its files of other contents stay refused here)",
+          file=sys.stderr)
+    confirm(args, f"Let the upstream answer for {project}?")
+    index = open_index(conf)
+    with index.lock():
+        record = index.load(project)
+        if record["files"]:
+            raise Fail(f"{project} got files meanwhile; nothing was changed")
+        record["released"] = True
+        index.save(project, record)
+        index.publish(project, record)
+        index.publish_root()
+    audit.record("release-name", by=audit.actor(), project=project)
+    logged(f"released {project}: the upstream answers for it")
 
 
 def cmd_reindex(args, conf: Settings) -> None:

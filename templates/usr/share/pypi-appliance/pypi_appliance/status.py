@@ -240,6 +240,7 @@ def cmd_status(args, conf: Settings):
         warnings.append(
             f"{len(bad)} files in the packages dir are not listed: "
             + "; ".join(f"{name}: {why}" for name, why in list(bad.items())[:5])
+            + f" ('{PACKAGE} remove FILE' deletes one)"
         )
     report["warnings"] = warnings
     if args.json:
@@ -266,6 +267,7 @@ def cmd_status(args, conf: Settings):
                 f"{plural(report['index']['files'], 'file')} listed in "
                 f"{plural(report['index']['projects'], 'project')} "
                 f"(updated {report['index']['time'][:19].replace('T', ' ')} UTC)"
+                + held_text(report["index"].get("held-without-files", []))
                 if report["index"]
                 else "not made yet (the indexer makes it when the service starts)",
             ),
@@ -286,6 +288,14 @@ def cmd_status(args, conf: Settings):
     if isinstance(found, str) and found.startswith("permission denied"):
         raise NeedsRoot(f"cannot see the containers: {found}")
     return EXIT[state]
+
+
+def held_text(names: list[str]) -> str:
+    if not names:
+        return ""
+    shown = ", ".join(names[:5]) + (", ..." if len(names) > 5 else "")
+    return (f"; {plural(len(names), 'name')} with no files still this index's ({shown}): "
+            f"'{PACKAGE} release-name NAME' lets the upstream answer for one")
 
 
 def plural(n: int, word: str) -> str:

@@ -17,6 +17,7 @@ import pypiserver.backend
 from pypiserver.bottle_wrapper import HTTPError, HTTPResponse, request
 
 from pypi_appliance import audit
+from pypi_appliance.index import REFRESH_SECONDS
 
 # The image's settings (docker/gunicorn.conf.py in pypiserver's repository),
 # but threads, not gevent: bottle keeps each request in a threading.local made
@@ -47,15 +48,15 @@ for _name in os.listdir(PACKAGES):
 
 
 def refresh():
-    """Ask the indexer for a pass over the packages dir; what it found invalid."""
+    """Ask the indexer for a pass over the packages dir: what it found invalid,
+    or None when it did not answer."""
     request = urllib.request.Request(f"{INDEXER}/refresh", data=b"", method="POST")
     try:
-        with urllib.request.urlopen(request, timeout=60) as response:
+        with urllib.request.urlopen(request, timeout=REFRESH_SECONDS + 10) as response:
             return json.load(response).get("invalid", {})
     except (OSError, ValueError) as err:
-        # Still stored: the indexer lists it when it is back.
-        log.warning("the indexer did not answer (%s); the index lists new files when it is back", err)
-        return {}
+        log.warning("the indexer did not answer (%s)", err)
+        return None
 
 
 def write_file(fh, destination):
@@ -84,11 +85,15 @@ def write_file(fh, destination):
         fh.seek(offset)
         if os.path.exists(tmp):
             os.unlink(tmp)
+    # Listed, or gone: a file the index has not checked (a bomb, say) is not kept.
     invalid = refresh()
     rel = os.path.relpath(destination, PACKAGES)
-    if rel in invalid:
+    if invalid is None or rel in invalid:
         os.unlink(destination)
         refresh()
+        if invalid is None:
+            raise HTTPError(503, f"{name} was not stored: the index did not check it within {REFRESH_SECONDS} s. "
+                                 "Nothing was kept; upload it again (pypi-appliance status shows the indexer).")
         raise HTTPError(400, f"{name} was not stored: {invalid[rel]}")
     audit.record("upload", **who(), file=rel, size=os.path.getsize(destination))
 
