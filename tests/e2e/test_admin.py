@@ -159,6 +159,12 @@ def test_backup_purge_reinstall_restore(system, installed, tmp_path):
         upload = twine_upload(system, make_wheel(tmp_path, version, project=PROJECT), PASSWORD)
         assert upload.returncode == 0, upload.stdout
     system.sh(f"pypi-appliance yank {PROJECT}==2.4 --reason 'too old'")
+    # A team's subfolder of the packages dir: listed and served like the top level.
+    team = make_wheel(tmp_path, "1.0", project="team-probe")
+    system.sh("mkdir -p /srv/pypi/packages/team")
+    system.put(f"/srv/pypi/packages/team/{team.name}", team.read_bytes())
+    system.sh("chown -R 9898:9898 /srv/pypi/packages/team")
+    system.wait_http("/simple/team-probe/", 200, timeout=30, user=USER, password=PASSWORD)
     index = index_json(system, PASSWORD)
     ca = system.sh("cat /etc/pypi-appliance/tls/ca.crt").stdout
     # A setting of the site's (the fresh install below has the default, 300).
@@ -186,7 +192,8 @@ def test_backup_purge_reinstall_restore(system, installed, tmp_path):
     code, out = system.interact("pypi-appliance restore /root/site.tar.gz", ["y", "y"])
     assert code == 0 and "and the CA from /root/site.tar.gz" in out, out
     # It says what it brings back and what not, and asks before taking the backup's settings.
-    assert "Not restored: settings (below), the audit log, the upstream's cache" in out, out
+    assert "its audit lines are added to this host's. Not restored: settings (below), the upstream's cache" \
+        in out, out
     assert "The backup's settings differ from this host's (a restore keeps this host's):" in out, out
     assert "PYPI_UPSTREAM_PAGE_SECONDS=120 (here: 300)" in out and "Use the backup's settings? [y/N]" in out, out
     assert "PYPI_UPSTREAM_PAGE_SECONDS=120\n" in system.sh("cat /etc/pypi-appliance/pypi-appliance.conf").stdout
@@ -202,8 +209,12 @@ def test_backup_purge_reinstall_restore(system, installed, tmp_path):
     assert system.http("/simple/", user=USER, password="fresh install password") in REFUSED
     assert pip_install(system, tmp_path, PASSWORD, project=PROJECT) == "2.5"
     assert later.name not in system.sh("ls /srv/pypi/packages").stdout
-    # Upload times and yanks came back with the files.
+    # Upload times and yanks came back with the files, the subfolder's too, and the audit log's lines.
     assert index_json(system, PASSWORD) == index
+    assert pip_install(system, tmp_path / "team", PASSWORD, project="team-probe") == "1.0"
+    log = system.sh("cat /var/log/pypi-appliance/audit.log").stdout
+    assert f'yank by=root release={PROJECT}==2.4 reason="too old"' in log
+    assert log.index("yank by=root") < log.index(" restore by=root"), log
     system.sh("pypi-appliance write-config PYPI_UPSTREAM_PAGE_SECONDS=300")
 
 

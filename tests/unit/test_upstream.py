@@ -57,6 +57,8 @@ class Fake(http.server.BaseHTTPRequestHandler):
                  "core-metadata": True},
                 {"filename": "hostile-2.1-py3-none-any.whl", "url": "/p/here.whl", "hashes": {"sha256": H_WHEEL}},
             ]}).encode(), "application/vnd.pypi.simple.v1+json"),
+            "/simple/huge/": (json.dumps({"meta": {"api-version": "1.1"}, "name": "huge", "files": []}).encode()
+                              + b" " * 4096, "application/vnd.pypi.simple.v1+json"),
             "/simple/many/": (json.dumps({"meta": {"api-version": "1.1"}, "name": "many", "files": [
                 {"filename": f"many-{n}.tar.gz", "url": f"file:///x/{n}", "hashes": {"sha256": H_SDIST}}
                 for n in range(50)]}).encode(), "application/vnd.pypi.simple.v1+json"),
@@ -249,3 +251,9 @@ def test_dropped_links_are_said_a_few_times(service, capsys):
     assert status == 200 and json.loads(body)["files"] == []
     err = capsys.readouterr().err
     assert err.count("dropped a link: file:///x/") == 5 and "/simple/many/: dropped 45 more links" in err, err
+
+
+def test_a_page_larger_than_the_bound_is_refused(service, appliance, monkeypatch):
+    monkeypatch.setattr(appliance.upstream, "PAGE_MAX", 4096)
+    status, _, body = service("/simple/huge/", "json")
+    assert status == 502 and b"is larger than 0 MiB, more than this appliance reads" in body, body

@@ -49,6 +49,9 @@ ACCEPT = ("application/vnd.pypi.simple.v1+json, application/vnd.pypi.simple.v1+h
 # Every wait on the upstream: a name never fetched fails within 10 s, not pip's 15 s x 5 retries.
 TIMEOUT = 5
 CHUNK = 1 << 16
+# A page is read whole: 64 MiB of JSON parses in about 400 MiB (the largest
+# projects on PyPI, nightlies with many wheels a day, have pages of a few tens).
+PAGE_MAX = 64 << 20
 PACKAGE = "pypi-appliance"
 SHA256 = re.compile(r"[0-9a-fA-F]{64}")
 DROPPED_SHOWN = 5
@@ -278,8 +281,11 @@ class Upstream:
         url = f"{self.url}{project}/"
         try:
             with self.open(url, ACCEPT) as response:
-                files = self.kept(parse_page(response.read(), response.headers.get("Content-Type", ""),
-                                             response.url), url)
+                body = response.read(PAGE_MAX + 1)
+                if len(body) > PAGE_MAX:
+                    raise Refused(502, f"the upstream's page {shown(url)} is larger than {PAGE_MAX >> 20} MiB, "
+                                       "more than this appliance reads")
+                files = self.kept(parse_page(body, response.headers.get("Content-Type", ""), response.url), url)
         except (ValueError, KeyError, TypeError, AttributeError) as err:
             raise Refused(502, f"the upstream's page {shown(url)} is not a simple-API page ({err})") from None
         with self.lock:
