@@ -5,6 +5,7 @@ pages, the audit log, its rotation and the fail2ban filter."""
 
 from __future__ import annotations
 
+import base64
 import concurrent.futures
 import json
 import random
@@ -364,3 +365,32 @@ def test_internal_locations_need_the_password_too(system, installed):
         assert system.http(path) in (401, 404), path
     status, _, headers = system.fetch_all("/_index/html/Foo_Bar/")
     assert status == 401 and "Location" not in headers, (status, headers)
+
+
+INTERNAL_PORTS = {  # what a local user could ask without the front door
+    "pypiserver": ("GET", 8080, "/simple/"),
+    "pypiserver ": ("GET", 8080, "/packages/"),
+    "auth": ("GET", 8083, "/check"),
+    "indexer": ("POST", 8082, "/refresh"),
+    "upstream": ("GET", 8084, "/simple/appliance-probe/"),
+}
+
+
+def test_a_local_user_on_the_host_cannot_ask_the_containers(system, installed):
+    """The compose network's addresses are reachable from the host: without
+    this start's key (root-only) each container's port answers 403, and the
+    checker spends no bcrypt on the guess."""
+    failures = system.sh(f"grep -c login-failed {AUDIT} || true").stdout.strip()
+    basic = "Authorization: Basic " + base64.b64encode(f"{USER}:guess".encode()).decode()
+    for name, (method, port, path) in INTERNAL_PORTS.items():
+        service = name.strip()
+        address = system.sh(f"docker inspect -f '{{{{range .NetworkSettings.Networks}}}}{{{{.IPAddress}}}}{{{{end}}}}' "
+                            f"pypi-appliance-{service}-1").stdout.strip()
+        asked = system.sh(f"runuser -u nobody -- curl -s -X {method} -H '{basic}' -H 'X-Real-IP: 10.9.9.9' "
+                          f"-w '\\n%{{http_code}}' http://{address}:{port}{path}")
+        body, _, code = asked.stdout.rpartition("\n")
+        assert code == "403" and "clients use the front door" in body, (name, asked.stdout)
+    assert system.sh(f"grep -c login-failed {AUDIT} || true").stdout.strip() == failures
+    # The front door holds the key: everything works through it.
+    assert system.http("/simple/", user=USER, password=PASSWORD) == 200
+    system.report()  # exits 0: every container healthy

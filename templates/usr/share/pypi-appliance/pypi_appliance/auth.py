@@ -26,7 +26,7 @@ import sys
 import threading
 import time
 
-from pypi_appliance import audit
+from pypi_appliance import audit, internal
 from pypi_appliance.roles import ROLES, may, read_roles
 
 # The config file's settings for it (builder/settings.py), which compose.yaml
@@ -266,7 +266,7 @@ def split_basic(header: str):
 
 
 def handler(checker: Checker):
-    class Handler(http.server.BaseHTTPRequestHandler):
+    class Handler(internal.Guarded, http.server.BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
         # Headers and body are separate writes on a kept-alive connection: with
         # Nagle's algorithm each answer waited for nginx's delayed ACK (40 ms).

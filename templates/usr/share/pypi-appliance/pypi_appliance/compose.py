@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import re
+import secrets
 import subprocess
 import sys
 
@@ -17,7 +18,8 @@ COMPOSE_FILE = f"/etc/{PACKAGE}/compose.yaml"
 NGINX_FILE = os.environ.get("PYPI_APPLIANCE_NGINX_CONF", f"/etc/{PACKAGE}/nginx.conf")
 # What nginx.conf says since the credential checker (0.3.0) and the upstream (0.4.0) came.
 NEEDED = {"proxy_pass http://auth/check;": "does not ask the credential checker",
-          "include /data/upstream/settings.conf;": "does not serve the upstream"}
+          "include /data/upstream/settings.conf;": "does not serve the upstream",
+          "include /etc/nginx/internal-key.conf;": "does not send the containers' key"}
 
 
 def compose(conf: Settings, *args):
@@ -123,6 +125,24 @@ def write_front_door(conf: Settings) -> None:
     os.replace(tmp, FRONT_DOOR)
 
 
+INTERNAL_KEY = f"/run/{PACKAGE}/internal-key"  # compose.yaml mounts it, and its .conf for nginx
+
+
+def write_internal_key() -> None:
+    """A new key at each start (pypi_appliance.internal): the containers' group
+    reads it, nginx (as root) its map; in /run, so never on a disk."""
+    key = secrets.token_urlsafe(32)
+    os.makedirs(os.path.dirname(INTERNAL_KEY), exist_ok=True)
+    for path, text, gid, mode in ((INTERNAL_KEY, key + "\n", SERVER_GID, 0o640),
+                                  (f"{INTERNAL_KEY}.conf", f'map $host $internal_key {{ default "{key}"; }}\n', 0, 0o600)):
+        fd = os.open(f"{path}.tmp", os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
+        with os.fdopen(fd, "w", encoding="ascii") as f:
+            os.fchown(f.fileno(), 0, gid)
+            os.fchmod(f.fileno(), mode)
+            f.write(text)
+        os.replace(f"{path}.tmp", path)
+
+
 def cmd_up(args, conf: Settings):
     check_choices(conf)
     check_conffiles(conf)
@@ -130,6 +150,7 @@ def cmd_up(args, conf: Settings):
     ensure_version(conf)
     write_settings(conf)
     write_front_door(conf)
+    write_internal_key()
     try:
         images.ensure(lambda *args: compose(conf, *args))
     except images.ImagesMissing as err:

@@ -693,6 +693,8 @@ def serve(data_dir: str, port: int) -> None:
     every 0.2 s) or pypiserver asks after an upload (POST /refresh)."""
     from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
+    from pypi_appliance import internal
+
     index = Index(data_dir)
     syncer = Syncer(index)
     try:
@@ -700,7 +702,7 @@ def serve(data_dir: str, port: int) -> None:
     except Exception as err:  # noqa: BLE001 - serve what is listed; the next pass retries
         syncer.log(f"index pass failed: {err!r}")
 
-    class Handler(BaseHTTPRequestHandler):
+    class Handler(internal.Guarded, BaseHTTPRequestHandler):
         def answer(self, code: int, body: dict) -> None:
             data = json.dumps(body).encode()
             self.send_response(code)

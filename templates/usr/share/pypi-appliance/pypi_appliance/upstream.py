@@ -42,6 +42,7 @@ import urllib.error
 import urllib.parse
 import urllib.request
 
+from pypi_appliance import internal
 from pypi_appliance.index import API_VERSION, SDISTS, WHEEL, normalize, render_page, version_key
 
 ACCEPT = ("application/vnd.pypi.simple.v1+json, application/vnd.pypi.simple.v1+html;q=0.2, "
@@ -333,7 +334,7 @@ class Upstream:
 
 
 def handler(upstream: Upstream):
-    class Handler(http.server.BaseHTTPRequestHandler):
+    class Handler(internal.Guarded, http.server.BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
         # Headers and body are separate writes on a kept-alive connection: with
         # Nagle's algorithm each answer waited for nginx's delayed ACK (40 ms).

@@ -14,9 +14,9 @@ import urllib.error
 import urllib.request
 
 import pypiserver.backend
-from pypiserver.bottle_wrapper import HTTPError, HTTPResponse, request
+from pypiserver.bottle_wrapper import Bottle, HTTPError, HTTPResponse, request
 
-from pypi_appliance import audit
+from pypi_appliance import audit, internal
 from pypi_appliance.index import REFRESH_SECONDS
 
 # The image's settings (docker/gunicorn.conf.py in pypiserver's repository),
@@ -50,7 +50,8 @@ for _name in os.listdir(PACKAGES):
 def refresh():
     """Ask the indexer for a pass over the packages dir: what it found invalid,
     or None when it did not answer."""
-    request = urllib.request.Request(f"{INDEXER}/refresh", data=b"", method="POST")
+    request = urllib.request.Request(f"{INDEXER}/refresh", data=b"", method="POST",
+                                     headers={internal.HEADER: internal.key().decode()})
     try:
         with urllib.request.urlopen(request, timeout=REFRESH_SECONDS + 10) as response:
             return json.load(response).get("invalid", {})
@@ -148,6 +149,19 @@ def refuse_removal(self, *args):
                          "'pypi-appliance remove NAME==VERSION' (asked, audited).")
 
 
+def guarded(self, environ, start_response):
+    """Only the front door (and the container itself) may ask pypiserver:
+    it serves every package without asking for a password (see internal)."""
+    if internal.allowed(environ.get("HTTP_" + internal.HEADER.upper().replace("-", "_")),
+                        environ.get("REMOTE_ADDR", "")):
+        return serve(self, environ, start_response)
+    start_response("403 Forbidden", [("Content-Type", "text/plain; charset=utf-8"),
+                                     ("Content-Length", str(len(internal.REFUSAL)))])
+    return [internal.REFUSAL]
+
+
+serve = Bottle.__call__
+Bottle.__call__ = guarded  # the app exists already (see refuse_removal): its class is shared
 pypiserver.backend.write_file = write_file
 pypiserver.backend.SimpleFileBackend.exists = exists
 pypiserver.backend.BackendProxy.find_version = refuse_removal
