@@ -387,7 +387,8 @@ def test_restore_names_what_it_replaces_and_keeps_it(populated, tmp_path):
 def test_backup_takes_what_the_index_lists_subfolders_and_the_audit_log(populated, tmp_path):
     packages = populated.data / "packages"
     (packages / "team").mkdir()
-    (packages / "team" / "deep-1.0-py3-none-any.whl").write_bytes(wheel_bytes("deep"))
+    deep = wheel_bytes("deep")
+    (packages / "team" / "deep-1.0-py3-none-any.whl").write_bytes(deep)
     populated.sync()
     changed = packages / "probe-2.0-py3-none-any.whl"  # rewritten in place since it was listed
     changed.write_bytes(wheel_bytes(version="2.0")[:-1] + b"!")
@@ -406,7 +407,7 @@ def test_backup_takes_what_the_index_lists_subfolders_and_the_audit_log(populate
     populated.audit.write_text("2026-06-01T00:00:00.000Z user-add by=root account=new\n")
     result = populated("restore", "--yes", str(archive))
     assert result.returncode == 0, result.stderr
-    assert (packages / "team" / "deep-1.0-py3-none-any.whl").read_bytes() == wheel_bytes("deep")
+    assert (packages / "team" / "deep-1.0-py3-none-any.whl").read_bytes() == deep
     lines = populated.audit.read_text().splitlines()
     assert lines[0].endswith("file=old.whl") and lines[1].endswith("account=new") and " restore " in lines[-1]
     assert "audit_lines=1" in lines[-1]

@@ -306,13 +306,17 @@ def test_the_compose_file_has_the_services_the_helper_requires(staged):
 
 # An edited 0.3.0 nginx.conf: it asks the checker but has no upstream.
 NGINX_0_3 = "location = /_auth { proxy_pass http://auth/check; }\n"
+# An edited 0.6.0 one: it serves the upstream, but sends the containers no key.
+NGINX_0_6 = NGINX_0_3 + "include /data/upstream/settings.conf;\n"
 
 
 @pytest.mark.parametrize("services, nginx_text, message", [
     ("proxy\npypiserver\n", None, "compose.yaml has no auth, upstream, indexer service: it is an edited copy"),
     ("proxy\nauth\nupstream\nindexer\npypiserver\n", "location = /_auth { proxy_pass http://pypiserver/; }\n",
-     "nginx.conf does not ask the credential checker and does not serve the upstream"),
-    ("proxy\nauth\nupstream\nindexer\npypiserver\n", NGINX_0_3, "nginx.conf does not serve the upstream: it is"),
+     "nginx.conf does not ask the credential checker and does not serve the upstream and does not send"),
+    ("proxy\nauth\nupstream\nindexer\npypiserver\n", NGINX_0_3,
+     "nginx.conf does not serve the upstream and does not send the containers' key: it is"),
+    ("proxy\nauth\nupstream\nindexer\npypiserver\n", NGINX_0_6, "nginx.conf does not send the containers' key: it is"),
     ("proxy\nauth\nupstream\nindexer\npypiserver\n", None, None),
 ])
 def test_up_refuses_conffiles_kept_from_an_older_version(staged, appliance, tmp_path, monkeypatch,
