@@ -135,7 +135,7 @@ def cmd_backup(args, conf: Settings):
 
 
 def listed_files(index: Index) -> dict[str, str]:
-    """Every file the index lists, with its sha256: what backup and restore walk."""
+    """Every file the index lists, with its sha256: what a backup takes."""
     return {name: entry["sha256"] for project in index.projects()
             for name, entry in index.load(project)["files"].items()}
 
@@ -161,12 +161,11 @@ def merge_audit_log(scratch) -> int:
     them) go into its log, in time order; returns how many."""
     theirs = audit_lines(sorted(os.path.join(scratch, "log", n) for n in os.listdir(os.path.join(scratch, "log")))
                          if os.path.isdir(os.path.join(scratch, "log")) else [])
-    here = audit_lines([src for src, _ in audit_logs()])
-    known = set(here)
+    current = audit_lines([audit.LOG]) if os.path.isfile(audit.LOG) else []
+    known = set(current) | set(audit_lines([src for src, _ in audit_logs() if src != audit.LOG]))
     missing = [line for line in dict.fromkeys(theirs) if line not in known and line.endswith(b"\n")]
     if not missing:
         return 0
-    current = audit_lines([audit.LOG]) if os.path.isfile(audit.LOG) else []
     merged = sorted(missing + current, key=lambda line: line.split(b" ", 1)[0])  # stamps sort as times
     os.makedirs(os.path.dirname(audit.LOG), exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=os.path.dirname(audit.LOG), prefix=".audit-restore-")
@@ -392,13 +391,14 @@ def cmd_restore(args, conf: Settings):
             subprocess.run(["systemctl", "stop", f"{PACKAGE}.service"], check=True)
         try:
             swap_in(data, scratch, ["packages", "auth", "index"])
+            # Before the start: the log is replaced by rename, and the containers append to it.
+            added = merge_audit_log(scratch)
             if with_ca:
                 install_ca(scratch)
                 ensure_certificate(conf)
         finally:
             if state == "active":
                 subprocess.run(["systemctl", "start", f"{PACKAGE}.service"], check=True)
-        added = merge_audit_log(scratch)
     audit.record("restore", by=audit.actor(), file=os.path.abspath(args.file), packages=count, audit_lines=added)
     print(
         f"restored {count} package files and the password file{' and the CA' if with_ca else ''} from {args.file}",

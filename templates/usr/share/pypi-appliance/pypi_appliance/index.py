@@ -645,7 +645,9 @@ class Syncer:
             if any(had[p] != bool(r["files"]) for p, r in touched.items()) or not index.ready() or self.rehash:
                 index.publish_root()
             self.rehash = False
-            self.empty = {p for p in self.empty | set(touched) if not (r := index.load(p))["files"] and index.held(r)}
+            # Touched records are in hand; the others are read again, as the helper may have released one.
+            self.empty = {p for p in self.empty | set(touched)
+                          if not (r := touched.get(p) or index.load(p))["files"] and index.held(r)}
             removed = [n for n in gone if n not in self.listed]
             for name in added:
                 self.log(f"listed: {name}")
