@@ -47,7 +47,7 @@ SETTINGS = (
             "https://pypi.example.com): client-config and user add print it"),
     Setting("PYPI_DATA_DIR", "data-dir", "/srv/pypi", "where packages/, auth/, index/ and upstream/ (its cache) live"),
     Setting("PYPI_AUTH_MAX_FAILURES", None, "10",
-            "failed logins from one client address within a minute that start its throttle (429)"),
+            "failed logins for one account from one client address within a minute that throttle it there (429)"),
     Setting("PYPI_AUTH_THROTTLE_SECONDS", None, "60",
             "the first throttle's length; each failure after it doubles the next"),
     Setting("PYPI_AUTH_THROTTLE_MAX_SECONDS", None, "3600", "the longest throttle"),

@@ -177,7 +177,9 @@ def test_guesses_from_many_addresses_starve_nothing(system, installed, clients, 
     assert throttled >= set(FLOOD)
 
 
-def test_an_address_that_keeps_failing_is_throttled(system, installed, clients):
+def test_an_account_that_keeps_failing_from_an_address_is_throttled_there(system, installed, clients):
+    """A guesser holds back only the account it guesses, from its address:
+    others behind that address (a NAT) log in, never checked before."""
     # Addresses of their own each run: a throttle outlives a test.
     net = random.randint(1, 254)
     guesser, other = f"198.18.{net}.1", f"198.18.{net}.2"
@@ -216,24 +218,50 @@ def test_an_address_that_keeps_failing_is_throttled(system, installed, clients):
     assert ask(guesser, USER, PASSWORD)[0] == "200"
     assert ask(other, USER, PASSWORD)[0] == "200"
     assert ask(other, "ci", "wrong")[0] == "401"
+    # Another account from the guesser's address: its first login gets in,
+    # and a wrong password for it is checked (401), not throttled.
+    password, _ = add_generated(system, "same-nat", "read")
+    try:
+        assert ask(guesser, "same-nat", password)[0] == "200"
+        assert ask(guesser, "same-nat", "wrong")[0] == "401"
+    finally:
+        system.sh("pypi-appliance user remove same-nat")
 
     status_text = system.report()
-    assert re.search(rf"^throttled\s.*\b{re.escape(guesser)} \(\d+ s left\)", status_text, re.M), status_text
+    assert re.search(rf"^throttled\s.*\b{re.escape(guesser)} for ci \(\d+ s left\)", status_text, re.M), \
+        status_text
     report = json.loads(system.report("--json"))
-    assert guesser in [t["client"] for t in report["throttled"]] and other not in status_text.split("throttled")[1]
+    assert (guesser, "ci") in [(t["client"], t["account"]) for t in report["throttled"]]
+    assert other not in status_text.split("throttled")[1]
 
     failed = [line for line in audit_lines(system, "login-failed") if f"client={guesser} " in line]
-    assert len(failed) == 10
-    assert any(line.endswith(f"throttled client={guesser} seconds=60") for line in audit_lines(system))
+    assert len(failed) == 11
+    assert any(line.endswith(f"throttled client={guesser} account=ci seconds=60") for line in audit_lines(system))
     assert "guess" not in system.sh(f"cat {AUDIT}").stdout
 
     # The shipped fail2ban filter (disabled) matches every failed login, by address.
     out = system.sh(f"fail2ban-regex -v {AUDIT} /etc/fail2ban/filter.d/pypi-appliance.conf").stdout
     total = len(audit_lines(system, "login-failed"))
     assert re.search(rf"Failregex: {total} total", out), out
-    assert len(re.findall(rf"^\|\s+{re.escape(guesser)}\s", out, re.M)) == 10, out
+    assert len(re.findall(rf"^\|\s+{re.escape(guesser)}\s", out, re.M)) == 11, out
     jail = system.sh("cat /etc/fail2ban/jail.d/pypi-appliance.conf").stdout
     assert "enabled = false" in jail and f"logpath = {AUDIT}" in jail
+
+
+def test_the_credential_cache_holds_no_credentials(system, installed):
+    """nginx writes each cache key into its cache file (the proxy's tmpfs,
+    readable through docker exec): the credential cache's keys are keyed
+    hashes of the header, never the header or the password."""
+    password, _ = add_generated(system, "cache-probe", "read")
+    try:
+        assert system.http("/simple/", user="cache-probe", password=password) == 200
+        assert system.http("/simple/", user="cache-probe", password=password) == 200
+        keys = system.sh("docker exec pypi-appliance-proxy-1 grep -rah '^KEY: auth' /tmp/nginx-cache").stdout
+        header = base64.b64encode(f"cache-probe:{password}".encode()).decode()
+        assert re.search(r"^KEY: auth\|read\|[0-9a-f]{64}\|", keys, re.M), keys
+        assert header not in keys and password not in keys and "Basic" not in keys, keys
+    finally:
+        system.sh("pypi-appliance user remove cache-probe")
 
 
 def test_audit_log_rotates_and_follows(system, installed):

@@ -1,6 +1,7 @@
 """The credential checker on its own, over HTTP as the front door asks it:
-roles, throttling (429 without bcrypt work, growing while failures go on),
-good credentials from a throttled address, clean addresses first."""
+roles, throttling per account and address (429 without bcrypt work, growing
+while failures go on), a spray of names slowed, good credentials from a
+throttled account, clean addresses first."""
 
 from __future__ import annotations
 
@@ -73,13 +74,15 @@ def test_wrong_credentials_and_throttle(checker):
     started = time.monotonic()
     status, headers = checker(basic("ci", "guess3"))
     assert status == 401 and headers["X-Appliance-Refusal"] == "throttled" and headers["Retry-After"] == "2"
-    # Even the right password is not checked from there now...
-    assert checker(basic("admin", "right"))[1]["X-Appliance-Refusal"] == "throttled"
-    # ...nor taken from another address's failures: other clients go on.
-    assert checker(basic("admin", "right"), client="10.0.0.2")[0] == 200
+    # Even the right password is not checked for that account from there now...
+    assert checker(basic("ci", "ci-pw"))[1]["X-Appliance-Refusal"] == "throttled"
+    # ...but other accounts from there, never checked before, and the same
+    # account from another address go on.
+    assert checker(basic("admin", "right"))[0] == 200
+    assert checker(basic("ci", "ci-pw"), client="10.0.0.2")[0] == 200
     assert time.monotonic() - started < 0.5
     state = checker.check.throttle.state(time.monotonic())
-    assert [t["client"] for t in state] == ["10.0.0.1"]
+    assert [(t["client"], t["account"]) for t in state] == [("10.0.0.1", "ci")]
 
     # After it, one more failure throttles again, for twice as long.
     time.sleep(2.1)
@@ -90,7 +93,8 @@ def test_wrong_credentials_and_throttle(checker):
     failed = [line for line in lines if " login-failed " in line]
     assert len(failed) == 4 and all("client=10.0.0.1 account=ci" in line for line in failed)
     assert [line.split()[1:] for line in lines if " throttled " in line] == [
-        ["throttled", "client=10.0.0.1", "seconds=2"], ["throttled", "client=10.0.0.1", "seconds=4"]]
+        ["throttled", "client=10.0.0.1", "account=ci", "seconds=2"],
+        ["throttled", "client=10.0.0.1", "account=ci", "seconds=4"]]
     assert "guess" not in checker.audit.read_text()
 
 
@@ -141,8 +145,8 @@ def test_clean_addresses_are_checked_first(checker):
     """Waiting checks go cleanest address first: a failing address's guesses
     queue behind a client that has not failed."""
     check = checker.check
-    check.throttle.failed("10.0.0.9", time.monotonic())
-    check.throttle.failed("10.0.0.9", time.monotonic())
+    check.throttle.failed("10.0.0.9", "ci", time.monotonic())
+    check.throttle.failed("10.0.0.9", "ci", time.monotonic())
     gate, started = hold_bcrypt(check)
     threads = []
 
@@ -168,7 +172,7 @@ def test_guesses_never_take_every_thread(checker):
     for a client that has not failed."""
     check = checker.check
     for client in ("10.0.0.7", "10.0.0.8"):
-        check.throttle.failed(client, time.monotonic())
+        check.throttle.failed(client, "ci", time.monotonic())
     gate, started = hold_bcrypt(check)
     threads = [threading.Thread(target=checker, args=(basic("ci", p), c))
                for p, c in (("g1", "10.0.0.7"), ("g2", "10.0.0.8"), ("g3", "10.0.0.7"))]
@@ -214,7 +218,45 @@ def test_throttled_list(checker):
         import json
 
         state = json.load(response)
-    assert [(t["client"], t["seconds_left"]) for t in state] == [("192.0.2.7", 2)]
+    assert [(t["client"], t["account"], t["seconds_left"]) for t in state] == [("192.0.2.7", "ci", 2)]
+
+
+def test_a_spray_of_names_is_slowed_not_shut(checker, monkeypatch):
+    """Failures across accounts from one address (SPRAY x MAX_FAILURES) slow
+    it to one check per PERIOD / MAX_FAILURES seconds, for any account; a
+    correct password still gets in at that rate, and other addresses are
+    not slowed."""
+    from pypi_appliance import auth
+
+    monkeypatch.setattr(auth, "DUMMY_HASH", bcrypt.using(rounds=4).hash("unknown names' cost"))
+    throttle = checker.check.throttle
+    spray = throttle.SPRAY * throttle.max_failures
+    answers = [checker(basic(f"name{n}", "x"), client="192.0.2.9")[1]["X-Appliance-Refusal"]
+               for n in range(spray)]
+    assert answers == ["wrong"] * spray
+    # The slow-down has begun: the next check waits its turn (2/3 s here).
+    status, headers = checker(basic("ci", "ci-pw"), client="192.0.2.9")
+    assert status == 401 and headers["X-Appliance-Refusal"] == "throttled" and headers["Retry-After"] == "1"
+    assert checker(basic("ci", "ci-pw"), client="192.0.2.10")[0] == 200
+    # Known good now: no check to wait for.
+    assert checker(basic("ci", "ci-pw"), client="192.0.2.9")[0] == 200
+    # One check per interval, whatever the account.
+    time.sleep(throttle.interval + 0.05)
+    assert checker(basic("admin", "right"), client="192.0.2.9")[0] == 200
+    users = HtpasswdFile(str(checker.auth_dir / "htpasswd"))
+    users.set_hash("dev", bcrypt.using(rounds=4).hash("dev-pw"))
+    users.save()
+    assert checker(basic("dev", "dev-pw"), client="192.0.2.9")[1]["X-Appliance-Refusal"] == "throttled"
+    time.sleep(throttle.interval + 0.05)
+    assert checker(basic("dev", "dev-pw"), client="192.0.2.9")[0] == 200
+    [state] = [t for t in throttle.state(time.monotonic()) if t["client"] == "192.0.2.9"]
+    assert state["slowed"] and state["account"] is None and 0 < state["seconds_left"] <= 2
+    slowed = [line.split()[1:] for line in checker.audit.read_text().splitlines() if " slowed " in line]
+    assert slowed == [["slowed", "client=192.0.2.9", "seconds=2", "every=0.7"]]
+    # Quiet for PERIOD: the address is not slowed any more.
+    time.sleep(throttle.period + 0.1)
+    assert throttle.blocked("192.0.2.9", "anyone", time.monotonic()) == 0
+    assert throttle.blocked("192.0.2.9", "anyone", time.monotonic()) == 0
 
 
 def test_the_checker_reads_the_settings_compose_passes(appliance, shipped_tree):

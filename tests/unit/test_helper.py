@@ -32,14 +32,15 @@ def helper(tmp_path, request):
     conf = tmp_path / "pypi-appliance.conf"
     conf.write_text(f"# comment\nPYPI_DATA_DIR={data}\nPYPI_PORT=9123\nPYPI_ADMIN_USER=admin\n")
 
-    def run(*args, stdin=None):
+    def run(*args, stdin=None, path=None):
         # The package as shipped, from the staged tree (the launcher adds /usr/share/pypi-appliance).
         return subprocess.run(
             [request.param, "-m", "pypi_appliance", *args],
             input=stdin, capture_output=True, text=True,
             env=dict(os.environ, PYTHONPATH=str(tree / "root/usr/share/pypi-appliance"),
                      PYPI_APPLIANCE_CONF=str(conf), PYPI_APPLIANCE_TLS_DIR=str(tmp_path / "tls"),
-                     PYPI_AUDIT_LOG=str(tmp_path / "audit.log"), SUDO_USER="alice"),
+                     PYPI_AUDIT_LOG=str(tmp_path / "audit.log"), SUDO_USER="alice",
+                     PATH=f"{path}:{os.environ['PATH']}" if path else os.environ["PATH"]),
         )
 
     def sync():
@@ -57,6 +58,28 @@ def helper(tmp_path, request):
     run.data = data
     run.audit = tmp_path / "audit.log"
     return run
+
+
+def test_a_front_door_that_cannot_be_reloaded_is_an_error(helper, tmp_path):
+    """A removed account must stop working: when the front door runs but its
+    workers cannot be listed or signalled, the change is saved and the admin
+    is told what to do, not left with credentials cached for 5 minutes."""
+    for name in ("admin", "ci"):
+        assert helper("user", "add", "--password-stdin", name, stdin="pw\n").returncode == 0
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    docker = bin_dir / "docker"
+    docker.write_text('#!/bin/sh\ncase $1 in top) echo "Error response from daemon: boom" >&2; exit 1;; '
+                      'inspect) echo true;; esac\n')
+    docker.chmod(0o755)
+    result = helper("user", "remove", "ci", path=bin_dir)
+    assert result.returncode == 1, result
+    assert "runs, but its processes could not be listed (Error response from daemon: boom)" in result.stderr
+    assert "systemctl restart pypi-appliance" in result.stderr
+    assert helper("user", "list", "--names").stdout.split() == ["admin"]
+    # Not running: nothing to reload (it reads the passwords when it starts).
+    docker.write_text('#!/bin/sh\ncase $1 in top) exit 1;; inspect) echo false;; esac\n')
+    assert helper("user", "add", "--password-stdin", "ci", stdin="pw\n", path=bin_dir).returncode == 0
 
 
 def wheel_bytes(name="probe", version="1.0"):
@@ -234,14 +257,72 @@ def test_tls_renews_a_certificate_near_expiry_with_the_same_ca(helper, tmp_path)
     assert (helper.tls / "ca.crt").read_bytes() == ca
 
 
+def signed_by_the_ca(helper, tmp_path, san):
+    """A certificate for san that the CA's key signs (what a thief of the key would make)."""
+    key, csr, crt, ext = (tmp_path / f"other.{x}" for x in ("key", "csr", "crt", "cnf"))
+    ext.write_text(f"subjectAltName={san}\n")
+    openssl("req", "-new", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-keyout", str(key),
+            "-subj", "/CN=other", "-out", str(csr))
+    openssl("x509", "-req", "-in", str(csr), "-CA", str(helper.tls / "ca.crt"), "-CAkey", str(helper.tls / "ca.key"),
+            "-days", "3", "-extfile", str(ext), "-out", str(crt))
+    return subprocess.run(["openssl", "verify", "-CAfile", str(helper.tls / "ca.crt"), str(crt)],
+                          capture_output=True, text=True)
+
+
+def test_the_ca_vouches_for_this_host_only(helper, tmp_path):
+    """Clients put the CA in their system store: its name constraints keep
+    its key from vouching for any other site."""
+    helper("tls")
+    constraints = openssl("x509", "-in", str(helper.tls / "ca.crt"), "-noout", "-ext", "nameConstraints")
+    assert "critical" in constraints and "DNS:localhost" in constraints, constraints
+    for san in ("DNS:pypi.org", "DNS:www.example.com", "IP:8.8.8.8"):
+        refused = signed_by_the_ca(helper, tmp_path, san)
+        assert refused.returncode != 0 and "permitted subtree violation" in refused.stdout + refused.stderr, san
+    # Its own names, names under them and local addresses it may sign for.
+    for san in ("DNS:localhost", "IP:127.0.0.1", "IP:192.168.7.7", "IP:fd00::1"):
+        assert signed_by_the_ca(helper, tmp_path, san).returncode == 0, san
+    shown = helper("tls").stdout
+    assert re.search(r"^ca_may_sign\s+.*localhost.*127\.0\.0\.0/8", shown, re.M), shown
+
+
 def test_tls_covers_names_the_admin_adds(helper):
     helper("tls")
+    ca = (helper.tls / "ca.crt").read_bytes()
     with helper.conf.open("a") as f:
         f.write("PYPI_TLS_NAMES=pypi.example.org, 10.9.8.7\n")
+    # A local address: covered by the same CA. A new name: outside what the
+    # CA may sign for, so left out (with what to do) until the admin makes a new CA.
     result = helper("tls")
-    assert "does not cover 10.9.8.7, pypi.example.org" in result.stderr
+    assert result.returncode == 0, result.stderr
+    assert "does not cover 10.9.8.7" in result.stderr
+    assert "the CA may not sign for pypi.example.org" in result.stderr and "tls --new-ca" in result.stderr
+    sans = openssl("x509", "-in", str(helper.tls / "server.crt"), "-noout", "-ext", "subjectAltName")
+    assert "IP Address:10.9.8.7" in sans and "pypi.example.org" not in sans
+    assert (helper.tls / "ca.crt").read_bytes() == ca
+    result = helper("tls", "--new-ca")
+    assert result.returncode == 0 and "made a new CA" in result.stderr, result.stderr
+    assert (helper.tls / "ca.crt").read_bytes() != ca
     sans = openssl("x509", "-in", str(helper.tls / "server.crt"), "-noout", "-ext", "subjectAltName")
     assert "DNS:pypi.example.org" in sans and "IP Address:10.9.8.7" in sans
+    openssl("verify", "-CAfile", str(helper.tls / "ca.crt"), str(helper.tls / "server.crt"))
+    assert helper("tls").stderr == ""
+
+
+def test_a_ca_made_before_name_constraints_is_kept_and_named(helper, tmp_path):
+    """A CA from 0.6 or older (no constraints) stays: clients trust it. It
+    keeps covering new names, and tls says what it may sign for."""
+    helper("tls")
+    openssl("req", "-x509", "-new", "-key", str(helper.tls / "ca.key"), "-days", "30", "-subj", "/CN=old CA",
+            "-addext", "basicConstraints=critical,CA:TRUE,pathlen:0", "-addext", "keyUsage=critical,keyCertSign,cRLSign",
+            "-out", str(helper.tls / "ca.crt"))
+    with helper.conf.open("a") as f:
+        f.write("PYPI_TLS_NAMES=pypi.example.org\n")
+    result = helper("tls")
+    assert "made a new CA" not in result.stderr and "issued a new server certificate" in result.stderr, result.stderr
+    assert "DNS:pypi.example.org" in openssl("x509", "-in", str(helper.tls / "server.crt"), "-noout", "-ext",
+                                             "subjectAltName")
+    assert re.search(r"^ca_may_sign\s+any name \(a CA made before 0\.7\.0; .*tls --new-ca", result.stdout, re.M), \
+        result.stdout
 
 
 def test_tls_refuses_a_ca_without_its_key(helper):

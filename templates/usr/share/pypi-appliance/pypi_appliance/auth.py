@@ -2,13 +2,14 @@
 header it has not seen answered (nginx.conf, location /_auth) and remembers
 good answers. bcrypt runs here, on a bounded number of threads, so guesses never
 take time from uploads or index pages; clean addresses are checked before
-addresses that keep failing, and an address that fails too often is throttled
-(429 with Retry-After at the front door) without any bcrypt work.
+addresses that keep failing, and an account that fails too often from an
+address is throttled there (429 with Retry-After at the front door) without
+any bcrypt work.
 
 Run as a compose service: python -m pypi_appliance.auth serve /data 8083
 Answers to GET /check: 200 (empty, cacheable) with X-Appliance-User and X-Appliance-Role; 403 when
 the account may not do what X-Appliance-Need asks; 401 with X-Appliance-Refusal
-(wrong, or throttled with Retry-After). GET /throttled lists throttled addresses."""
+(wrong, or throttled with Retry-After). GET /throttled lists what is throttled."""
 
 from __future__ import annotations
 
@@ -74,67 +75,123 @@ class Accounts:
 
 
 class Throttle:
-    """Failures per client address. MAX_FAILURES within WINDOW seconds throttle
-    the address for PERIOD seconds; each failure after a throttle, until it
-    has been quiet for as long again, doubles the period (up to PERIOD_MAX)."""
+    """Failures per (client address, account). MAX_FAILURES within WINDOW
+    seconds throttle that account from that address for PERIOD seconds; each
+    failure after a throttle, until it has been quiet for as long again,
+    doubles the period (up to PERIOD_MAX). So a guesser on a shared address (a
+    NAT, a CI network, a reverse proxy) holds back only the account it guesses:
+    the others log in from there as before.
+
+    An address whose failures reach SPRAY times MAX_FAILURES within WINDOW,
+    across accounts, is slowed instead of shut: one check per
+    PERIOD / MAX_FAILURES seconds from it, for any account, until it has had
+    no failure for PERIOD. A spray of names gets few guesses, and a correct
+    password from there still gets in at that rate."""
 
     WINDOW = 60
+    SPRAY = 10
+    KEPT = 100_000
 
     def __init__(self, max_failures: int, period: float, period_max: float):
         self.max_failures, self.period, self.period_max = max_failures, period, period_max
-        self.failures = collections.defaultdict(collections.deque)
+        self.interval = period / max_failures
+        self.failures = collections.defaultdict(collections.deque)  # (address, account) -> times
         self.until = {}
         self.level = {}
+        self.spray = collections.defaultdict(collections.deque)  # address -> times, any account
+        self.slowed = {}  # address -> [quiet until, next check at]
         self.lock = threading.Lock()
 
     def length(self, level: int) -> float:
         return min(self.period * 2 ** (level - 1), self.period_max)
 
-    def _prune(self, client, now):
-        """The client's failures within the window (a new list: nothing is
-        stored for a client that has none)."""
-        times = self.failures.get(client)
+    def _prune(self, key, now):
+        """The key's failures within the window (a new list: nothing is
+        stored for a key that has none)."""
+        times = self.failures.get(key)
         while times and times[0] < now - self.WINDOW:
             times.popleft()
-        level = self.level.get(client, 0)
-        if level and now > self.until[client] + self.length(level):
-            del self.level[client], self.until[client]
+        level = self.level.get(key, 0)
+        if level and now > self.until[key] + self.length(level):
+            del self.level[key], self.until[key]
         return times or ()
 
-    def blocked(self, client: str, now: float) -> int:
-        """Seconds until the client may try a credential again (0: now)."""
+    def _prune_address(self, client, now):
+        times = self.spray.get(client)
+        while times and times[0] < now - self.WINDOW:
+            times.popleft()
+        if client in self.slowed and now > self.slowed[client][0]:
+            del self.slowed[client]
+        return times or ()
+
+    def blocked(self, client: str, account, now: float) -> int:
+        """Seconds until the client may try this account again (0: now; a
+        slowed address's next check is taken)."""
         with self.lock:
-            self._prune(client, now)
-            return max(0, int(self.until.get(client, 0) - now + 0.999))
+            key = (client, account)
+            self._prune(key, now)
+            left = self.until.get(key, 0) - now
+            if left > 0:
+                return int(left + 0.999)
+            self._prune_address(client, now)
+            slow = self.slowed.get(client)
+            if slow:
+                if now < slow[1]:
+                    return int(slow[1] - now + 0.999)
+                slow[1] = now + self.interval
+            return 0
 
     def recent(self, client: str, now: float) -> int:
+        """How much the address has failed lately (0: clean), to rank its checks."""
         with self.lock:
-            return len(self._prune(client, now)) + self.level.get(client, 0) * self.max_failures
+            slowed = self.SPRAY * self.max_failures if client in self.slowed else 0
+            return len(self._prune_address(client, now)) + slowed
 
-    def failed(self, client: str, now: float) -> int:
-        """Record a failure; the new throttle's seconds when it starts one."""
+    def _forget_quiet(self, now):
+        """A spray of addresses or names: forget those quiet for a minute."""
+        if len(self.failures) > self.KEPT:
+            self.failures = collections.defaultdict(collections.deque, {
+                k: t for k, t in self.failures.items() if t and t[-1] >= now - self.WINDOW or k in self.level})
+        if len(self.spray) > self.KEPT:
+            self.spray = collections.defaultdict(collections.deque, {
+                c: t for c, t in self.spray.items() if t and t[-1] >= now - self.WINDOW or c in self.slowed})
+
+    def failed(self, client: str, account, now: float) -> tuple[int, bool]:
+        """Record a failure: (the seconds of the throttle it starts for the
+        account, or 0; whether it starts slowing the address)."""
         with self.lock:
-            self._prune(client, now)
-            if len(self.failures) > 100_000:  # a spray of addresses: forget those quiet for a minute
-                self.failures = collections.defaultdict(collections.deque, {
-                    c: t for c, t in self.failures.items() if t and t[-1] >= now - self.WINDOW or c in self.level})
-            times = self.failures[client]
+            key = (client, account)
+            self._prune(key, now)
+            self._prune_address(client, now)
+            self._forget_quiet(now)
+            spray = self.spray[client]
+            spray.append(now)
+            slowing = False
+            if client in self.slowed:
+                self.slowed[client][0] = now + self.period
+            elif len(spray) >= self.SPRAY * self.max_failures:
+                self.slowed[client] = [now + self.period, now + self.interval]
+                slowing = True
+            times = self.failures[key]
             times.append(now)
-            level = self.level.get(client, 0)
+            level = self.level.get(key, 0)
             if level == 0 and len(times) < self.max_failures:
-                return 0
+                return 0, slowing
             level += 1
             seconds = self.length(level)
-            self.level[client], self.until[client] = level, now + seconds
+            self.level[key], self.until[key] = level, now + seconds
             times.clear()
-            return int(seconds)
+            return int(seconds), slowing
 
     def state(self, now: float) -> list[dict]:
+        """What is held back now: accounts from an address, and slowed
+        addresses (account None: every account)."""
         with self.lock:
-            return [
-                {"client": c, "seconds_left": int(until - now + 0.999), "level": self.level[c]}
-                for c, until in sorted(self.until.items()) if until > now
-            ]
+            held = [{"client": c, "account": a, "seconds_left": int(until - now + 0.999), "level": self.level[(c, a)]}
+                    for (c, a), until in self.until.items() if until > now]
+            held += [{"client": c, "account": None, "seconds_left": int(quiet - now + 0.999), "slowed": True}
+                     for c, (quiet, _) in self.slowed.items() if quiet > now]
+            return sorted(held, key=lambda t: (t["client"], t["account"] or ""))
 
 
 class Checker:
@@ -215,12 +272,11 @@ class Checker:
                 self.good.move_to_end(key)  # the 10,000 kept are the most recently used
         if hit and hit[0] == name and users.get_hash(name) == hit[1]:
             return 200, name, "", 0
-        now = time.monotonic()
-        left = self.throttle.blocked(client, now)
+        if name is None:  # no bcrypt work to save
+            return 401, None, "wrong", 0
+        left = self.throttle.blocked(client, name, time.monotonic())
         if left:
             return 401, name, "throttled", left
-        if name is None:
-            return 401, None, "wrong", 0
         with self.lock:
             if self.waiting[client] >= self.PER_CLIENT or len(self.pending) >= self.MAX_WAITING:
                 return 401, name, "busy", 1
@@ -247,9 +303,12 @@ class Checker:
                     self.good.popitem(last=False)
             return 200, name, "", 0
         audit.record("login-failed", client=client, account=name)
-        seconds = self.throttle.failed(client, time.monotonic())
+        seconds, slowing = self.throttle.failed(client, name, time.monotonic())
         if seconds:
-            audit.record("throttled", client=client, seconds=seconds)
+            audit.record("throttled", client=client, account=name, seconds=seconds)
+        if slowing:
+            audit.record("slowed", client=client, seconds=int(self.throttle.period),
+                         every=round(self.throttle.interval, 1))
         return 401, name, "wrong", 0
 
 

@@ -126,7 +126,7 @@ trusted-host and a warning. The password is never printed.""",
     )
     u.add_argument("--host", metavar="HOST[:PORT]", help="the name or address clients use (as for client-config)")
 
-    command(
+    tl = command(
         sub,
         "tls",
         cmd_tls,
@@ -135,9 +135,14 @@ trusted-host and a warning. The password is never printed.""",
 Show the TLS mode and certificate. In self-signed mode, first make the CA if
 there is none, and issue a new server certificate from it when the current
 one is missing, expires within 30 days, or does not cover this host's names
-and addresses (and PYPI_TLS_NAMES). The service runs this on every start.""",
+and addresses (and PYPI_TLS_NAMES) that the CA may sign for. The CA may sign
+only for the names the host had when it was made, its addresses and the
+local networks (name constraints), so its key is no key to other sites.
+The service runs this on every start.""",
         root=True,
     )
+    tl.add_argument("--new-ca", action="store_true",
+                    help="make a new CA for this host's names now (after a rename); every client must trust it again")
 
     lg = command(
         sub, "logs", cmd_logs, "the servers' logs as text", "Show the containers' logs as plain text.", root=True
@@ -281,7 +286,7 @@ some file is not listed (it says which and why).""",
         "show the audit log",
         """\
 Show the audit log: one line per upload, yank, unyank, removal, account and
-role change, failed login and throttled address, with the time (UTC), the
+role change, failed login, throttle and slowed address, with the time (UTC), the
 account, the client's address and the file. fail2ban can act on its
 login-failed lines (see /etc/fail2ban/jail.d/pypi-appliance.conf).""",
         root=True,

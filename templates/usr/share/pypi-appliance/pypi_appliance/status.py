@@ -8,7 +8,7 @@ import re
 import shutil
 import time
 
-from pypi_appliance import images
+from pypi_appliance import audit, images
 from pypi_appliance.compose import compose
 from pypi_appliance.host import host_addresses, host_name, index_url, probe, run
 from pypi_appliance.settings import BUILD, PACKAGE, NeedsRoot, Settings
@@ -88,7 +88,7 @@ def ask_service(service: str, port: int, path: str, timeout: int):
 
 
 def throttled():
-    """Addresses the credential checker throttles now (None: it did not answer)."""
+    """What the credential checker throttles now (None: it did not answer)."""
     return ask_service("auth", 8083, "/throttled", 4)
 
 
@@ -107,8 +107,13 @@ def describe_throttled(found):
     if found is None:
         return "unknown (the credential checker did not answer)"
     if not found:
-        return "no address"
-    return ", ".join(f"{t['client']} ({t['seconds_left']} s left)" for t in found)
+        return "nothing"
+
+    def one(t):
+        if t.get("slowed"):
+            return f"{t['client']} slowed for every account ({t['seconds_left']} s left)"
+        return f"{t['client']} for {audit.value(t['account'])} ({t['seconds_left']} s left)"
+    return ", ".join(one(t) for t in found)
 
 
 # Below this much free space uploads may soon be refused (507).

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import calendar
+import ipaddress
 import os
 import re
 import socket
@@ -66,7 +67,53 @@ def issue(tmp, key, *args):
     )
 
 
-def issue_ca(paths):
+# Addresses a host may get from DHCP or a VPN without a new CA: the CA may
+# sign for any of them, and for this host's other addresses when it is made.
+LOCAL_NETWORKS = ("10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "100.64.0.0/10", "169.254.0.0/16",
+                  "127.0.0.0/8", "::1/128", "fc00::/7", "fe80::/10")
+
+
+def permitted(names):
+    """What the CA may sign for (RFC 5280 name constraints): these DNS names
+    (and names under them), the local networks and these addresses. The CA
+    goes into clients' system stores: without constraints its key could vouch
+    for any site those clients visit."""
+    networks = [ipaddress.ip_network(n) for n in LOCAL_NETWORKS]
+    for name in names:
+        if is_ip(name) and not any(ipaddress.ip_address(name) in net for net in networks):
+            networks.append(ipaddress.ip_network(name))
+    return sorted(n for n in names if not is_ip(n)), networks
+
+
+def name_constraints(names) -> str:
+    dns, networks = permitted(names)
+    return "nameConstraints=critical," + ",".join(
+        [f"permitted;DNS:{n}" for n in dns] +
+        [f"permitted;IP:{net.network_address}/{net.netmask}" for net in networks])
+
+
+def ca_permits(path):
+    """(DNS names, networks) the CA may sign for; None: any name (a CA made
+    before 0.7.0)."""
+    out = openssl("x509", "-in", path, "-noout", "-ext", "nameConstraints")
+    if "Permitted" not in out:
+        return None
+    dns = re.findall(r"^\s*DNS:(\S+)$", out, re.M)
+    networks = [ipaddress.ip_network(f"{a}/{bin(int(ipaddress.ip_address(m))).count('1')}")
+                for a, m in re.findall(r"^\s*IP:([0-9A-Fa-f.:]+)/([0-9A-Fa-f.:]+)$", out, re.M)]
+    return dns, networks
+
+
+def allows(permits, name) -> bool:
+    if permits is None:
+        return True
+    dns, networks = permits
+    if is_ip(name):
+        return any(ipaddress.ip_address(name) in net for net in networks)
+    return any(name == d or name.endswith("." + d) for d in dns)
+
+
+def issue_ca(paths, names):
     with tempfile.TemporaryDirectory(dir=TLS_DIR) as tmp:
         issue(
             tmp,
@@ -82,6 +129,8 @@ def issue_ca(paths):
             "basicConstraints=critical,CA:TRUE,pathlen:0",
             "-addext",
             "keyUsage=critical,keyCertSign,cRLSign",
+            "-addext",
+            name_constraints(names),
         )
         os.chmod(os.path.join(tmp, "ca.crt"), 0o644)
         # Key first: a certificate without its key is an error, a key without a certificate is not.
@@ -144,26 +193,33 @@ def server_problem(paths, names):
     return None
 
 
-def ensure_certificate(conf: Settings):
-    """In self-signed mode, make the CA once and the server certificate whenever
-    it is missing, near expiry or short of a name; returns what was done."""
+def ensure_certificate(conf: Settings, new_ca=False):
+    """In self-signed mode, make the CA once (or again, new_ca) and the server
+    certificate whenever it is missing, near expiry or short of a name the CA
+    may sign for; returns what was done."""
     if conf.tls != "self-signed":
         return []
     paths = tls_paths()
     os.makedirs(TLS_DIR, mode=0o755, exist_ok=True)
     done = []
+    names = tls_names(conf)
     umask = os.umask(0o077)  # keys are born root-only
     try:
-        if not os.path.exists(paths["ca.crt"]):
-            issue_ca(paths)
+        if new_ca or not os.path.exists(paths["ca.crt"]):
+            issue_ca(paths, names)
             done.append(f"made a new CA, {paths['ca.crt']}: clients must trust it (see client-config)")
         elif not os.path.exists(paths["ca.key"]):
             raise Fail(
                 f"{paths['ca.key']} is missing: restore it, or delete {paths['ca.crt']} "
                 "to make a new CA that every client must trust again"
             )
-        names = tls_names(conf)
-        why = server_problem(paths, names)
+        permits = ca_permits(paths["ca.crt"])
+        outside = [n for n in names if not allows(permits, n)]
+        names = [n for n in names if allows(permits, n)]
+        if outside:
+            done.append(f"the CA may not sign for {', '.join(outside)} (it was made for this host's names then); "
+                        f"'{PACKAGE} tls --new-ca' makes one for the names now, which every client must trust again")
+        why = "a new CA" if new_ca else server_problem(paths, names)
         if why:
             issue_server(paths, names)
             first = why == "there was none"
@@ -189,6 +245,12 @@ def tls_state(conf: Settings):
         if mode == "self-signed":
             state["ca"] = tls_paths()["ca.crt"]
             state["ca_fingerprint"] = cert_info(state["ca"])[2]
+            permits = ca_permits(state["ca"])
+            if permits is None:
+                state["ca_may_sign"] = (f"any name (a CA made before 0.7.0; '{PACKAGE} tls --new-ca' makes one "
+                                        "limited to this host's names, which every client must trust again)")
+            else:
+                state["ca_may_sign"] = [*permits[0], *map(str, permits[1])]
         else:
             state["fingerprint"] = fingerprint
     except Fail as err:
@@ -207,7 +269,9 @@ def tls_state(conf: Settings):
 
 def cmd_tls(args, conf: Settings):
     check_choices(conf)
-    for line in ensure_certificate(conf):
+    if args.new_ca and conf.tls != "self-signed":
+        raise Fail(f"--new-ca: PYPI_TLS is {conf.tls}, not self-signed; there is no CA of the appliance's own")
+    for line in ensure_certificate(conf, new_ca=args.new_ca):
         print(f"{PACKAGE}: {line}", file=sys.stderr)
     state = tls_state(conf)
     for key, value in state.items():

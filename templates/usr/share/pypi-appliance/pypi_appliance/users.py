@@ -93,8 +93,18 @@ def ensure_version(conf: Settings) -> None:
 
 
 def nginx_workers() -> dict[str, str]:
-    """The front door's worker processes: pid -> title ("... is shutting down" once old)."""
-    _, out = run(["docker", "top", PROXY, "-eo", "pid,args"])
+    """The front door's worker processes: pid -> title ("... is shutting down"
+    once old); none when it is not running. Fail when it runs but they
+    cannot be listed: its cached credentials would stay good (5 minutes)."""
+    errors = []
+    code, out = run(["docker", "top", PROXY, "-eo", "pid,args"], errors)
+    if code != 0:
+        if run(["docker", "inspect", "-f", "{{.State.Running}}", PROXY])[1] != "true":
+            return {}
+        raise Fail(f"the front door ({PROXY}) runs, but its processes could not be listed "
+                   f"({'; '.join(errors) or f'docker top exited {code}'}); the change is saved, and "
+                   f"'systemctl restart {PACKAGE}' makes it take effect now (credentials the front door "
+                   "has checked stay good up to 5 minutes until then)")
     rows = (line.split(None, 1) for line in out.splitlines()[1:])
     return {row[0]: row[1] for row in rows if len(row) == 2 and "worker process" in row[1]}
 
@@ -103,8 +113,11 @@ def reload_front_door() -> None:
     """Reload nginx, and wait until the workers that knew the old passwords
     take no new connection: credentials checked with them stop working now."""
     old = [pid for pid, title in nginx_workers().items() if "shutting down" not in title]
-    if not old or run(["docker", "kill", "--signal", "HUP", PROXY])[0] != 0:
+    if not old:
         return  # not running: it reads the version when it starts
+    if run(["docker", "kill", "--signal", "HUP", PROXY])[0] != 0:
+        raise Fail(f"the front door ({PROXY}) did not take the signal to reload; the change is saved, and "
+                   f"'systemctl restart {PACKAGE}' makes it take effect now")
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline:
         now = nginx_workers()
