@@ -102,6 +102,8 @@ def test_upgrade_from_the_released_version_asks_only_the_new_question(system, le
     assert "# admin note: kept across upgrades" in conf and "PYPI_ACCESS=private\n" in conf
     serving(system)
     assert system.http("/simple/") == 401
+    # 0.6 and older made the data and log dirs 0755: no other user's now.
+    assert system.sh("stat -c '%g %a' /srv/pypi /var/log/pypi-appliance").stdout.splitlines() == ["9898 750"] * 2
     # Accounts made before roles existed keep publishing (NEWS); new ones only read.
     assert system.sh("pypi-appliance user list").stdout.splitlines() == [f"{USER} publish", "old-ci publish"]
     body, content_type = upload_form(make_wheel(tmp_path, "1.0", project="old-ci-probe"))

@@ -1,4 +1,3 @@
-import crypto from 'crypto';
 import fs from 'fs';
 
 // pip and twine (python-requests) encode Basic credentials as Latin-1, most
@@ -27,14 +26,6 @@ function utf8_authorization(r) {
     }
 }
 
-
-// The credential cache's key for the header: a keyed hash, so the cache's
-// files (nginx writes each key into its file) never hold a password. The key
-// is the one the containers ask for, new at each start, root-only on the host.
-function credential_key(r) {
-    return crypto.createHmac('sha256', r.variables.internal_key)
-        .update(r.headersIn.Authorization || '').digest('hex');
-}
 
 function normalize(name) {
     return name.toLowerCase().replace(/[-_.]+/g, '-');
@@ -145,5 +136,5 @@ function refusal_text(body) {
     return text + '\n';
 }
 
-export default {utf8_authorization, credential_key, negotiated_format, negotiate, simple_miss,
+export default {utf8_authorization, negotiated_format, negotiate, simple_miss,
                 upload_refusal_header, upload_refusal_body};
