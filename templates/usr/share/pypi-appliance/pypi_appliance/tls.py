@@ -79,9 +79,7 @@ def permitted(names):
     goes into clients' system stores: without constraints its key could vouch
     for any site those clients visit."""
     networks = [ipaddress.ip_network(n) for n in LOCAL_NETWORKS]
-    for name in names:
-        if is_ip(name) and not any(ipaddress.ip_address(name) in net for net in networks):
-            networks.append(ipaddress.ip_network(name))
+    networks += [ipaddress.ip_network(n) for n in names if is_ip(n) and not allows(([], networks), n)]
     return sorted(n for n in names if not is_ip(n)), networks
 
 
