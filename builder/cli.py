@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 from pathlib import Path
 
 import click
 
-from builder import __version__, config as cfg, deb, images as imgs, stage
+from builder import __version__, deb, stage
+from builder import config as cfg
+from builder import images as imgs
 from builder.settings import BY_KEY
 
 # The checkout this module sits in, when run from one; an installed builder
@@ -17,7 +20,7 @@ TREE = Path(__file__).resolve().parent.parent
 
 
 def _tree(ctx, param, value: Path) -> Path:
-    missing = [d for d in ("debian", "templates") if not (value / d).is_dir()]
+    missing = [d for d in ("debian", "templates", "src") if not (value / d).is_dir()]
     if missing:
         raise click.BadParameter(
             f"{value} has no {' or '.join(d + '/' for d in missing)}; point --tree at a pypi-appliance checkout",
@@ -74,7 +77,7 @@ def main() -> None:
               help="nginx container image (with the njs module) for the front door, pinned like --image.")
 @click.option("--tree", type=click.Path(file_okay=False, path_type=Path), callback=_tree,
               default=TREE if (TREE / "templates").is_dir() else Path("."), show_default="this checkout",
-              help="Source tree holding debian/ and templates/.")
+              help="Source tree holding debian/, templates/ and src/.")
 @click.option("--output-dir", type=click.Path(file_okay=False, path_type=Path), default=Path("dist"),
               show_default=True, help="Where the .deb is written.")
 @click.option("--build-dir", type=click.Path(file_okay=False, path_type=Path), default=Path("build"),
@@ -101,3 +104,11 @@ def build(version, port, data_dir, image, proxy_image, tree, output_dir,
         raise click.ClickException(str(err)) from None
     for path in paths:
         click.echo(f"built {path}")
+
+
+@main.command()
+def defaults() -> None:
+    """Print the defaults.json a default build installs: the helper reads it
+    (PYPI_APPLIANCE_DEFAULTS=FILE) when run from a checkout."""
+    config = cfg.Config(version=__version__)
+    click.echo(json.dumps(stage.context(config)["helper_defaults"], indent=2))

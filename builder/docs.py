@@ -85,7 +85,7 @@ def man_page(parser: argparse.ArgumentParser) -> str:
 
 
 def main(man: str, completion: str) -> None:
-    from pypi_appliance.cli import parser
+    from pypi_appliance.admin.cli import parser
 
     p = parser()
     Path(man).write_text(man_page(p))

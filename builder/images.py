@@ -9,7 +9,7 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
-from builder.config import ConfigError, PACKAGE
+from builder.config import PACKAGE, ConfigError
 
 IMAGES_PACKAGE = f"{PACKAGE}-images"
 # Where the images package puts them, and its list: "REF ID FILE" a line.

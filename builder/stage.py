@@ -12,11 +12,22 @@ from pathlib import Path
 
 import jinja2
 
-from builder.config import AUDIT_LOG, BCRYPT_MAX_BYTES, PACKAGE, SERVER_ID, SERVICES, SYSTEM_DIRS, USERNAME_PATTERN, Config
+from builder.config import (
+    AUDIT_LOG,
+    BCRYPT_MAX_BYTES,
+    PACKAGE,
+    SERVER_ID,
+    SERVICES,
+    SYSTEM_DIRS,
+    USERNAME_PATTERN,
+    Config,
+)
 from builder.images import GAVE_UP_STATUS, IMAGES_DIR, IMAGES_PACKAGE, LIST, LOADED
 from builder.settings import ACCESS_MODES, COUNTS, SETTINGS, SIZE_PATTERN, TLS_LISTENERS, UPSTREAM_PATTERN
 
 SUFFIX = ".j2"
+# The product's Python package, installed as it is (never rendered).
+SOURCE = Path("src/pypi_appliance")
 
 
 def defaults(config: Config) -> dict[str, str]:
@@ -83,7 +94,7 @@ def render(config: Config, src: Path, name: str) -> str:
 
 
 def partial(name: str) -> bool:
-    return name.startswith("_") and not name.startswith("__")
+    return name.startswith("_")
 
 
 def shipped(path: Path) -> bool:
@@ -92,8 +103,7 @@ def shipped(path: Path) -> bool:
 
 def render_tree(config: Config, src: Path, dest: Path) -> list[Path]:
     """Copy src to dest; files ending in .j2 are rendered and lose the suffix.
-    Files starting with one "_" are partials, only included by other templates
-    (Python's __init__.py and __main__.py are not)."""
+    Files starting with "_" are partials, only included by other templates."""
     written = []
     for path in sorted(p for p in src.rglob("*") if shipped(p)):
         rel = path.relative_to(src)
@@ -111,21 +121,25 @@ def render_tree(config: Config, src: Path, dest: Path) -> list[Path]:
 
 
 def stage(config: Config, tree: Path, staging: Path) -> Path:
-    """A fresh source tree at staging: debian/ from tree/debian, root/ from tree/templates."""
+    """A fresh source tree at staging: debian/ from tree/debian, root/ from
+    tree/templates, and the product's Python package, src/, copied as it is
+    (debian/install puts it in /usr/share/PACKAGE)."""
     if staging.exists():
         shutil.rmtree(staging)
     render_tree(config, tree / "debian", staging / "debian")
     render_tree(config, tree / "templates", staging / "root")
+    shutil.copytree(tree / SOURCE, staging / SOURCE, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
     write_docs(staging)
     return staging
 
 
 def write_docs(staging: Path) -> None:
     """The man page and the bash completion, from the helper's parser (builder/docs.py)."""
-    share = staging / "root/usr/share" / PACKAGE
     completion = staging / "root/usr/share/bash-completion/completions" / PACKAGE
     completion.parent.mkdir(parents=True, exist_ok=True)
     here = Path(__file__).resolve().parents[1]
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(share), str(here)]), PYTHONDONTWRITEBYTECODE="1")
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(staging / SOURCE.parent), str(here)]),
+               PYPI_APPLIANCE_DEFAULTS=str(staging / "root/usr/share" / PACKAGE / "defaults.json"),
+               PYTHONDONTWRITEBYTECODE="1")
     subprocess.run([sys.executable, "-m", "builder.docs", str(staging / "debian" / f"{PACKAGE}.8"),
                     str(completion)], check=True, env=env)

@@ -1,12 +1,36 @@
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
 from builder import __version__
+from builder.config import Config
+from builder.stage import context
+from tests.e2e import images
 
 ROOT = Path(__file__).resolve().parents[1]
+
+
+def _checkout_defaults() -> None:
+    """The product's package runs from src/ (setup.cfg's pythonpath), reading
+    the defaults.json a default build installs, written here from the builder
+    (what 'python -m builder defaults' prints), before any test imports it."""
+    if "PYPI_APPLIANCE_DEFAULTS" in os.environ:
+        return
+    path = ROOT / ".cache" / "defaults.json"
+    path.parent.mkdir(exist_ok=True)
+    tmp = path.with_name(f".defaults-{os.getpid()}.json")
+    tmp.write_text(json.dumps(context(Config(version=__version__))["helper_defaults"], indent=2))
+    tmp.replace(path)
+    os.environ["PYPI_APPLIANCE_DEFAULTS"] = str(path)
+
+
+_checkout_defaults()
 
 
 @pytest.fixture(scope="session")
@@ -21,9 +45,6 @@ def deb() -> Path:
 def build_with_images(out: Path, *options: str) -> list[Path]:
     """`make deb IMAGES=1`'s build (the builder with --with-images) into out: the
     package and the images package, from the images in the host's engine."""
-    import subprocess
-    import sys
-
     proc = subprocess.run([sys.executable, "-m", "builder", "build", "--with-images", "--output-dir", str(out),
                            "--build-dir", str(out / "build"), *options], capture_output=True, text=True)
     assert proc.returncode == 0, proc.stdout + proc.stderr
@@ -34,8 +55,6 @@ def build_with_images(out: Path, *options: str) -> list[Path]:
 def images_deb(deb, tmp_path_factory) -> Path:
     """The images package of this version, holding the stand-ins tagged with the
     names the shipped compose file pins."""
-    from tests.e2e import images
-
     for ref in images.compose_images(deb):
         images.stand_in(ref)
     built = build_with_images(tmp_path_factory.mktemp("images"))

@@ -16,6 +16,8 @@ ROOT = Path(__file__).resolve().parents[2]
 SCRIPTS = ROOT / "tests" / "images"
 CACHE = ROOT / ".cache"
 REQUIREMENTS = SCRIPTS / "pypiserver-requirements.txt"
+# The official pypiserver image's Python (python:3.14-alpine): the stand-in's.
+SERVER_PYTHON = "3.14"
 # Which script builds a stand-in for which image repository.
 STAND_INS = {"pypiserver/pypiserver": "pypiserver.sh", "nginx": "nginx.sh"}
 
@@ -55,12 +57,12 @@ def compose_binary(system_ref: str) -> Path:
 
 def wheels() -> Path:
     """pypiserver and its server's wheels, downloaded on the host: pip in a chroot lacks its CA."""
-    directory = CACHE / "wheels"
-    stamp = directory / f".done-{_digest(REQUIREMENTS)}"
+    directory = CACHE / "wheels" / f"{_digest(REQUIREMENTS)}-py{SERVER_PYTHON}"
+    stamp = directory / ".done"
     if not stamp.exists():
         directory.mkdir(parents=True, exist_ok=True)
         subprocess.run(
-            ["python3", "-m", "pip", "download", "-q", "--only-binary=:all:", "--python-version", "3.11",
+            ["python3", "-m", "pip", "download", "-q", "--only-binary=:all:", "--python-version", SERVER_PYTHON,
              "--platform", "manylinux2014_x86_64", "--platform", "manylinux_2_17_x86_64",
              "--platform", "manylinux_2_28_x86_64", "-d", str(directory), "-r", str(REQUIREMENTS)],
             check=True, env=dict(os.environ, PIP_CONFIG_FILE="/dev/null"),

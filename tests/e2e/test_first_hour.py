@@ -6,9 +6,9 @@ from __future__ import annotations
 
 import json
 import re
-import time
 import subprocess
 import sys
+import time
 
 import pytest
 

@@ -1,6 +1,7 @@
 #!/bin/bash
 # Build a stand-in for the official pypiserver image from pypiserver's wheels
-# (Docker Hub is out of reach here). Same contract as the real image: uid/gid
+# (Docker Hub is out of reach here), on Python 3.14 as the official image
+# (python:3.14-alpine): Debian forky's python3. Same contract as the real image: uid/gid
 # 9898, home and workdir /data, an entrypoint that starts as root, checks
 # /data/packages and drops to 9898, and gunicorn+gevent by default.
 # Usage: pypiserver.sh IMAGE:TAG WHEEL_DIR
@@ -15,7 +16,7 @@ trap 'rm -rf "$root"' EXIT
 debootstrap --variant=minbase \
     --keyring=/usr/share/keyrings/debian-archive-keyring.gpg \
     --include=python3,python3-venv,wget \
-    bookworm "$root" "$mirror" >/dev/null
+    forky "$root" "$mirror" /usr/share/debootstrap/scripts/sid >/dev/null  # Debian 12's debootstrap has no forky script
 
 mkdir -p "$root/wheels" && cp "$wheels"/*.whl "$root/wheels/"
 cp "$(dirname "$0")/pypiserver-requirements.txt" "$root/wheels/requirements.txt"

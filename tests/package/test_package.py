@@ -12,7 +12,6 @@ from builder.config import Config
 from builder.stage import stage
 from tests.e2e import images
 
-
 ROOT = Path(__file__).resolve().parents[2]
 
 

@@ -13,8 +13,12 @@ import urllib.error
 import urllib.request
 
 import pytest
+import yaml
 from passlib.apache import HtpasswdFile
 from passlib.hash import bcrypt
+
+from pypi_appliance.core import audit
+from pypi_appliance.services import auth
 
 
 def basic(name, password):
@@ -22,9 +26,7 @@ def basic(name, password):
 
 
 @pytest.fixture
-def checker(appliance, tmp_path, monkeypatch):
-    from pypi_appliance import audit, auth
-
+def checker(tmp_path, monkeypatch):
     monkeypatch.setattr(audit, "LOG", str(tmp_path / "audit.log"))
     (tmp_path / "auth").mkdir()
     users = HtpasswdFile(str(tmp_path / "auth" / "htpasswd"), new=True)
@@ -226,8 +228,6 @@ def test_a_spray_of_names_is_slowed_not_shut(checker, monkeypatch):
     it to one check per PERIOD / MAX_FAILURES seconds, for any account; a
     correct password still gets in at that rate, and other addresses are
     not slowed."""
-    from pypi_appliance import auth
-
     monkeypatch.setattr(auth, "DUMMY_HASH", bcrypt.using(rounds=4).hash("unknown names' cost"))
     throttle = checker.check.throttle
     spray = throttle.SPRAY * throttle.max_failures
@@ -259,11 +259,7 @@ def test_a_spray_of_names_is_slowed_not_shut(checker, monkeypatch):
     assert throttle.blocked("192.0.2.9", "anyone", time.monotonic()) == 0
 
 
-def test_the_checker_reads_the_settings_compose_passes(appliance, shipped_tree):
-    import yaml
-
-    from pypi_appliance import auth
-
+def test_the_checker_reads_the_settings_compose_passes(shipped_tree):
     doc = yaml.safe_load((shipped_tree / "root/etc/pypi-appliance/compose.yaml").read_text())
     passed = {k: v for k, v in doc["services"]["auth"]["environment"].items() if k.startswith("PYPI_AUTH_")}
     assert sorted(passed) == sorted(auth.SETTINGS)

@@ -1,3 +1,6 @@
+import subprocess
+import sys
+
 import pytest
 from click.testing import CliRunner
 
@@ -39,9 +42,6 @@ def test_every_command_has_help():
 
 
 def test_module_entry_point_runs():
-    import subprocess
-    import sys
-
     proc = subprocess.run([sys.executable, "-m", "builder", "build", "--port", "0"],
                           capture_output=True, text=True)
     assert proc.returncode == 2

@@ -1,3 +1,6 @@
+import shutil
+import subprocess
+
 import pytest
 
 from builder.config import (
@@ -23,9 +26,6 @@ def test_versions_dpkg_rejects_name_the_value(value):
 
 
 def test_version_rule_agrees_with_dpkg():
-    import shutil
-    import subprocess
-
     if not shutil.which("dpkg"):
         pytest.fail("dpkg is needed to cross-check version rules")
     for good in ["0.1.0", "1.2.3~rc1", "2026.11+local1"]:

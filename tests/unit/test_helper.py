@@ -1,22 +1,23 @@
-"""The rendered admin helper, run as a program against a scratch data dir."""
+"""The admin helper, run as a program from src/ against a scratch data dir."""
 
+import io
 import os
 import re
-import socket
 import shutil
+import socket
 import stat
-import tarfile
 import subprocess
 import sys
+import tarfile
+import zipfile
 
 import pytest
 from passlib.apache import HtpasswdFile
 
 from builder.cli import TREE
-from builder.config import Config
-from builder.stage import stage
 
 PASSWORD = 'pä ss:"$\\wörd'
+SOURCE = str(TREE / "src")
 
 
 # The venv's Python with libpass, and Debian's own python3 with python3-passlib,
@@ -26,19 +27,17 @@ def helper(tmp_path, request):
     probe = subprocess.run([request.param, "-c", "import passlib, bcrypt"], capture_output=True)
     if probe.returncode != 0:
         pytest.fail(f"{request.param} lacks passlib/bcrypt: install python3-passlib python3-bcrypt")
-    tree = stage(Config(version="1.0"), TREE, tmp_path / "staging")
     data = tmp_path / "data"
     (data / "auth").mkdir(parents=True)
     conf = tmp_path / "pypi-appliance.conf"
     conf.write_text(f"# comment\nPYPI_DATA_DIR={data}\nPYPI_PORT=9123\nPYPI_ADMIN_USER=admin\n")
 
     def run(*args, stdin=None, path=None):
-        # The package as shipped, from the staged tree (the launcher adds /usr/share/pypi-appliance).
+        # The package from src/, which the .deb installs as it is (the launcher adds /usr/share/pypi-appliance).
         return subprocess.run(
             [request.param, "-m", "pypi_appliance", *args],
             input=stdin, capture_output=True, text=True,
-            env=dict(os.environ, PYTHONPATH=str(tree / "root/usr/share/pypi-appliance"),
-                     PYPI_APPLIANCE_CONF=str(conf), PYPI_APPLIANCE_TLS_DIR=str(tmp_path / "tls"),
+            env=dict(os.environ, PYTHONPATH=SOURCE, PYPI_APPLIANCE_CONF=str(conf), PYPI_APPLIANCE_TLS_DIR=str(tmp_path / "tls"),
                      PYPI_AUDIT_LOG=str(tmp_path / "audit.log"), SUDO_USER="alice",
                      PATH=f"{path}:{os.environ['PATH']}" if path else os.environ["PATH"]),
         )
@@ -46,10 +45,10 @@ def helper(tmp_path, request):
     def sync():
         """What the indexer does: list the packages dir (here as root, in place)."""
         return subprocess.run(
-            [request.param, "-c", "import sys; from pypi_appliance.index import Index, Syncer; "
+            [request.param, "-c", "import sys; from pypi_appliance.services.index import Index, Syncer; "
              "Syncer(Index(sys.argv[1]), log=print).sync()", str(data)],
             capture_output=True, text=True, check=True,
-            env=dict(os.environ, PYTHONPATH=str(tree / "root/usr/share/pypi-appliance")))
+            env=dict(os.environ, PYTHONPATH=SOURCE))
 
     run.sync = sync
     run.conf = conf
@@ -83,9 +82,6 @@ def test_a_front_door_that_cannot_be_reloaded_is_an_error(helper, tmp_path):
 
 
 def wheel_bytes(name="probe", version="1.0"):
-    import io
-    import zipfile
-
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as wheel:
         wheel.writestr(f"{name}/__init__.py", "x = 1\n" * 1000)
@@ -546,8 +542,6 @@ def test_backup_with_ca_needs_a_ca(populated, tmp_path):
 
 @pytest.mark.parametrize("damage", ["truncate", "flip", "tamper"])
 def test_restore_refuses_a_damaged_archive_and_touches_nothing(populated, tmp_path, damage):
-    import io
-
     archive = tmp_path / "b.tar.gz"
     assert populated("backup", str(archive)).returncode == 0
     raw = archive.read_bytes()

@@ -7,11 +7,13 @@ import subprocess
 from builder.cli import TREE
 from builder.config import Config
 from builder.stage import render
+from pypi_appliance.admin.host import endpoint, index_url
+from pypi_appliance.admin.settings import KEYS, Fail, Settings, read_conf, write_conf
+from pypi_appliance.admin.status import STARTING_SECONDS, starting
+from pypi_appliance.admin.users import ensure_version, new_version, version_path
 
 
-def test_settings_are_typed_and_default_to_the_build(appliance, tmp_path):
-    from pypi_appliance.settings import Settings, read_conf
-
+def test_settings_are_typed_and_default_to_the_build(tmp_path):
     conf = tmp_path / "pypi-appliance.conf"
     conf.write_text("# a comment\nPYPI_PORT=9443\nPYPI_TLS=off\nSOMETHING_ELSE=x\n")
     settings = read_conf(str(conf))
@@ -20,10 +22,7 @@ def test_settings_are_typed_and_default_to_the_build(appliance, tmp_path):
     assert read_conf(str(tmp_path / "missing")).port == "8080"
 
 
-def test_endpoint_adds_the_port_and_brackets(appliance):
-    from pypi_appliance.host import endpoint, index_url
-    from pypi_appliance.settings import read_conf
-
+def test_endpoint_adds_the_port_and_brackets():
     conf = read_conf("/nonexistent")
     assert endpoint("pypi.example.org", conf) == "pypi.example.org:8080"
     assert endpoint("pypi.example.org:443", conf) == "pypi.example.org:443"
@@ -32,9 +31,7 @@ def test_endpoint_adds_the_port_and_brackets(appliance):
     assert index_url(conf, "10.0.0.1") == "https://10.0.0.1:8080/simple/"
 
 
-def test_a_failing_health_check_is_starting_only_while_the_service_comes_up(appliance):
-    from pypi_appliance.status import STARTING_SECONDS, starting
-
+def test_a_failing_health_check_is_starting_only_while_the_service_comes_up():
     healthy = [{"name": "proxy", "state": "running", "health": "healthy"}]
     assert starting("activating", None, None)
     assert starting("active", 5, [])
@@ -47,9 +44,7 @@ def test_a_failing_health_check_is_starting_only_while_the_service_comes_up(appl
 TRICKY = {"PYPI_TLS_CERT": "/etc/ssl/a&b|c\\d e.pem", "PYPI_TLS_KEY": "/etc/ssl/k=1 #x.key", "PYPI_PORT": "9443"}
 
 
-def test_the_config_writer_keeps_other_lines_and_any_value(appliance, tmp_path):
-    from pypi_appliance.settings import Fail, read_conf, write_conf
-
+def test_the_config_writer_keeps_other_lines_and_any_value(tmp_path):
     conf = tmp_path / "pypi-appliance.conf"
     conf.write_text("# the admin's note\nPYPI_PORT=8080\nEXTRA=kept\nPYPI_PORT=8081\n")
     write_conf(TRICKY, str(conf))
@@ -70,10 +65,8 @@ def test_the_config_writer_keeps_other_lines_and_any_value(appliance, tmp_path):
     assert (tmp_path / "new.conf").read_text().startswith("# pypi-appliance settings")
 
 
-def test_shell_and_python_read_the_config_file_alike(appliance, tmp_path):
+def test_shell_and_python_read_the_config_file_alike(tmp_path):
     """The config script (before unpacking) reads the file with conf_get; the helper with read_conf."""
-    from pypi_appliance.settings import KEYS, read_conf, write_conf
-
     conf = tmp_path / "pypi-appliance.conf"
     conf.write_text("PYPI_TLS=off\n# PYPI_TLS=provided\nPYPI_DATA_DIR=/srv/one\nPYPI_DATA_DIR=/srv/two\n")
     write_conf(TRICKY, str(conf))
@@ -87,10 +80,7 @@ def test_shell_and_python_read_the_config_file_alike(appliance, tmp_path):
             assert shell == getattr(settings, field), key
 
 
-def test_the_password_version_is_the_file_the_front_door_includes(appliance, shipped_tree, tmp_path):
-    from pypi_appliance.settings import read_conf
-    from pypi_appliance.users import ensure_version, new_version, version_path
-
+def test_the_password_version_is_the_file_the_front_door_includes(shipped_tree, tmp_path):
     conf_file = tmp_path / "pypi-appliance.conf"
     conf_file.write_text(f"PYPI_DATA_DIR={tmp_path}\n")
     conf = read_conf(str(conf_file))

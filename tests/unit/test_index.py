@@ -13,13 +13,17 @@ import time
 
 import pytest
 
+from pypi_appliance.core import archives
+from pypi_appliance.core.archives import Invalid, inspect
+from pypi_appliance.core.names import parse_release
+from pypi_appliance.core.simple import API_VERSION, render_project, render_root
+from pypi_appliance.services.index import Index, Syncer
+from tests import bombs
 from tests.e2e.client import make_wheel
 
 
 @pytest.fixture
-def index(appliance, tmp_path):
-    from pypi_appliance.index import Index, Syncer
-
+def index(tmp_path):
     (tmp_path / "packages").mkdir()
     ix = Index(str(tmp_path))
     return ix, Syncer(ix, log=lambda text: None), tmp_path / "packages"
@@ -45,8 +49,6 @@ def project_page(ix, project):
 
 
 def test_whole_files_are_listed_and_broken_ones_say_why(index):
-    from pypi_appliance.index import Invalid, inspect
-
     ix, syncer, packages = index
     wheel = make_wheel(packages, "1.0", project="Good.Probe", metadata="Requires-Python: >=3.8\n")
     good_sdist = sdist(packages, "good-probe", "1.1")
@@ -94,9 +96,7 @@ def test_a_file_being_copied_is_listed_once_whole(index):
     assert syncer.sync()["added"] == [target.name]
 
 
-def test_upload_times_and_yanks_survive_reindex_restore_and_a_missing_disk(index, appliance):
-    from pypi_appliance.index import Syncer
-
+def test_upload_times_and_yanks_survive_reindex_restore_and_a_missing_disk(index):
     ix, syncer, packages = index
     wheel = make_wheel(packages, "1.0", project="keep-probe")
     syncer.sync()
@@ -154,9 +154,7 @@ def test_a_name_is_held_until_released_and_an_upload_holds_it_again(index):
     assert "released" not in ix.load("held-probe")
 
 
-def test_pages_carry_the_pep_fields_escaped(appliance):
-    from pypi_appliance.index import API_VERSION, render_project, render_root
-
+def test_pages_carry_the_pep_fields_escaped():
     record = {
         "files": {
             "a_b-1.0-py3-none-any.whl": {"version": "1.0", "sha256": "ab" * 32, "size": 10,
@@ -189,9 +187,7 @@ def test_pages_carry_the_pep_fields_escaped(appliance):
     assert b'<a href="c/">c</a>' in page
 
 
-def test_release_specs_name_the_value(appliance):
-    from pypi_appliance.index import parse_release
-
+def test_release_specs_name_the_value():
     assert parse_release("Foo_Bar==1.0") == ("foo-bar", "1.0")
     for bad in ("foo", "foo==", "==1.0", "foo>=1.0"):
         with pytest.raises(ValueError, match=re.escape(repr(bad))):
@@ -210,8 +206,6 @@ def test_pages_of_an_older_shape_are_written_again(index):
     with open(path, "w") as f:
         json.dump(old, f)
     os.unlink(ix.shape_path())
-    from pypi_appliance.index import Syncer
-
     fresh = Syncer(ix, log=lambda text: None)  # a restarted indexer
     fresh.sync()
     assert "dist-info-metadata" not in project_page(ix, "shape-probe")["files"][0]
@@ -222,8 +216,6 @@ def test_pages_of_an_older_shape_are_written_again(index):
 
 
 def test_bombs_are_refused_with_the_bound_they_break_and_others_still_list(index, tmp_path):
-    from tests import bombs
-
     ix, syncer, packages = index
     sparse = bombs.sparse_sdist(packages)
     bzip2 = bombs.bzip2_wheel(packages, size=2**20)
@@ -242,10 +234,8 @@ def test_bombs_are_refused_with_the_bound_they_break_and_others_still_list(index
     assert json.loads(open(ix.status_file).read())["invalid"] == changes["invalid"]
 
 
-def test_an_archive_that_unpacks_past_its_budget_is_refused(appliance, tmp_path, monkeypatch):
-    from pypi_appliance import index
-
-    monkeypatch.setattr(index, "UNPACKED_MAX", 2**20)  # in this process: the inspector's is 1 GiB
+def test_an_archive_that_unpacks_past_its_budget_is_refused(tmp_path, monkeypatch):
+    monkeypatch.setattr(archives, "UNPACKED_MAX", 2**20)  # in this process: the inspector's is 1 GiB
     path = tmp_path / "zeros-1.0.tar.gz"
     metadata = b"Metadata-Version: 2.1\nName: zeros\nVersion: 1.0\n"
     with tarfile.open(path, "w:gz") as archive:
@@ -254,8 +244,8 @@ def test_an_archive_that_unpacks_past_its_budget_is_refused(appliance, tmp_path,
             info.size = len(data)
             archive.addfile(info, io.BytesIO(data))
     limit = 2**20 + 32 * path.stat().st_size
-    with pytest.raises(index.Invalid) as refused:
-        index.inspect(str(path), path.name)
+    with pytest.raises(Invalid) as refused:
+        inspect(str(path), path.name)
     assert str(refused.value) == (f"it unpacks to more than {limit / 2**20:,.0f} MiB (the index reads at most "
                                   "1 MiB plus 32 times the file's size)")
 
@@ -263,8 +253,6 @@ def test_an_archive_that_unpacks_past_its_budget_is_refused(appliance, tmp_path,
 def test_a_file_that_breaks_the_inspector_is_that_file_s_alone(index):
     """A pax header read whole into memory passes every check above: the
     inspector's address-space limit stops it, and the pass goes on."""
-    from tests import bombs
-
     ix, syncer, packages = index
     bomb = bombs.pax_sdist(packages)
     good = make_wheel(packages, "1.0", project="after-pax")

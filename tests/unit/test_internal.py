@@ -4,17 +4,17 @@ key) and the container itself, and nobody else."""
 from __future__ import annotations
 
 import http.client
-import os
 import http.server
+import os
 import threading
 
 import pytest
 
+from pypi_appliance.core import internal
+
 
 @pytest.fixture
-def guarded(appliance, tmp_path, monkeypatch):
-    from pypi_appliance import internal
-
+def guarded(tmp_path, monkeypatch):
     key = tmp_path / "internal-key"
     key.write_text("k3y-of-this-start\n")
     monkeypatch.setattr(internal, "KEY_FILE", str(key))

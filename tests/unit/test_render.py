@@ -5,15 +5,20 @@ import json
 import re
 import subprocess
 import sys
-
 from pathlib import Path
 
 import pytest
 import yaml
 
 from builder.cli import TREE
-from builder.config import USERNAME_PATTERN, Config, ConfigError, check_data_dir
+from builder.config import SERVICES, USERNAME_PATTERN, Config, ConfigError, check_data_dir, check_port
+from builder.docs import leaves
+from builder.settings import ACCESS_MODES, SETTINGS, TLS_LISTENERS, markdown_table
 from builder.stage import render, stage
+from pypi_appliance.admin import compose as compose_module
+from pypi_appliance.admin.cli import parser
+from pypi_appliance.admin.settings import KEYS, USERNAME, Fail, Settings, read_conf, upstream_refusal
+from pypi_appliance.admin.users import check_password
 
 
 @pytest.fixture
@@ -78,17 +83,14 @@ def test_changelog_carries_version_and_fixed_date(staged):
     assert "Tue, 14 Nov 2023 22:13:20 +0000" in changelog
 
 
-def test_unit_runs_compose_through_the_helper(staged, appliance):
+def test_unit_runs_compose_through_the_helper(staged):
     tree = staged()
     unit = configparser.ConfigParser(strict=False, interpolation=None)
     unit.read_string((tree / "debian/pypi-appliance.service").read_text())
     # The helper holds the one compose command line and keeps the journal plain text.
     assert unit["Service"]["ExecStart"] == "/usr/sbin/pypi-appliance up"
     assert unit["Service"]["ExecStop"] == "/usr/sbin/pypi-appliance down"
-    from pypi_appliance.compose import compose
-    from pypi_appliance.settings import read_conf
-
-    assert compose(read_conf("/nonexistent"), "up") == [
+    assert compose_module.compose(read_conf("/nonexistent"), "up") == [
         "docker", "compose", "--ansi", "never", "--project-name", "pypi-appliance",
         "--env-file", "/etc/pypi-appliance/pypi-appliance.conf", "--file", "/etc/pypi-appliance/compose.yaml", "up"]
     assert "docker compose" not in (tree / "debian/pypi-appliance.service").read_text().replace(
@@ -97,11 +99,9 @@ def test_unit_runs_compose_through_the_helper(staged, appliance):
     assert unit["Install"]["WantedBy"] == "multi-user.target docker.service"
 
 
-def test_username_rule_is_the_same_in_shell_and_python(staged, appliance):
+def test_username_rule_is_the_same_in_shell_and_python(staged):
     tree = staged()
     assert USERNAME_PATTERN in (tree / "debian/config").read_text()
-    from pypi_appliance.settings import USERNAME
-
     assert USERNAME.pattern == USERNAME_PATTERN
     for name, ok in [("admin", True), ("ci.bot@example.com", True), ("a:b", False), ("a b", False),
                      ("", False), ("-x", False), ("x" * 65, False)]:
@@ -149,12 +149,8 @@ def test_front_door_enforces_the_configured_reading_rights(staged):
         assert "rewrite ^ /_index/$simple_format/" in locations[where], where
 
 
-def test_man_page_and_completion_come_from_the_parser(staged, appliance):
+def test_man_page_and_completion_come_from_the_parser(staged):
     tree = staged()
-    from pypi_appliance.cli import parser
-
-    from builder.docs import leaves
-
     commands = [" ".join(words) for words, _ in leaves(parser())]
     assert {"status", "client-config", "url", "restore", "up", "down", "user list", "user remove"} <= set(commands)
     completion = (tree / "root/usr/share/bash-completion/completions/pypi-appliance").read_text()
@@ -180,9 +176,10 @@ def vermin(path) -> subprocess.CompletedProcess:
                           capture_output=True, text=True)
 
 
-def test_helper_runs_on_python_3_10(shipped_tree, tmp_path):
-    """Ubuntu 22.04's Python: vermin finds the newest feature the helper uses."""
-    package = shipped_tree / "root/usr/share/pypi-appliance/pypi_appliance"
+def test_helper_runs_on_python_3_10(tmp_path):
+    """Ubuntu 22.04's Python: vermin finds the newest feature the helper uses
+    (the helper imports core and the indexer's services.index too)."""
+    package = TREE / "src" / "pypi_appliance"
     result = vermin(package)
     assert result.returncode == 0, result.stdout + result.stderr
     newer = tmp_path / "newer.py"
@@ -219,8 +216,6 @@ def test_data_dir_rule_is_the_same_in_shell_and_python(tmp_path):
 
 
 def test_access_modes_are_one_list(staged, tmp_path):
-    from builder.settings import ACCESS_MODES
-
     tree = staged()
     templates = (tree / "debian/templates").read_text()
     assert f"Template: pypi-appliance/access\nType: select\nChoices: {', '.join(ACCESS_MODES)}\n" in templates
@@ -235,13 +230,9 @@ def test_access_modes_are_one_list(staged, tmp_path):
         ACCESS_MODES)
 
 
-def test_settings_are_declared_once(staged, appliance):
+def test_settings_are_declared_once(staged):
     """builder/settings.py: the README's table, the debconf defaults and choices,
     the helper's keys and defaults, and the TLS listeners all follow it."""
-    from pypi_appliance.settings import KEYS, Settings, read_conf
-
-    from builder.settings import SETTINGS, TLS_LISTENERS, markdown_table
-
     readme = (TREE / "README.md").read_text()
     assert markdown_table() in readme, "README's settings table differs from builder/settings.py:\n" + markdown_table()
     tree = staged(port=9123, data_dir="/data/pypi")
@@ -271,8 +262,6 @@ def shell_check(tmp_path, function: str, *args: str) -> subprocess.CompletedProc
 
 
 def test_port_rule_is_the_same_in_shell_and_python(tmp_path):
-    from builder.config import check_port
-
     # 8080 would be refused by the shell if something on this machine listens there.
     for value in ["1", "80", "65535", "49152", "0", "65536", "70000", "-1", "http", "", "08x", "123456"]:
         shell = shell_check(tmp_path, "check_port", value)
@@ -284,10 +273,7 @@ def test_port_rule_is_the_same_in_shell_and_python(tmp_path):
         assert (shell.returncode == 0) is python, (value, shell.stdout)
 
 
-def test_password_length_rule_is_the_same_in_shell_and_python(tmp_path, appliance):
-    from pypi_appliance.settings import Fail
-    from pypi_appliance.users import check_password
-
+def test_password_length_rule_is_the_same_in_shell_and_python(tmp_path):
     for password in ["x" * 72, "x" * 73, "ä" * 36, "ä" * 37, "€" * 24, "€" * 25, "pass phrase"]:
         shell = shell_check(tmp_path, "check_passwords", password, password)
         try:
@@ -299,8 +285,6 @@ def test_password_length_rule_is_the_same_in_shell_and_python(tmp_path, applianc
 
 
 def test_the_compose_file_has_the_services_the_helper_requires(staged):
-    from builder.config import SERVICES
-
     assert sorted(compose(staged())["services"]) == sorted(SERVICES)
 
 
@@ -319,11 +303,8 @@ NGINX_0_6 = NGINX_0_3 + "include /data/upstream/settings.conf;\n"
     ("proxy\nauth\nupstream\nindexer\npypiserver\n", NGINX_0_6, "nginx.conf does not send the containers' key: it is"),
     ("proxy\nauth\nupstream\nindexer\npypiserver\n", None, None),
 ])
-def test_up_refuses_conffiles_kept_from_an_older_version(staged, appliance, tmp_path, monkeypatch,
+def test_up_refuses_conffiles_kept_from_an_older_version(staged, tmp_path, monkeypatch,
                                                           services, nginx_text, message):
-    from pypi_appliance import compose as compose_module
-    from pypi_appliance.settings import Fail, read_conf
-
     nginx = tmp_path / "nginx.conf"
     current = (staged() / "root/etc/pypi-appliance/nginx.conf").read_text()
     nginx.write_text(nginx_text or current)
@@ -342,9 +323,7 @@ def test_up_refuses_conffiles_kept_from_an_older_version(staged, appliance, tmp_
         assert ".dpkg-dist into it" in str(refused.value)
 
 
-def test_upstream_rule_is_the_same_in_shell_and_python(tmp_path, appliance):
-    from pypi_appliance.settings import upstream_refusal
-
+def test_upstream_rule_is_the_same_in_shell_and_python(tmp_path):
     values = ["", "none", "https://pypi.org/simple/", "https://pypi.org/simple", "http://mirror.example:8080/root/pypi/+simple/",
               "https://user:secret@private.example/simple/", "ftp://pypi.org/simple/", "pypi.org/simple/",
               "https://pypi.org/simple/ x", "https://", "https://pypi.org/simple/?x=1", "https://pypi.org/s$(id)/"]

@@ -5,6 +5,7 @@ files are streamed and refused when their hash is not the page's."""
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import http.client
 import http.server
@@ -13,6 +14,10 @@ import threading
 import time
 
 import pytest
+
+from pypi_appliance.admin import cache
+from pypi_appliance.admin.settings import read_conf
+from pypi_appliance.services import upstream
 
 WHEEL = b"PK fake wheel bytes"
 SDIST = b"fake sdist bytes"
@@ -85,9 +90,7 @@ class Fake(http.server.BaseHTTPRequestHandler):
 
 
 @pytest.fixture
-def service(appliance):
-    from pypi_appliance import upstream
-
+def service():
     Fake.seen, Fake.auth = [], []
     fake = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Fake)
     threading.Thread(target=fake.serve_forever, daemon=True).start()
@@ -167,9 +170,7 @@ def test_files_are_checked_against_the_page(service):
     assert Fake.seen[len(before):] == []
 
 
-def test_missing_and_unreachable(service, appliance):
-    from pypi_appliance import upstream
-
+def test_missing_and_unreachable(service):
     status, headers, body = service("/simple/nothing-here/")
     assert status == 404 and headers["X-Accel-Expires"] == "60" and b"no project nothing-here on this index, nor on its upstream http://127.0.0.1:" in body
     down = upstream.Upstream("http://127.0.0.1:9/simple/", "ci:s3cret")
@@ -181,12 +182,7 @@ def test_missing_and_unreachable(service, appliance):
     assert upstream.shown("https://ci:s3cret@private.example/simple/") == "https://private.example/simple/"
 
 
-def test_another_upstream_starts_an_empty_cache(appliance, tmp_path):
-    import dataclasses
-
-    from pypi_appliance import cache
-    from pypi_appliance.settings import read_conf
-
+def test_another_upstream_starts_an_empty_cache(tmp_path):
     conf = dataclasses.replace(read_conf("/nonexistent"), data_dir=str(tmp_path), upstream="https://a.example/simple/",
                                upstream_cache_max="2g")
     cache.write_settings(conf)
@@ -229,9 +225,7 @@ def test_a_hostile_page_decides_nothing(service):
     assert Fake.auth[-1] == Fake.auth[-2] and Fake.auth[-1].startswith("Basic ")
 
 
-def test_the_credentials_never_follow_a_redirect_elsewhere(service, appliance):
-    from pypi_appliance import upstream
-
+def test_the_credentials_never_follow_a_redirect_elsewhere(service):
     up = service.upstream
     other = upstream.Upstream(up.url, "ci:s3cret", file_hosts=f"localhost:{up.host.rsplit(':', 1)[1]}")
     with other.open(up.url.replace("/simple/", "/p/away.whl")) as response:
@@ -253,7 +247,7 @@ def test_dropped_links_are_said_a_few_times(service, capsys):
     assert err.count("dropped a link: file:///x/") == 5 and "/simple/many/: dropped 45 more links" in err, err
 
 
-def test_a_page_larger_than_the_bound_is_refused(service, appliance, monkeypatch):
-    monkeypatch.setattr(appliance.upstream, "PAGE_MAX", 4096)
+def test_a_page_larger_than_the_bound_is_refused(service, monkeypatch):
+    monkeypatch.setattr(upstream, "PAGE_MAX", 4096)
     status, _, body = service("/simple/huge/", "json")
     assert status == 502 and b"is larger than 0 MiB, more than this appliance reads" in body, body

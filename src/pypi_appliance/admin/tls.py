@@ -12,8 +12,8 @@ import sys
 import tempfile
 import time
 
-from pypi_appliance.host import host_addresses, is_ip, normal_name
-from pypi_appliance.settings import PACKAGE, TLS_DIR, Fail, Settings, check_choices
+from pypi_appliance.admin.host import host_addresses, is_ip, normal_name
+from pypi_appliance.admin.settings import PACKAGE, TLS_DIR, Fail, Settings, check_choices
 
 # Server certificates last 397 days (the most browsers accept) and are renewed
 # on the restart after they come within 30 days of expiry; the CA lasts 10 years.

@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
-import re
 import shutil
 import time
 
-from pypi_appliance import audit, images
-from pypi_appliance.compose import compose
-from pypi_appliance.host import host_addresses, host_name, index_url, probe, run
-from pypi_appliance.settings import BUILD, PACKAGE, NeedsRoot, Settings
-from pypi_appliance.tls import tls_state
+from pypi_appliance.admin import images
+from pypi_appliance.admin.compose import compose
+from pypi_appliance.admin.host import host_addresses, host_name, index_url, probe, run
+from pypi_appliance.admin.settings import BUILD, PACKAGE, NeedsRoot, Settings
+from pypi_appliance.admin.tls import tls_state
+from pypi_appliance.core import audit
+from pypi_appliance.core.fsutil import walk_packages
+from pypi_appliance.core.names import project_of
 
 
 def docker_denied(errors):
@@ -50,18 +53,15 @@ def health(conf: Settings):
 
 
 def package_stats(conf: Settings):
-    """Files, projects and bytes in the packages dir."""
+    """Files, projects (by file name: opening each would cost too much) and bytes in the packages dir."""
     directory = os.path.join(conf.data_dir, "packages")
-    files, projects, size = 0, set(), 0
-    for root, _, names in os.walk(directory):
-        for name in names:
-            if name.startswith("."):
-                continue
-            files += 1
-            size += os.path.getsize(os.path.join(root, name))
-            project = re.split(r"-\d", name, maxsplit=1)[0]
-            projects.add(re.sub(r"[-_.]+", "-", project).lower())
-    return files, len(projects), size
+    files, _ = walk_packages(directory)
+    projects = {project_of(os.path.basename(name)) for name in files}
+    size = 0
+    for name in files:
+        with contextlib.suppress(FileNotFoundError):  # removed meanwhile
+            size += os.path.getsize(os.path.join(directory, name))
+    return len(files), len(projects), size
 
 
 def index_state(conf: Settings):

@@ -8,13 +8,13 @@ import logging
 import os
 import secrets
 import sys
-import tempfile
 import time
 
-from pypi_appliance import audit
-from pypi_appliance.host import run
-from pypi_appliance.roles import ROLES, format_roles, read_roles
-from pypi_appliance.settings import BCRYPT_MAX_BYTES, CONF, PACKAGE, SERVER_GID, USERNAME, Fail, Settings
+from pypi_appliance.admin.host import run
+from pypi_appliance.admin.settings import BCRYPT_MAX_BYTES, CONF, PACKAGE, SERVER_GID, USERNAME, Fail, Settings
+from pypi_appliance.core import audit
+from pypi_appliance.core.fsutil import write_atomic
+from pypi_appliance.core.roles import ROLES, format_roles, read_roles
 
 PROXY = f"{PACKAGE}-proxy-1"
 
@@ -63,19 +63,6 @@ def load_users(conf: Settings):
     return HtpasswdFile(path, new=not os.path.exists(path), default_scheme="bcrypt")
 
 
-def replace(path, data: bytes, mode: int):
-    fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", dir=os.path.dirname(path))
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            os.fchmod(f.fileno(), mode)
-            os.fchown(f.fileno(), 0, SERVER_GID)
-        os.replace(tmp, path)
-    except BaseException:
-        os.unlink(tmp)
-        raise
-
-
 def version_path(conf: Settings):
     return os.path.join(conf.data_dir, "auth", "passwords-version.conf")
 
@@ -83,7 +70,8 @@ def version_path(conf: Settings):
 def new_version(conf: Settings) -> None:
     """A new version of the password file for the front door's credential cache."""
     token = secrets.token_hex(8)
-    replace(version_path(conf), f'map "" $passwords_version {{ default "{token}"; }}\n'.encode(), 0o640)
+    write_atomic(version_path(conf), f'map "" $passwords_version {{ default "{token}"; }}\n', mode=0o640,
+                 owner=(0, SERVER_GID), durable=True)
 
 
 def ensure_version(conf: Settings) -> None:
@@ -136,8 +124,9 @@ def save_users(conf: Settings, users, roles: dict[str, str]):
     if not os.path.isdir(directory):
         raise Fail(f"{directory} does not exist; run 'dpkg-reconfigure {PACKAGE}' to create the data dir")
     names = set(users.users())
-    replace(roles_path(conf), format_roles({n: r for n, r in roles.items() if n in names}), 0o640)
-    replace(htpasswd_path(conf), users.to_string(), 0o640)
+    write_atomic(roles_path(conf), format_roles({n: r for n, r in roles.items() if n in names}), mode=0o640,
+                 owner=(0, SERVER_GID), durable=True)
+    write_atomic(htpasswd_path(conf), users.to_string(), mode=0o640, owner=(0, SERVER_GID), durable=True)
     new_version(conf)
     reload_front_door()
 
@@ -175,7 +164,7 @@ def cmd_user_add(args, conf: Settings):
     if (args.host or args.url) and not args.generate:
         raise Fail("--host and --url name where the printed settings point: they go with --generate")
     if args.generate:
-        from pypi_appliance.clients import base_url
+        from pypi_appliance.admin.clients import base_url
 
         base_url(conf, args.host, args.url)  # a bad --url is refused before the account exists
     password = secrets.token_urlsafe(30) if args.generate else read_password(args)
@@ -186,7 +175,7 @@ def cmd_user_add(args, conf: Settings):
     audit.record("user-add", by=audit.actor(), account=name, role=args.role)
     print(f"added user {name!r} ({args.role})", file=sys.stderr)
     if args.generate:
-        from pypi_appliance.clients import machine_snippet
+        from pypi_appliance.admin.clients import machine_snippet
 
         print(machine_snippet(conf, name, password, args.role, args.host, args.url))
 

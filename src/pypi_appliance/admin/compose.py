@@ -8,11 +8,12 @@ import secrets
 import subprocess
 import sys
 
-from pypi_appliance import images
-from pypi_appliance.cache import write_settings
-from pypi_appliance.settings import BUILD, CONF, PACKAGE, SERVER_GID, Fail, Settings, check_choices
-from pypi_appliance.users import ensure_version
-
+from pypi_appliance.admin import images
+from pypi_appliance.admin.cache import write_settings
+from pypi_appliance.admin.settings import BUILD, CONF, PACKAGE, SERVER_GID, Fail, Settings, check_choices
+from pypi_appliance.admin.users import ensure_version
+from pypi_appliance.core import audit
+from pypi_appliance.core.fsutil import write_atomic
 
 COMPOSE_FILE = f"/etc/{PACKAGE}/compose.yaml"
 NGINX_FILE = os.environ.get("PYPI_APPLIANCE_NGINX_CONF", f"/etc/{PACKAGE}/nginx.conf")
@@ -66,6 +67,13 @@ def cmd_logs(args, conf: Settings):
     return plain(cmd)
 
 
+def cmd_audit(args, conf: Settings):
+    if not os.path.exists(audit.LOG):
+        print(f"{audit.LOG}: nothing logged yet", file=sys.stderr)
+        return
+    os.execvp("tail", ["tail", "-n", str(args.lines), *(["-F"] if args.follow else []), audit.LOG])
+
+
 def check_conffiles(conf: Settings):
     """An admin's edited compose.yaml or nginx.conf from an older version,
     which dpkg keeps, must not start without the credential checker (an
@@ -117,12 +125,7 @@ def front_door_conf(conf: Settings) -> str:
 
 
 def write_front_door(conf: Settings) -> None:
-    os.makedirs(os.path.dirname(FRONT_DOOR), exist_ok=True)
-    tmp = f"{FRONT_DOOR}.tmp"
-    with open(tmp, "w", encoding="utf-8") as f:
-        f.write(front_door_conf(conf))
-        os.fchmod(f.fileno(), 0o644)
-    os.replace(tmp, FRONT_DOOR)
+    write_atomic(FRONT_DOOR, front_door_conf(conf), mode=0o644)
 
 
 INTERNAL_KEY = f"/run/{PACKAGE}/internal-key"  # compose.yaml mounts it, and its .conf for nginx
@@ -132,15 +135,9 @@ def write_internal_key() -> None:
     """A new key at each start (pypi_appliance.internal): the containers' group
     reads it, nginx (as root) its map; in /run, so never on a disk."""
     key = secrets.token_urlsafe(32)
-    os.makedirs(os.path.dirname(INTERNAL_KEY), exist_ok=True)
     for path, text, gid, mode in ((INTERNAL_KEY, key + "\n", SERVER_GID, 0o640),
                                   (f"{INTERNAL_KEY}.conf", f'map $host $internal_key {{ default "{key}"; }}\n', 0, 0o600)):
-        fd = os.open(f"{path}.tmp", os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
-        with os.fdopen(fd, "w", encoding="ascii") as f:
-            os.fchown(f.fileno(), 0, gid)
-            os.fchmod(f.fileno(), mode)
-            f.write(text)
-        os.replace(f"{path}.tmp", path)
+        write_atomic(path, text, mode=mode, owner=(0, gid))
 
 
 def cmd_up(args, conf: Settings):

@@ -6,18 +6,17 @@ import argparse
 import os
 import sys
 
-import pypi_appliance
-from pypi_appliance.audit import cmd_audit
-from pypi_appliance.backup import cmd_backup, cmd_restore
-from pypi_appliance.cache import cmd_cache
-from pypi_appliance.clients import CLIENT_BUNDLE, cmd_client_config, cmd_url
-from pypi_appliance.compose import cmd_down, cmd_logs, cmd_up
-from pypi_appliance.releases import cmd_reindex, cmd_release_name, cmd_remove, cmd_unyank, cmd_yank
-from pypi_appliance.settings import KEYS, PACKAGE, Fail, NeedsRoot, cmd_write_config, read_conf
-from pypi_appliance.status import cmd_status
-from pypi_appliance.tls import cmd_tls
-from pypi_appliance.roles import ROLES
-from pypi_appliance.users import cmd_user_add, cmd_user_list, cmd_user_passwd, cmd_user_remove, cmd_user_role
+import pypi_appliance.admin
+from pypi_appliance.admin.backup import cmd_backup, cmd_restore
+from pypi_appliance.admin.cache import cmd_cache
+from pypi_appliance.admin.clients import CLIENT_BUNDLE, cmd_client_config, cmd_url
+from pypi_appliance.admin.compose import cmd_audit, cmd_down, cmd_logs, cmd_up
+from pypi_appliance.admin.releases import cmd_reindex, cmd_release_name, cmd_remove, cmd_unyank, cmd_yank
+from pypi_appliance.admin.settings import KEYS, PACKAGE, Fail, NeedsRoot, cmd_write_config, read_conf
+from pypi_appliance.admin.status import cmd_status
+from pypi_appliance.admin.tls import cmd_tls
+from pypi_appliance.admin.users import cmd_user_add, cmd_user_list, cmd_user_passwd, cmd_user_remove, cmd_user_role
+from pypi_appliance.core.roles import ROLES
 
 # What argparse does not know: files and exit codes (in --help and the man page).
 EPILOG = f"""\
@@ -60,7 +59,7 @@ def command(sub, name, func, summary, description, root=False):
 def parser():
     p = argparse.ArgumentParser(
         prog=PACKAGE,
-        description=pypi_appliance.__doc__.splitlines()[0],
+        description=pypi_appliance.admin.__doc__.splitlines()[0],
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )

@@ -8,9 +8,9 @@ import re
 import shlex
 import urllib.parse
 
-from pypi_appliance.host import endpoint, host_name, is_ip, scheme
-from pypi_appliance.settings import PACKAGE, Fail, Settings, refusal
-from pypi_appliance.tls import cert_info, ensure_certificate, openssl, tls_paths
+from pypi_appliance.admin.host import endpoint, host_name, is_ip, scheme
+from pypi_appliance.admin.settings import PACKAGE, Fail, Settings, refusal
+from pypi_appliance.admin.tls import cert_info, ensure_certificate, openssl, tls_paths
 
 # Where Debian and Ubuntu clients keep local CAs and their merged bundle.
 CLIENT_CA_DIR = "/usr/local/share/ca-certificates"

@@ -15,12 +15,23 @@ import tempfile
 import time
 import zlib
 
-from pypi_appliance import audit
-from pypi_appliance.host import run
-from pypi_appliance.index import Index
-from pypi_appliance.roles import ROLES, format_roles
-from pypi_appliance.settings import CONF, KEYS, PACKAGE, SERVER_GID, TLS_DIR, Fail, Settings, read_conf, write_conf
-from pypi_appliance.tls import ensure_certificate, tls_paths
+from pypi_appliance.admin.host import run
+from pypi_appliance.admin.settings import (
+    CONF,
+    KEYS,
+    PACKAGE,
+    SERVER_GID,
+    TLS_DIR,
+    Fail,
+    Settings,
+    read_conf,
+    write_conf,
+)
+from pypi_appliance.admin.tls import ensure_certificate, tls_paths
+from pypi_appliance.core import audit
+from pypi_appliance.core.fsutil import atomic_file
+from pypi_appliance.core.roles import ROLES, format_roles
+from pypi_appliance.services.index import Index
 
 BACKUP_ROOT = f"{PACKAGE}-backup"
 
@@ -47,26 +58,14 @@ def write_archive(target, staged, digests=None):
         with open(src, "rb") as f:
             lines.append(f"{sha256(f)}  {arc}\n")
     manifest = "".join(lines).encode()
-    partial = f"{target}.partial"
-    try:
-        if os.path.lexists(partial):  # left by a backup cut short
-            os.unlink(partial)
-        # Root-only from its first byte: a reader that opened it before a chmod would keep reading.
-        fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
-        with os.fdopen(fd, "wb") as raw:
-            with tarfile.open(fileobj=raw, mode="w:gz") as archive:
-                for src, arc in staged:
-                    archive.add(src, arcname=f"{BACKUP_ROOT}/{arc}", recursive=False)
-                info = tarfile.TarInfo(f"{BACKUP_ROOT}/{MANIFEST}")
-                info.size, info.mtime, info.mode = len(manifest), int(time.time()), 0o644
-                archive.addfile(info, io.BytesIO(manifest))
-            raw.flush()
-            os.fsync(raw.fileno())
-        os.replace(partial, target)
-    except BaseException:
-        if os.path.exists(partial):
-            os.unlink(partial)
-        raise
+    # Root-only from its first byte: a reader that opened it before a chmod would keep reading.
+    with atomic_file(target, mode=0o600, durable=True) as raw:
+        with tarfile.open(fileobj=raw, mode="w:gz") as archive:
+            for src, arc in staged:
+                archive.add(src, arcname=f"{BACKUP_ROOT}/{arc}", recursive=False)
+            info = tarfile.TarInfo(f"{BACKUP_ROOT}/{MANIFEST}")
+            info.size, info.mtime, info.mode = len(manifest), int(time.time()), 0o644
+            archive.addfile(info, io.BytesIO(manifest))
 
 
 def ca_sources():
@@ -167,18 +166,8 @@ def merge_audit_log(scratch) -> int:
     if not missing:
         return 0
     merged = sorted(missing + current, key=lambda line: line.split(b" ", 1)[0])  # stamps sort as times
-    os.makedirs(os.path.dirname(audit.LOG), exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(audit.LOG), prefix=".audit-restore-")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.writelines(merged)
-        os.chown(tmp, 0, SERVER_GID)
-        os.chmod(tmp, 0o660)
-        os.replace(tmp, audit.LOG)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    with atomic_file(audit.LOG, mode=0o660, owner=(0, SERVER_GID), durable=True) as f:
+        f.writelines(merged)
     return len(missing)
 
 

@@ -1,19 +1,18 @@
-"""What the build chose (defaults.json beside this package) and what the admin
+"""What the build chose (core.build: defaults.json) and what the admin
 set (the config file), read once into one typed value."""
 
 from __future__ import annotations
 
 import ipaddress
-import json
 import os
 import re
 import sys
-import tempfile
 from dataclasses import dataclass
-from pathlib import Path
 
-_DEFAULTS = Path(os.environ.get("PYPI_APPLIANCE_DEFAULTS", Path(__file__).resolve().parent.parent / "defaults.json"))
-BUILD = json.loads(_DEFAULTS.read_text(encoding="utf-8"))
+from pypi_appliance.core import build
+from pypi_appliance.core.fsutil import write_atomic
+
+BUILD = build.defaults()
 
 PACKAGE = BUILD["package"]
 CONF = os.environ.get("PYPI_APPLIANCE_CONF", f"/etc/{PACKAGE}/{PACKAGE}.conf")
@@ -173,16 +172,7 @@ def write_conf(updates: dict[str, str], path: str = CONF) -> None:
             lines[last[key]] = f"{key}={value}"
         else:
             lines.append(f"{key}={value}")
-    directory = os.path.dirname(path) or "."
-    fd, tmp = tempfile.mkstemp(prefix=".settings.", dir=directory)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write("\n".join(lines) + "\n")
-            os.fchmod(f.fileno(), 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        os.unlink(tmp)
-        raise
+    write_atomic(path, "\n".join(lines) + "\n", mode=0o644, durable=True)
 
 
 def cmd_write_config(args, conf) -> None:

@@ -30,11 +30,9 @@ from __future__ import annotations
 import base64
 import hashlib
 import html.parser
-import http.server
 import json
 import os
 import re
-import socket
 import sys
 import threading
 import time
@@ -42,8 +40,9 @@ import urllib.error
 import urllib.parse
 import urllib.request
 
-from pypi_appliance import internal
-from pypi_appliance.index import API_VERSION, SDISTS, WHEEL, normalize, render_page, version_key
+from pypi_appliance.core import httpd
+from pypi_appliance.core.names import normalize, version_key, version_of
+from pypi_appliance.core.simple import API_VERSION, render_page
 
 ACCEPT = ("application/vnd.pypi.simple.v1+json, application/vnd.pypi.simple.v1+html;q=0.2, "
           "text/html;q=0.1")
@@ -165,22 +164,8 @@ def appliance_page(project: str, files: list[dict]) -> dict:
         item = {key: value for key, value in entry.items() if key != "url"}
         item["url"] = f"../../upstream/{project}/{file_key(entry)}/{urllib.parse.quote(entry['filename'])}"
         out.append(item)
-    versions = sorted({v for v in (_version(project, e["filename"]) for e in files) if v}, key=version_key)
+    versions = sorted({v for v in (version_of(project, e["filename"]) for e in files) if v}, key=version_key)
     return {"meta": {"api-version": API_VERSION}, "name": project, "versions": versions, "files": out}
-
-
-def _version(project: str, filename: str) -> str | None:
-    """A file's version from its name (wheels and sdists), for PEP 700's list."""
-    stem = filename
-    for ext in (WHEEL, *SDISTS, ".egg"):
-        if stem.endswith(ext):
-            stem = stem[: -len(ext)]
-            break
-    if filename.endswith(WHEEL):
-        parts = stem.split("-")
-        return parts[1] if len(parts) >= 5 else None
-    name, sep, version = stem.rpartition("-")
-    return version if sep and normalize(name) == project else None
 
 
 def _redirects(upstream):
@@ -267,7 +252,7 @@ class Upstream:
                 raise Refused(502, f"the upstream refused the appliance ({err.code}) for {shown(url)}; "
                                    "set its credentials with PYPI_UPSTREAM_CREDENTIALS") from None
             raise Refused(502, f"the upstream answered {err.code} for {shown(url)}") from None
-        except (socket.timeout, TimeoutError):
+        except TimeoutError:
             raise Refused(504, f"the upstream did not answer {shown(url)} within {TIMEOUT} s") from None
         except (urllib.error.URLError, OSError) as err:
             reason = getattr(err, "reason", err)
@@ -313,7 +298,7 @@ class Upstream:
             if err.code >= 500:
                 return False, f"{shown(self.url)} answered {err.code}"
             return True, f"{shown(self.url)} answered {err.code}"
-        except (socket.timeout, TimeoutError):
+        except TimeoutError:
             return False, f"{shown(self.url)} did not answer within {TIMEOUT} s"
         except (urllib.error.URLError, OSError) as err:
             return False, f"{shown(self.url)} is unreachable ({getattr(err, 'reason', err)})"
@@ -333,22 +318,8 @@ class Upstream:
         raise Refused(404, f"the upstream lists no {filename} with that hash for {project}")
 
 
-def handler(upstream: Upstream):
-    class Handler(internal.Guarded, http.server.BaseHTTPRequestHandler):
-        protocol_version = "HTTP/1.1"
-        # Headers and body are separate writes on a kept-alive connection: with
-        # Nagle's algorithm each answer waited for nginx's delayed ACK (40 ms).
-        disable_nagle_algorithm = True
-
-        def answer(self, status: int, body: bytes, content_type: str, headers=()):
-            self.send_response(status)
-            self.send_header("Content-Type", content_type)
-            self.send_header("Content-Length", str(len(body)))
-            for name, value in headers:
-                self.send_header(name, value)
-            self.end_headers()
-            self.wfile.write(body)
-
+def handler(upstream: Upstream) -> type[httpd.Handler]:
+    class Handler(httpd.Handler):
         def refuse(self, refused: Refused):
             text = f"{PACKAGE}: {refused}\n".encode()
             # A missing name is kept as long as a page; a failure is not kept.
@@ -399,7 +370,7 @@ def handler(upstream: Upstream):
                     while chunk := response.read(CHUNK):
                         digest.update(chunk)
                         self.wfile.write(b"%x\r\n%s\r\n" % (len(chunk), chunk))
-                except (socket.timeout, TimeoutError, OSError) as err:
+                except (TimeoutError, OSError) as err:
                     self.log_error("%s: the upstream stopped sending (%s)", shown(url), err)
                     self.close_connection = True
                     return
@@ -409,12 +380,6 @@ def handler(upstream: Upstream):
                 self.close_connection = True
                 return
             self.wfile.write(b"0\r\n\r\n")
-
-        def log_message(self, fmt, *args):
-            pass
-
-        def log_error(self, fmt, *args):
-            print(fmt % args, file=sys.stderr, flush=True)
 
     return Handler
 
@@ -428,13 +393,12 @@ def serve(port: int) -> None:
             credentials = f.read().strip()
     upstream = Upstream(url or "http://upstream.invalid/", credentials, int(os.environ.get("PYPI_UPSTREAM_PAGE_SECONDS", "300")),
                         os.environ.get("PYPI_UPSTREAM_FILE_HOSTS", ""))
-    server = http.server.ThreadingHTTPServer(("0.0.0.0", port), handler(upstream))
-    server.daemon_threads = True
+    server = httpd.server(handler(upstream), port)
     print(f"upstream {shown(url)} on port {port}" if url else f"no upstream set; idle on port {port}", flush=True)
     server.serve_forever()
 
 
 if __name__ == "__main__":
-    if sys.argv[1:2] != ["serve"]:
-        sys.exit("usage: python3 -m pypi_appliance.upstream serve [PORT]")
-    serve(int(sys.argv[2]) if len(sys.argv) > 2 else 8084)
+    if len(sys.argv) != 3 or sys.argv[1] != "serve":
+        sys.exit("usage: python -m pypi_appliance.services.upstream serve PORT")
+    serve(int(sys.argv[2]))

@@ -8,8 +8,9 @@ import os
 import subprocess
 import time
 
-from pypi_appliance.host import run
-from pypi_appliance.settings import BUILD, PACKAGE, Fail
+from pypi_appliance.admin.host import run
+from pypi_appliance.admin.settings import BUILD, PACKAGE, Fail
+from pypi_appliance.core.fsutil import write_atomic
 
 IMAGES = BUILD["images"]
 # Where the start says why it gave up, for status.
@@ -92,10 +93,7 @@ def ensure(compose_cmd) -> None:
     message = (f"gave up after {PULL_TRIES} tries: image{'s' if len(missing) > 1 else ''} {', '.join(missing)} "
                f"{'are' if len(missing) > 1 else 'is'} not in Docker and could not be pulled ({why}). "
                f"Fix: {fix(missing)}")
-    os.makedirs(os.path.dirname(FAILURE), exist_ok=True)
-    with open(FAILURE + ".tmp", "w", encoding="utf-8") as f:
-        json.dump({"missing": missing, "message": message}, f)
-    os.replace(FAILURE + ".tmp", FAILURE)
+    write_atomic(FAILURE, json.dumps({"missing": missing, "message": message}))
     raise ImagesMissing(message)
 
 

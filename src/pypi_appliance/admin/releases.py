@@ -8,9 +8,10 @@ import os
 import sys
 import syslog
 
-from pypi_appliance import audit
-from pypi_appliance.index import Index, Syncer, normalize, parse_release
-from pypi_appliance.settings import PACKAGE, SERVER_GID, Fail, Settings
+from pypi_appliance.admin.settings import PACKAGE, SERVER_GID, Fail, Settings
+from pypi_appliance.core import audit
+from pypi_appliance.core.names import normalize, parse_release
+from pypi_appliance.services.index import Index, Syncer
 
 
 def open_index(conf: Settings) -> Index:

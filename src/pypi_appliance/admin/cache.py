@@ -13,9 +13,10 @@ import sys
 import time
 import urllib.parse
 
-from pypi_appliance import audit
-from pypi_appliance.index import normalize
-from pypi_appliance.settings import BUILD, CONF, PACKAGE, Settings
+from pypi_appliance.admin.settings import BUILD, CONF, PACKAGE, Settings
+from pypi_appliance.core import audit
+from pypi_appliance.core.fsutil import write_atomic
+from pypi_appliance.core.names import normalize
 
 HITS = {"HIT", "STALE", "UPDATING", "REVALIDATED"}
 LOG = os.path.join(os.path.dirname(BUILD["audit_log"]), "upstream-cache.log")
@@ -48,10 +49,7 @@ def settings_conf(conf: Settings, n: int) -> str:
 
 
 def _write(conf: Settings, name: str, text: str) -> None:
-    tmp = os.path.join(root(conf), f".{name}.tmp")
-    with open(tmp, "w", encoding="utf-8") as f:
-        f.write(text)
-    os.replace(tmp, os.path.join(root(conf), name))
+    write_atomic(os.path.join(root(conf), name), text)
 
 
 def _use(conf: Settings, n: int) -> None:
@@ -181,7 +179,7 @@ def cmd_cache(args, conf: Settings):
 
 
 def clear(conf: Settings):
-    from pypi_appliance.users import reload_front_door
+    from pypi_appliance.admin.users import reload_front_door
 
     os.makedirs(root(conf), mode=0o755, exist_ok=True)
     n = generation(conf) + 1

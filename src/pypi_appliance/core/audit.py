@@ -13,14 +13,14 @@ import re
 import sys
 import time
 
+from pypi_appliance.core import build
+
 
 def _log() -> str:
     """The containers are told where it is; the helper reads the build's choice."""
     if "PYPI_AUDIT_LOG" in os.environ:
         return os.environ["PYPI_AUDIT_LOG"]
-    from pypi_appliance.settings import BUILD
-
-    return BUILD["audit_log"]
+    return build.defaults()["audit_log"]
 
 
 LOG = _log()
@@ -55,10 +55,3 @@ def record(event: str, **fields) -> None:
             os.close(fd)
     except OSError as err:
         print(f"audit log {LOG}: {err}: {line(event, fields).strip()}", file=sys.stderr, flush=True)
-
-
-def cmd_audit(args, conf) -> None:
-    if not os.path.exists(LOG):
-        print(f"{LOG}: nothing logged yet", file=sys.stderr)
-        return
-    os.execvp("tail", ["tail", "-n", str(args.lines), *(["-F"] if args.follow else []), LOG])

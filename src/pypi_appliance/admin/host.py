@@ -12,7 +12,7 @@ import subprocess
 import urllib.error
 import urllib.request
 
-from pypi_appliance.settings import Settings
+from pypi_appliance.admin.settings import Settings
 
 
 def run(cmd, errors=None):

@@ -6,7 +6,7 @@ addresses that keep failing, and an account that fails too often from an
 address is throttled there (429 with Retry-After at the front door) without
 any bcrypt work.
 
-Run as a compose service: python -m pypi_appliance.auth serve /data 8083
+Run as a compose service: python -m pypi_appliance.services.auth serve /data 8083
 Answers to GET /check: 200 (empty, cacheable) with X-Appliance-User and X-Appliance-Role; 403 when
 the account may not do what X-Appliance-Need asks; 401 with X-Appliance-Refusal
 (wrong, or throttled with Retry-After). GET /throttled lists what is throttled."""
@@ -17,9 +17,7 @@ import base64
 import binascii
 import collections
 import hashlib
-import http.server
 import itertools
-import json
 import logging
 import os
 import secrets
@@ -27,8 +25,8 @@ import sys
 import threading
 import time
 
-from pypi_appliance import audit, internal
-from pypi_appliance.roles import ROLES, may, read_roles
+from pypi_appliance.core import audit, httpd
+from pypi_appliance.core.roles import ROLES, may, read_roles
 
 # The config file's settings for it (builder/settings.py), which compose.yaml
 # passes with their defaults.
@@ -324,42 +322,24 @@ def split_basic(header: str):
     return (name, password) if sep and name else (None, None)
 
 
-def handler(checker: Checker):
-    class Handler(internal.Guarded, http.server.BaseHTTPRequestHandler):
-        protocol_version = "HTTP/1.1"
-        # Headers and body are separate writes on a kept-alive connection: with
-        # Nagle's algorithm each answer waited for nginx's delayed ACK (40 ms).
-        disable_nagle_algorithm = True
-
-        def log_message(self, *args):
-            pass
-
-        def answer(self, status, headers=(), body=b""):
-            self.send_response(status)
-            for key, value in headers:
-                self.send_header(key, value)
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
+def handler(checker: Checker) -> type[httpd.Handler]:
+    class Handler(httpd.Handler):
         def do_GET(self):
             if self.path == "/health":
-                return self.answer(200, body=b"ok")
+                return self.answer(200, b"ok")
             if self.path == "/throttled":
-                state = json.dumps(checker.throttle.state(time.monotonic())).encode()
-                return self.answer(200, [("Content-Type", "application/json")], state)
+                return self.answer_json(200, checker.throttle.state(time.monotonic()))
             if self.path != "/check":
                 return self.answer(404)
             client = self.headers.get("X-Real-IP", self.client_address[0])
             status, name, reason, retry = checker.check(self.headers.get("Authorization", ""), client)
             if status != 200:
                 # No name: it is the client's, any bytes at all.
-                return self.answer(401, [("X-Appliance-Refusal", reason), ("Retry-After", str(retry))])
-            headers = [("X-Appliance-User", name)]
+                return self.answer(401, headers=[("X-Appliance-Refusal", reason), ("Retry-After", str(retry))])
             role = checker.accounts.current()[2].get(name, ROLES[0])
-            headers.append(("X-Appliance-Role", role))
             need = self.headers.get("X-Appliance-Need", ROLES[0])
-            self.answer(200 if may(role, need) else 403, headers)
+            self.answer(200 if may(role, need) else 403,
+                        headers=[("X-Appliance-User", name), ("X-Appliance-Role", role)])
 
     return Handler
 
@@ -371,17 +351,16 @@ def serve(data: str, port: int) -> None:
     checker = Checker(Accounts(os.path.join(data, "auth")), throttle, env["PYPI_AUTH_WORKERS"])
     # Listening first: a login that comes during the warm-up waits for it
     # instead of being refused.
-    server = http.server.ThreadingHTTPServer(("0.0.0.0", port), handler(checker))
+    server = httpd.server(handler(checker), port)
     # passlib, the accounts and bcrypt's backend are loaded now, not by the
     # first login after a start (a tenth of a second more for it).
     checker.accounts.current()
     Checker._bcrypt(checker.accounts.current()[1], None, "")
-    server.daemon_threads = True
     print(f"checking credentials on port {port} with {env['PYPI_AUTH_WORKERS']} bcrypt threads", flush=True)
     server.serve_forever()
 
 
 if __name__ == "__main__":
     if len(sys.argv) != 4 or sys.argv[1] != "serve":
-        sys.exit("usage: python -m pypi_appliance.auth serve DATA_DIR PORT")
+        sys.exit("usage: python -m pypi_appliance.services.auth serve DATA_DIR PORT")
     serve(sys.argv[2], int(sys.argv[3]))

@@ -1,0 +1,5 @@
+import sys
+
+from pypi_appliance.admin.cli import main
+
+sys.exit(main())

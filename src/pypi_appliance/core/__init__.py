@@ -1,0 +1,1 @@
+"""Standard library only: the rules and mechanisms every runtime shares."""

@@ -1,0 +1,1 @@
+"""The containers' programs, on the pypiserver image's Python."""

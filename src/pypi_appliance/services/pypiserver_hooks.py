@@ -1,0 +1,173 @@
+"""pypiserver's write path made whole and fast, installed by the gunicorn
+config mounted over the image's /data/gunicorn.conf.py (its documented
+override point; pypiserver has no plugin hook): an upload is written under a hidden name and renamed only when it
+is complete, a full disk answers 507 and leaves nothing, and the response waits
+until the indexer lists the file (or refuses it, if it is not a whole wheel
+or archive), and each upload is written to the audit log."""
+
+import hashlib
+import json
+import logging
+import os
+import shutil
+import urllib.error
+import urllib.request
+
+import pypiserver.backend
+from pypiserver.bottle_wrapper import Bottle, HTTPError, HTTPResponse, request
+
+from pypi_appliance.core import audit, internal
+from pypi_appliance.services.index import REFRESH_SECONDS
+
+PACKAGES = "/data/packages"
+UPLOAD_PREFIX = ".upload-"  # the indexer and backups skip hidden files
+INDEXER = os.environ.get("PYPI_INDEXER", "http://indexer:8082")
+log = logging.getLogger("pypi-appliance")
+# passlib 1.7.4 reads bcrypt's version from bcrypt.__about__, which bcrypt 4
+# removed, and logs a traceback on every start that hides real errors: the
+# backend works (the checker and the helper silence it the same way).
+logging.getLogger("passlib").setLevel(logging.ERROR)
+
+def refresh():
+    """Ask the indexer for a pass over the packages dir: what it found invalid,
+    or None when it did not answer."""
+    request = urllib.request.Request(f"{INDEXER}/refresh", data=b"", method="POST",
+                                     headers={internal.HEADER: internal.key().decode()})
+    try:
+        with urllib.request.urlopen(request, timeout=REFRESH_SECONDS + 10) as response:
+            return json.load(response).get("invalid", {})
+    except (OSError, ValueError) as err:
+        log.warning("the indexer did not answer (%s)", err)
+        return None
+
+
+def write_file(fh, destination):
+    """pypiserver.backend.write_file, made atomic, with a clear answer for a full disk."""
+    destination = str(destination)
+    directory, name = os.path.split(destination)
+    tmp = os.path.join(directory, f"{UPLOAD_PREFIX}{os.getpid()}-{id(fh)}-{name}")
+    offset = fh.tell()
+    try:
+        with open(tmp, "xb") as dest:
+            shutil.copyfileobj(fh, dest, 2**20)
+            dest.flush()
+            os.fsync(dest.fileno())
+        os.chmod(tmp, 0o644)
+        # link, not rename: a file that appeared meanwhile is never replaced.
+        os.link(tmp, destination)
+    except FileExistsError:
+        raise HTTPError(409, f"Package '{name}' already exists!") from None
+    except OSError as err:
+        if err.errno in (28, 122):  # ENOSPC, EDQUOT
+            log.error("refused %s: no space left on the data dir", name)
+            raise HTTPError(507, f"{name} was not stored: no space left on the appliance's data dir. "
+                                 "Nothing was kept; free space there and upload again.") from None
+        raise
+    finally:
+        fh.seek(offset)
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    # Listed, or gone: a file the index has not checked (a bomb, say) is not kept.
+    invalid = refresh()
+    rel = os.path.relpath(destination, PACKAGES)
+    if invalid is None or rel in invalid:
+        os.unlink(destination)
+        refresh()
+        if invalid is None:
+            raise HTTPError(503, f"{name} was not stored: the index did not check it within {REFRESH_SECONDS} s. "
+                                 "Nothing was kept; upload it again (pypi-appliance status shows the indexer).")
+        raise HTTPError(400, f"{name} was not stored: {invalid[rel]}")
+    audit.record("upload", **who(), file=rel, size=os.path.getsize(destination))
+
+
+def who():
+    """The audit fields of the request's sender: its address and account."""
+    return {"client": request.environ.get("HTTP_X_REAL_IP", request.remote_addr),
+            "account": (request.auth or ("",))[0]}
+
+
+def sha256(fh):
+    """The whole file's digest; the file object is left where it was."""
+    offset = fh.tell()
+    fh.seek(0)
+    digest = hashlib.sha256()
+    for block in iter(lambda: fh.read(2**20), b""):
+        digest.update(block)
+    fh.seek(offset)
+    return digest.hexdigest()
+
+
+def exists(self, filename):
+    """pypiserver's check for a re-upload walks and stats the whole packages dir
+    (a second at 100,000 files, on every upload); the name at the top, where
+    uploads go, is what can clash (link() above refuses it atomically too).
+
+    The same bytes again (a CI job run twice: twine 6.2 has no --skip-existing
+    for other indexes) answer 200 and change nothing, as pypi.org does; other
+    bytes under the name are refused as before."""
+    path = next((p for p in (os.path.join(str(root), filename) for root in self.roots) if os.path.lexists(p)), None)
+    if path is None:
+        return False
+    upload = request.files.get("content")
+    if upload is not None and upload.raw_filename == filename:
+        with open(path, "rb") as stored:
+            same = sha256(stored) == sha256(upload.file)
+        if same:
+            rel = os.path.relpath(path, PACKAGES)
+            audit.record("upload-identical", **who(), file=rel)
+            raise HTTPResponse(f"{filename} is already on this index with these contents; nothing changed\n",
+                               status=200, headers={"Content-Type": "text/plain; charset=utf-8"})
+    return True
+
+
+def refuse_removal(self, *args):
+    """pypiserver's remove_pkg form action would let any publish account remove
+    any project's files, unaudited: removal is the helper's, on the host. Its
+    first step (find_version, which nothing else calls) and the removal itself
+    refuse. (The app exists before this file is read: pypi-server starts
+    gunicorn; the backend is shared, the _app module is not.)"""
+    raise HTTPError(403, "Removing files through the index is turned off: an admin removes them on the host with "
+                         "'pypi-appliance remove NAME==VERSION' (asked, audited).")
+
+
+def guarded(self, environ, start_response):
+    """Only the front door (and the container itself) may ask pypiserver:
+    it serves every package without asking for a password (see internal)."""
+    if internal.allowed(environ.get("HTTP_" + internal.HEADER.upper().replace("-", "_")),
+                        environ.get("REMOTE_ADDR", "")):
+        return serve(self, environ, start_response)
+    start_response("403 Forbidden", [("Content-Type", "text/plain; charset=utf-8"),
+                                     ("Content-Length", str(len(internal.REFUSAL)))])
+    return [internal.REFUSAL]
+
+
+def remove_cut_short() -> None:
+    """Nothing is being uploaded while the server starts: what a restart cut short goes."""
+    for name in os.listdir(PACKAGES):
+        if name.startswith(UPLOAD_PREFIX):
+            os.unlink(os.path.join(PACKAGES, name))
+            log.warning("removed %s, an upload cut short by a restart", name)
+
+
+PATCHED = (
+    (Bottle, "__call__"),
+    (pypiserver.backend, "write_file"),
+    (pypiserver.backend.SimpleFileBackend, "exists"),
+    (pypiserver.backend.BackendProxy, "find_version"),
+    (pypiserver.backend.BackendProxy, "remove_package"),
+)
+serve = Bottle.__call__
+
+
+def install() -> None:
+    """Patch pypiserver in place. A pypiserver whose names moved fails the
+    start loudly here, not quietly at the first upload."""
+    missing = [f"{getattr(owner, '__name__', owner)}.{name}" for owner, name in PATCHED if not hasattr(owner, name)]
+    if missing:
+        raise RuntimeError(f"this pypiserver lacks {', '.join(missing)}: the appliance's hooks do not fit it")
+    remove_cut_short()
+    Bottle.__call__ = guarded  # the app exists already (see refuse_removal): its class is shared
+    pypiserver.backend.write_file = write_file
+    pypiserver.backend.SimpleFileBackend.exists = exists
+    pypiserver.backend.BackendProxy.find_version = refuse_removal
+    pypiserver.backend.BackendProxy.remove_package = refuse_removal

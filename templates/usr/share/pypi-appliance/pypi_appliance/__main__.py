@@ -1,5 +1,0 @@
-import sys
-
-from pypi_appliance.cli import main
-
-sys.exit(main())
