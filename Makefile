@@ -1,15 +1,20 @@
-# make deb   build dist/pypi-appliance_<version>_all.deb (VERSION=1.2.3 to choose it;
-#            IMAGES=1 also builds pypi-appliance-images_<version>_<arch>.deb from this
-#            machine's Docker engine, for hosts that reach no registry)
-# make test  every test: unit, package checks and the system-container e2e suite
-# Both install what they need on a Debian host, as root or through sudo.
+# make deb    build dist/pypi-appliance_<version>_all.deb (VERSION=1.2.3 to choose it;
+#             IMAGES=1 also builds pypi-appliance-images_<version>_<arch>.deb from this
+#             machine's Docker engine, for hosts that reach no registry)
+# make check  the fast tier, no Docker: ruff, mypy, vermin, shellcheck, njs and unit tests
+# make test   every test, fastest first: check, then the package checks (lintian,
+#             piuparts...), then the system-container e2e suite on the built .deb
+# All install what they need on a Debian host, as root or through sudo.
 
 PYTHON ?= python3
 VENV := .venv
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 HOST_PACKAGES := python3-venv debhelper dpkg-dev
+# What the fast tier runs besides the venv: the helper on Debian's own Python
+# (with its passlib), shellcheck, and the njs CLI for the front door's module.
+CHECK_PACKAGES := shellcheck njs python3-passlib python3-bcrypt python3-jinja2 python3-click python3-shtab
 
-.PHONY: deb test bench builder-deb clean
+.PHONY: deb check test test-package test-system bench builder-deb clean
 
 $(VENV)/.installed: setup.cfg setup.py
 	@$(PYTHON) -c 'import ensurepip, venv' 2>/dev/null || \
@@ -21,8 +26,22 @@ $(VENV)/.installed: setup.cfg setup.py
 deb: $(VENV)/.installed
 	$(VENV)/bin/python -m builder build $(if $(VERSION),--version '$(VERSION)') $(if $(IMAGES),--with-images)
 
-test: deb
-	tests/run.sh $(VENV)/bin/pytest -ra tests
+check: $(VENV)/.installed
+	tests/host-packages.sh $(CHECK_PACKAGES)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy
+	$(VENV)/bin/pytest -q -n 2 tests/unit
+
+test-package: deb
+	tests/run.sh $(VENV)/bin/pytest -ra tests/package
+
+test-system: deb
+	tests/run.sh $(VENV)/bin/pytest -ra tests/e2e
+
+# Fastest first: a unit failure shows in a minute or two, not after the e2e suite.
+test: check deb
+	tests/run.sh $(VENV)/bin/pytest -ra tests/package tests/e2e
 
 # The builder itself as a Debian package, made with stdeb and the system Python.
 builder-deb:

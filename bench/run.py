@@ -72,7 +72,8 @@ def wheel(name, requires, payload):
         z.writestr(f"{mod}/__init__.py", "")
         if payload:
             z.writestr(f"{mod}/payload.bin", os.urandom(payload))
-        meta = f"Metadata-Version: 2.1\nName: {name}\nVersion: 1.0\n" + "".join(f"Requires-Dist: {r}\n" for r in requires)
+        meta = f"Metadata-Version: 2.1\nName: {name}\nVersion: 1.0\n"
+        meta += "".join(f"Requires-Dist: {r}\n" for r in requires)
         z.writestr(f"{mod}-1.0.dist-info/METADATA", meta)
         z.writestr(f"{mod}-1.0.dist-info/WHEEL", "Wheel-Version: 1.0\nRoot-Is-Purelib: true\nTag: py3-none-any\n")
         z.writestr(f"{mod}-1.0.dist-info/RECORD", "")
@@ -119,8 +120,11 @@ def log(message: str) -> None:
 
 def build(out: Path, *args: str) -> tuple[Path, float]:
     started = time.monotonic()
-    subprocess.run([sys.executable, "-m", "builder", "build", "--output-dir", str(out),
-                    "--build-dir", str(out / "build"), *args], check=True, capture_output=True)
+    subprocess.run(
+        [sys.executable, "-m", "builder", "build", "--output-dir", str(out), "--build-dir", str(out / "build"), *args],
+        check=True,
+        capture_output=True,
+    )
     return next(out.glob("*.deb")), time.monotonic() - started
 
 
@@ -139,8 +143,10 @@ def container_pid(system: System, name: str, timeout: float = 120) -> str:
 def wait_health(system: System, pid: str, base: str, timeout: float = 120) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if system.sh(f"nsenter -t {pid} -n curl -sf {CURL_TLS} -o /dev/null {base}/health",
-                     check=False).returncode == 0:
+        if (
+            system.sh(f"nsenter -t {pid} -n curl -sf {CURL_TLS} -o /dev/null {base}/health", check=False).returncode
+            == 0
+        ):
             return
         time.sleep(0.5)
     raise TimeoutError("server did not become healthy")
@@ -170,13 +176,23 @@ def wrk(system: System, pid: str, base: str, path: str, concurrency: int, auth: 
         token = base64.b64encode(f"{USER}:{PASSWORD}".encode()).decode()
         header += f" -H 'Authorization: Basic {token}'"
     threads = min(concurrency, 2)
-    out = system.sh(f"nsenter -t {pid} -n wrk -t{threads} -c{concurrency} -d{DURATION}s --timeout 30s "
-                    f"--latency {header} {base}{path}", timeout=DURATION + 60).stdout
+    out = system.sh(
+        f"nsenter -t {pid} -n wrk -t{threads} -c{concurrency} -d{DURATION}s --timeout 30s "
+        f"--latency {header} {base}{path}",
+        timeout=DURATION + 60,
+    ).stdout
     return parse_wrk(out)
 
 
-def pip_download(system: System, pid: str | None, base: str, auth: bool,
-                 names: list[str] | None = None, path: str = "/simple/", trusted: tuple[str, ...] = ()) -> float:
+def pip_download(
+    system: System,
+    pid: str | None,
+    base: str,
+    auth: bool,
+    names: list[str] | None = None,
+    path: str = "/simple/",
+    trusted: tuple[str, ...] = (),
+) -> float:
     """Seconds for pip to download names (the bench's 20 projects) from base,
     in the network namespace of pid (None: the system's own)."""
     credentials = f"{quote(USER, safe='')}:{quote(PASSWORD, safe='')}@" if auth else ""
@@ -187,9 +203,12 @@ def pip_download(system: System, pid: str | None, base: str, auth: bool,
     inside = f"nsenter -t {pid} -n " if pid else ""
     trust = "".join(f" --trusted-host {host}" for host in trusted)
     started = time.monotonic()
-    system.sh(f"rm -rf /tmp/dl && {inside}env PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_CONFIG_FILE=/dev/null "
-              f"python3 -m pip download -q --no-deps --no-cache-dir -d /tmp/dl {PIP_TLS if scheme == 'https' else ''}{trust} "
-              f"--index-url {scheme}://{credentials}{host}{path} {' '.join(names)}", timeout=600)
+    system.sh(
+        f"rm -rf /tmp/dl && {inside}env PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_CONFIG_FILE=/dev/null "
+        f"python3 -m pip download -q --no-deps --no-cache-dir -d /tmp/dl {PIP_TLS if scheme == 'https' else ''}{trust} "
+        f"--index-url {scheme}://{credentials}{host}{path} {' '.join(names)}",
+        timeout=600,
+    )
     seconds = time.monotonic() - started
     count = int(system.sh("ls /tmp/dl | wc -l").stdout)
     assert count == len(names), f"pip downloaded {count} files, expected {len(names)}"
@@ -210,19 +229,32 @@ def paths(projects: int) -> dict:
     }
 
 
-def measure(system: System, label: str, container: str, auth: bool, restart: str, projects: int,
-            base: str = PLAIN, cells=(1, 16)) -> dict:
+def measure(
+    system: System,
+    label: str,
+    container: str,
+    auth: bool,
+    restart: str,
+    projects: int,
+    base: str = PLAIN,
+    cells=(1, 16),
+) -> dict:
     pid = container_pid(system, container)
     wait_health(system, pid, base)
     result = {"label": label, "wrk": {}}
     for name, (path, accept) in paths(projects).items():
         for concurrency in cells:
-            system.sh(f"nsenter -t {pid} -n curl -sf {CURL_TLS} -o /dev/null "
-                      + (f"-u '{USER}:{PASSWORD}' " if auth else "") + f"{base}{path}")
+            system.sh(
+                f"nsenter -t {pid} -n curl -sf {CURL_TLS} -o /dev/null "
+                + (f"-u '{USER}:{PASSWORD}' " if auth else "")
+                + f"{base}{path}"
+            )
             figures = wrk(system, pid, base, path, concurrency, auth, accept)
             result["wrk"][f"{name} c={concurrency}"] = figures
-            log(f"  {label:<28} {name:<24} c={concurrency:<3} {figures['rps']:>10.1f} req/s "
-                f"p50 {figures['p50_ms']} ms p99 {figures['p99_ms']} ms non-2xx {figures['non_2xx']}")
+            log(
+                f"  {label:<28} {name:<24} c={concurrency:<3} {figures['rps']:>10.1f} req/s "
+                f"p50 {figures['p50_ms']} ms p99 {figures['p99_ms']} ms non-2xx {figures['non_2xx']}"
+            )
     # Cold: the first pip after a restart; warm: the next one; then again after
     # another project got a new file, as an upload, a restore or an rsync does.
     system.sh(restart)
@@ -234,8 +266,10 @@ def measure(system: System, label: str, container: str, auth: bool, restart: str
     new = f"/srv/pypi/packages/bench_p{last:05d}-{time.time_ns()}.0-py3-none-any.whl"
     system.sh(f"cp /srv/pypi/packages/bench_p{last:05d}-1.0-py3-none-any.whl {new} && chown 9898:9898 {new}")
     result["pip_download_changed_s"] = pip_download(system, pid, base, auth)
-    log(f"  {label:<28} pip download of {PIP_PROJECTS} projects: {result['pip_download_s']:.2f} s cold, "
-        f"{result['pip_download_warm_s']:.2f} s warm, {result['pip_download_changed_s']:.2f} s after a change")
+    log(
+        f"  {label:<28} pip download of {PIP_PROJECTS} projects: {result['pip_download_s']:.2f} s cold, "
+        f"{result['pip_download_warm_s']:.2f} s warm, {result['pip_download_changed_s']:.2f} s after a change"
+    )
     return result
 
 
@@ -250,8 +284,11 @@ def take_turns(system: System, app_pid: str, static_pid: str, projects: int) -> 
             static.append(wrk(system, static_pid, PLAIN, path, 16, auth=False, accept=accept)["rps"])
             app.append(wrk(system, app_pid, PLAIN, path, 16, auth=True, accept=accept)["rps"])
         log(f"  in turns, {cell}: appliance {app} static {static} req/s")
-        result[cell] = {"appliance_rps": app, "static_rps": static,
-                        "ratio": statistics.median(app) / statistics.median(static)}
+        result[cell] = {
+            "appliance_rps": app,
+            "static_rps": static,
+            "ratio": statistics.median(app) / statistics.median(static),
+        }
     return result
 
 
@@ -269,7 +306,8 @@ def upload_body(project, version):
     name = f"{module}-{version}-py3-none-any.whl"
     buf = io.BytesIO()
     with zipfile.ZipFile(buf, "w") as z:
-        z.writestr(f"{module}-{version}.dist-info/METADATA", f"Metadata-Version: 2.1\nName: {project}\nVersion: {version}\n")
+        metadata = f"Metadata-Version: 2.1\nName: {project}\nVersion: {version}\n"
+        z.writestr(f"{module}-{version}.dist-info/METADATA", metadata)
     bd = "benchboundary"
     body = (f'--{bd}\r\nContent-Disposition: form-data; name=":action"\r\n\r\nfile_upload\r\n'
             f'--{bd}\r\nContent-Disposition: form-data; name="content"; filename="{name}"\r\n\r\n').encode()
@@ -324,18 +362,26 @@ def freshness(system: System, pid: str) -> dict:
     time until a file copied in is listed, and a full reindex."""
     system.put("/root/upload-probe.py", (UPLOAD_BODY + UPLOAD_PROBE).encode())
     system.put("/root/copy-probe.py", COPY_PROBE.encode())
-    up = json.loads(system.sh(f"nsenter -t {pid} -n python3 /root/upload-probe.py 50 {USER} {PASSWORD}",
-                              timeout=600).stdout)
+    up = json.loads(
+        system.sh(f"nsenter -t {pid} -n python3 /root/upload-probe.py 50 {USER} {PASSWORD}", timeout=600).stdout
+    )
     assert up["listed_next_request"] == up["count"], up
-    copy = json.loads(system.sh(f"nsenter -t {pid} -n python3 /root/copy-probe.py 20 {USER} {PASSWORD} "
-                                "/srv/pypi/packages/bench_p00000-1.0-py3-none-any.whl", timeout=600).stdout)
+    copy = json.loads(
+        system.sh(
+            f"nsenter -t {pid} -n python3 /root/copy-probe.py 20 {USER} {PASSWORD} "
+            "/srv/pypi/packages/bench_p00000-1.0-py3-none-any.whl",
+            timeout=600,
+        ).stdout
+    )
     started = time.monotonic()
     system.sh("pypi-appliance reindex", timeout=3600)
     reindex_s = time.monotonic() - started
     result = {
-        "upload_p50_s": percentile(up["upload_s"], 0.5), "upload_p99_s": percentile(up["upload_s"], 0.99),
+        "upload_p50_s": percentile(up["upload_s"], 0.5),
+        "upload_p99_s": percentile(up["upload_s"], 0.99),
         "listed_next_request": f"{up['listed_next_request']}/{up['count']}",
-        "copy_p50_s": percentile(copy["copy_listed_s"], 0.5), "copy_p99_s": percentile(copy["copy_listed_s"], 0.99),
+        "copy_p50_s": percentile(copy["copy_listed_s"], 0.5),
+        "copy_p99_s": percentile(copy["copy_listed_s"], 0.99),
         "reindex_s": reindex_s,
     }
     log(f"  freshness: {result}")
@@ -347,7 +393,8 @@ def freshness(system: System, pid: str) -> dict:
 # upload by the admin (whose credential is known good).
 LEGIT_PROBE = r"""
 import base64, http.client, json, sys, time
-target, source, first, count, user, password = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), sys.argv[5], sys.argv[6]
+target, source, user, password = sys.argv[1], sys.argv[2], sys.argv[5], sys.argv[6]
+first, count = int(sys.argv[3]), int(sys.argv[4])
 basic = lambda u, p: "Basic " + base64.b64encode(f"{u}:{p}".encode()).decode()
 page_s, upload_s = [], []
 for n in range(first, first + count):
@@ -385,8 +432,9 @@ def flood_case(system: System) -> dict:
     system.put("/root/flood.py", FLOODER.encode())
 
     def legit(first):
-        out = system.sh(f"python3 /root/legit-probe.py {target} {LEGIT} {first} {FLOOD_ROUNDS} {USER} {PASSWORD}",
-                        timeout=600).stdout
+        out = system.sh(
+            f"python3 /root/legit-probe.py {target} {LEGIT} {first} {FLOOD_ROUNDS} {USER} {PASSWORD}", timeout=600
+        ).stdout
         return json.loads(out)
 
     def figures(run):
@@ -394,8 +442,9 @@ def flood_case(system: System) -> dict:
 
     quiet = figures(legit(0))
     with concurrent.futures.ThreadPoolExecutor(1) as pool:
-        flooding = pool.submit(system.sh, f"python3 /root/flood.py http {target} 8080 20 1 {' '.join(FLOOD_ADDRESSES)}",
-                               timeout=300)
+        flooding = pool.submit(
+            system.sh, f"python3 /root/flood.py http {target} 8080 20 1 {' '.join(FLOOD_ADDRESSES)}", timeout=300
+        )
         time.sleep(2)
         loud = figures(legit(FLOOD_ROUNDS))
         flood = json.loads(flooding.result().stdout)
@@ -403,10 +452,14 @@ def flood_case(system: System) -> dict:
     for n in range(2 * FLOOD_ROUNDS):
         system.sh(f"pypi-appliance user remove fresh{n:02d} 2>/dev/null", check=False)
     system.sh("rm -f /srv/pypi/packages/bench_flood-*")
-    result = {"quiet": quiet, "flood": loud, "flood_counts": flood,
-              "single_address_checked_per_s": single.get("401", 0) / single["seconds"],
-              "single_address_answered_per_s": (single.get("401", 0) + single.get("429", 0)) / single["seconds"],
-              "single_counts": single}
+    result = {
+        "quiet": quiet,
+        "flood": loud,
+        "flood_counts": flood,
+        "single_address_checked_per_s": single.get("401", 0) / single["seconds"],
+        "single_address_answered_per_s": (single.get("401", 0) + single.get("429", 0)) / single["seconds"],
+        "single_counts": single,
+    }
     log(f"  flood: {result}")
     return result
 
@@ -425,13 +478,19 @@ def upstream_case(system: System, nginx_ref: str, scratch: Path) -> dict:
         wheel = make_wheel(scratch, "1.0", project=name, payload=UPSTREAM_WHEEL_BYTES)
         fake.add_project(tree, name, {wheel.name: wheel.read_bytes()})
     fake.start(system, tree, nginx_ref)
-    fake.restarting(system, lambda: system.sh(f"pypi-appliance write-config PYPI_UPSTREAM={fake.INDEX} "
-                                              f"PYPI_UPSTREAM_FILE_HOSTS={fake.FILE_HOST} && "
-                                              "systemctl restart pypi-appliance"))
+    fake.restarting(
+        system,
+        lambda: system.sh(
+            f"pypi-appliance write-config PYPI_UPSTREAM={fake.INDEX} "
+            f"PYPI_UPSTREAM_FILE_HOSTS={fake.FILE_HOST} && "
+            "systemctl restart pypi-appliance"
+        ),
+    )
     system.wait_http("/simple/", 200, timeout=120, user=USER, password=PASSWORD)
     # The system itself reaches the upstream on its own network (the direct runs).
-    address = system.sh(f"docker inspect -f '{{{{(index .NetworkSettings.Networks \"{fake.NAME}\").IPAddress}}}}' "
-                        f"{fake.NAME}").stdout.strip()
+    address = system.sh(
+        f"docker inspect -f '{{{{(index .NetworkSettings.Networks \"{fake.NAME}\").IPAddress}}}}' {fake.NAME}"
+    ).stdout.strip()
     system.sh(f"cp /etc/hosts /root/hosts.orig && echo '{address} {' '.join(fake.HOSTS)}' >> /etc/hosts")
     rows = {"cold": [], "warm": [], "direct": []}
     try:
@@ -440,12 +499,14 @@ def upstream_case(system: System, nginx_ref: str, scratch: Path) -> dict:
             proxy = container_pid(system, "pypi-appliance-proxy-1")
             rows["cold"].append(pip_download(system, proxy, PLAIN, True, names))
             rows["warm"].append(pip_download(system, proxy, PLAIN, True, names))
-            rows["direct"].append(pip_download(system, None, "http://index.upstream.test", False, names,
-                                               trusted=fake.HOSTS))
+            rows["direct"].append(
+                pip_download(system, None, "http://index.upstream.test", False, names, trusted=fake.HOSTS)
+            )
     finally:
         system.sh("cp /root/hosts.orig /etc/hosts")
-        fake.restarting(system, lambda: system.sh("pypi-appliance write-config PYPI_UPSTREAM= && "
-                                                  "systemctl restart pypi-appliance"))
+        fake.restarting(
+            system, lambda: system.sh("pypi-appliance write-config PYPI_UPSTREAM= && systemctl restart pypi-appliance")
+        )
         fake.stop(system)
         system.wait_http("/simple/", 200, timeout=120, user=USER, password=PASSWORD)
     out = {key: statistics.median(values) for key, values in rows.items()}
@@ -473,13 +534,16 @@ def resolution(system: System, proxy_pid: str, pypiserver_pid: str) -> list[dict
         version = system.sh(f"{pip} --version").stdout.split()[1]
         pips[f"pip {version} install --dry-run --report"] = (
             f"env PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_CONFIG_FILE=/dev/null {pip} install -q --dry-run "
-            "--ignore-installed --no-cache-dir --report /tmp/report.json --index-url {url} bench-app")
+            "--ignore-installed --no-cache-dir --report /tmp/report.json --index-url {url} bench-app"
+        )
     credentials = f"{quote(USER, safe='')}:{quote(PASSWORD, safe='')}@"
     url = f"http://{credentials}127.0.0.1:8080/simple/"
     rows = []
     for where, pid in (("appliance (metadata files)", proxy_pid), ("pypiserver's own pages", pypiserver_pid)):
-        tools = {**pips, "uv pip compile": "sh -c 'echo bench-app | uv pip compile --no-cache --no-config -q "
-                                           "--index-url {url} -'"}
+        tools = {
+            **pips,
+            "uv pip compile": "sh -c 'echo bench-app | uv pip compile --no-cache --no-config -q --index-url {url} -'",
+        }
         for tool, command in tools.items():
             before = lo_bytes(system, pid)
             started = time.monotonic()
@@ -495,35 +559,50 @@ def report(results: dict) -> None:
     for scale in results["scales"]:
         configs = scale["configurations"]
         print(f"\n{scale['files']} files in {scale['projects']} projects, wrk {DURATION} s per cell, req/s (p99 ms)")
-        head = (f"{'configuration':<28}" + "".join(f"{k:>30}" for k in configs[0]["wrk"])
-                + f"{'pip cold (s)':>14}{'pip warm (s)':>14}{'pip changed (s)':>17}")
+        head = (
+            f"{'configuration':<28}"
+            + "".join(f"{k:>30}" for k in configs[0]["wrk"])
+            + f"{'pip cold (s)':>14}{'pip warm (s)':>14}{'pip changed (s)':>17}"
+        )
         print(head)
         for c in configs:
-            cells = "".join(f"{c['wrk'][k]['rps']:>19.0f} ({c['wrk'][k]['p99_ms'] or 0:>7.1f})"
-                            if k in c["wrk"] else f"{'-':>30}" for k in configs[0]["wrk"])
-            print(f"{c['label']:<28}{cells}{c['pip_download_s']:>14.2f}{c['pip_download_warm_s']:>14.2f}"
-                  f"{c['pip_download_changed_s']:>17.2f}")
+            cells = "".join(
+                f"{c['wrk'][k]['rps']:>19.0f} ({c['wrk'][k]['p99_ms'] or 0:>7.1f})" if k in c["wrk"] else f"{'-':>30}"
+                for k in configs[0]["wrk"]
+            )
+            print(
+                f"{c['label']:<28}{cells}{c['pip_download_s']:>14.2f}{c['pip_download_warm_s']:>14.2f}"
+                f"{c['pip_download_changed_s']:>17.2f}"
+            )
         print(f"first index of {scale['files']} files (service start): {scale['first_index_s']:.1f} s")
         print(f"freshness: {scale['freshness']}")
         if scale.get("flood"):
             f = scale["flood"]
             print(f"{'wrong passwords':<34}{'page p50 / p99 (s)':>22}{'upload p50 / p99 (s)':>24}")
             for label, key in (("none", "quiet"), ("16 addresses, 1 connection each", "flood")):
-                print(f"{label:<34}{f[key]['page_p50_s']:>12.2f} / {f[key]['page_p99_s']:<7.2f}"
-                      f"{f[key]['upload_p50_s']:>14.2f} / {f[key]['upload_p99_s']:<7.2f}")
+                print(
+                    f"{label:<34}{f[key]['page_p50_s']:>12.2f} / {f[key]['page_p99_s']:<7.2f}"
+                    f"{f[key]['upload_p50_s']:>14.2f} / {f[key]['upload_p99_s']:<7.2f}"
+                )
             print(f"flood: {f['flood_counts']}")
-            print(f"one address, 16 connections: {f['single_address_checked_per_s']:.2f} guesses/s checked, "
-                  f"{f['single_address_answered_per_s']:.0f}/s answered in all (429 after the 10th) {f['single_counts']}")
+            print(
+                f"one address, 16 connections: {f['single_address_checked_per_s']:.2f} guesses/s checked, "
+                f"{f['single_address_answered_per_s']:.0f}/s answered in all (429 after the 10th) {f['single_counts']}"
+            )
         for name, value in scale["ratios"].items():
             print(f"{name}: {value:.2f}")
     if results.get("upstream"):
         u = results["upstream"]
-        print(f"upstream: pip download of {PIP_PROJECTS} upstream-only projects ({UPSTREAM_WHEEL_BYTES // 1024} KiB "
-              f"wheels), median of {UPSTREAM_ROUNDS}: through the appliance cold {u['cold']:.2f} s, "
-              f"warm {u['warm']:.2f} s; straight from the upstream {u['direct']:.2f} s")
+        print(
+            f"upstream: pip download of {PIP_PROJECTS} upstream-only projects ({UPSTREAM_WHEEL_BYTES // 1024} KiB "
+            f"wheels), median of {UPSTREAM_ROUNDS}: through the appliance cold {u['cold']:.2f} s, "
+            f"warm {u['warm']:.2f} s; straight from the upstream {u['direct']:.2f} s"
+        )
         print(f"upstream: cold/direct {u['cold'] / u['direct']:.2f}, warm/direct {u['warm'] / u['direct']:.2f}")
     for row in results.get("resolution", []):
-        print(f"resolution: {row['where']:<28} {row['tool']:<44} {row['seconds']:6.2f} s {row['bytes'] / 2**20:8.1f} MiB")
+        print(
+            f"resolution: {row['where']:<28} {row['tool']:<44} {row['seconds']:6.2f} s {row['bytes'] / 2**20:8.1f} MiB"
+        )
     print(f"make deb (builder run): {results['make_deb_s']:.1f} s")
     print(f"apt install to first authenticated 200 over HTTPS (image present): {results['install_to_200_s']:.1f} s")
     print(f"authenticated-download/static ratio: {results['headline']:.2f}")
@@ -534,15 +613,16 @@ def ratios(by: dict, turns: dict) -> dict:
     out = {
         "pip download time / static, cold (after a restart)": app["pip_download_s"] / static["pip_download_s"],
         "pip download time / static, warm": app["pip_download_warm_s"] / static["pip_download_warm_s"],
-        "pip download time / static, after another project changed":
-            app["pip_download_changed_s"] / static["pip_download_changed_s"],
+        "pip download time / static, after another project changed": app["pip_download_changed_s"]
+        / static["pip_download_changed_s"],
     }
     for cell, figures in turns.items():
         out[f"authenticated {cell} c=16 / static, in turns"] = figures["ratio"]
     recipe = by.get("recipe (waitress, bcrypt)")
     if recipe:
-        out["authenticated /simple/<project>/ c=16 vs recipe"] = (
-            app["wrk"]["/simple/<project>/ c=16"]["rps"] / max(recipe["wrk"]["/simple/<project>/ c=16"]["rps"], 0.01))
+        out["authenticated /simple/<project>/ c=16 vs recipe"] = app["wrk"]["/simple/<project>/ c=16"]["rps"] / max(
+            recipe["wrk"]["/simple/<project>/ c=16"]["rps"], 0.01
+        )
     tls = by.get("appliance, auth, HTTPS")
     if tls:
         for cell in ("/packages/<file> c=16", "/simple/<project>/ c=16"):
@@ -565,52 +645,78 @@ def scale_run(system: System, projects: int, nginx_ref: str, pypiserver_ref: str
     full, HTTPS, anonymous and the recipe) against the anchor, in one go."""
     files = projects * FILES_PER_PROJECT
     log(f"generating {files} files in {projects} projects")
-    system.sh("systemctl stop pypi-appliance && rm -rf /srv/pypi/packages/* /srv/pypi/index/* /srv/static && "
-              f"python3 /root/generate.py /srv/pypi/packages {projects} {FILES_PER_PROJECT} && "
-              "chown -R 9898:9898 /srv/pypi/packages", timeout=3600)
+    system.sh(
+        "systemctl stop pypi-appliance && rm -rf /srv/pypi/packages/* /srv/pypi/index/* /srv/static && "
+        f"python3 /root/generate.py /srv/pypi/packages {projects} {FILES_PER_PROJECT} && "
+        "chown -R 9898:9898 /srv/pypi/packages",
+        timeout=3600,
+    )
     started = time.monotonic()
     system.sh("systemctl start pypi-appliance")
     wait_indexed(system, files)
     first_index_s = time.monotonic() - started
     # The anchor: nginx serving the appliance's own pages and metadata files, copied.
-    system.sh("mkdir -p /srv/static && cp -a /srv/pypi/index/simple /srv/pypi/index/metadata /srv/static/ && "
-              "docker rm -f static >/dev/null 2>&1; "
-              f"docker run -d --name static -v /root/static-nginx.conf:/etc/nginx/nginx.conf:ro "
-              f"-v /srv/pypi/packages:/data/packages:ro -v /srv/static:/data/static:ro {nginx_ref} "
-              "nginx -g 'daemon off;'")
+    system.sh(
+        "mkdir -p /srv/static && cp -a /srv/pypi/index/simple /srv/pypi/index/metadata /srv/static/ && "
+        "docker rm -f static >/dev/null 2>&1; "
+        f"docker run -d --name static -v /root/static-nginx.conf:/etc/nginx/nginx.conf:ro "
+        f"-v /srv/pypi/packages:/data/packages:ro -v /srv/static:/data/static:ro {nginx_ref} "
+        "nginx -g 'daemon off;'"
+    )
     proxy, restart = "pypi-appliance-proxy-1", "systemctl restart pypi-appliance"
     configs = []
     if full:
-        system.sh("sed -i 's/^PYPI_TLS=.*/PYPI_TLS=self-signed/' /etc/pypi-appliance/pypi-appliance.conf && "
-                  "DEBIAN_FRONTEND=noninteractive dpkg-reconfigure pypi-appliance")
+        system.sh(
+            "sed -i 's/^PYPI_TLS=.*/PYPI_TLS=self-signed/' /etc/pypi-appliance/pypi-appliance.conf && "
+            "DEBIAN_FRONTEND=noninteractive dpkg-reconfigure pypi-appliance"
+        )
         system.trust()
         configs.append(measure(system, "appliance, auth, HTTPS", proxy, True, restart, projects, base=HTTPS))
-        system.sh("sed -i 's/^PYPI_TLS=.*/PYPI_TLS=off/' /etc/pypi-appliance/pypi-appliance.conf && "
-                  "DEBIAN_FRONTEND=noninteractive dpkg-reconfigure pypi-appliance")
+        system.sh(
+            "sed -i 's/^PYPI_TLS=.*/PYPI_TLS=off/' /etc/pypi-appliance/pypi-appliance.conf && "
+            "DEBIAN_FRONTEND=noninteractive dpkg-reconfigure pypi-appliance"
+        )
         system.trust()
     configs.append(measure(system, "appliance, authenticated", proxy, True, restart, projects))
     turns = take_turns(system, container_pid(system, proxy), container_pid(system, "static"), projects)
     fresh = freshness(system, container_pid(system, proxy))
     flood = flood_case(system) if full else None
     if full:
-        system.sh("sed -i 's/^PYPI_ACCESS=.*/PYPI_ACCESS=public-read/' /etc/pypi-appliance/pypi-appliance.conf && "
-                  "DEBIAN_FRONTEND=noninteractive dpkg-reconfigure pypi-appliance")
+        system.sh(
+            "sed -i 's/^PYPI_ACCESS=.*/PYPI_ACCESS=public-read/' /etc/pypi-appliance/pypi-appliance.conf && "
+            "DEBIAN_FRONTEND=noninteractive dpkg-reconfigure pypi-appliance"
+        )
         system.wait_http("/simple/", 200, timeout=120)
         configs.append(measure(system, "appliance, anonymous", proxy, False, restart, projects))
-        system.sh("sed -i 's/^PYPI_ACCESS=.*/PYPI_ACCESS=private/' /etc/pypi-appliance/pypi-appliance.conf && "
-                  "DEBIAN_FRONTEND=noninteractive dpkg-reconfigure pypi-appliance")
+        system.sh(
+            "sed -i 's/^PYPI_ACCESS=.*/PYPI_ACCESS=private/' /etc/pypi-appliance/pypi-appliance.conf && "
+            "DEBIAN_FRONTEND=noninteractive dpkg-reconfigure pypi-appliance"
+        )
         system.sh("systemctl stop pypi-appliance")
         # The recipe: pypiserver's command without --server (waitress), bcrypt on every request.
-        system.sh(f"docker run -d --name recipe --init -v /srv/pypi/packages:/data/packages "
-                  f"-v /srv/pypi/auth:/data/auth:ro {pypiserver_ref} "
-                  f"run -p 8080 -P /data/auth/htpasswd -a update,download,list /data/packages")
-        configs.append(measure(system, "recipe (waitress, bcrypt)", "recipe", True, "docker restart recipe",
-                               projects, cells=(1, 16)))
+        system.sh(
+            f"docker run -d --name recipe --init -v /srv/pypi/packages:/data/packages "
+            f"-v /srv/pypi/auth:/data/auth:ro {pypiserver_ref} "
+            f"run -p 8080 -P /data/auth/htpasswd -a update,download,list /data/packages"
+        )
+        configs.append(
+            measure(
+                system, "recipe (waitress, bcrypt)", "recipe", True, "docker restart recipe", projects, cells=(1, 16)
+            )
+        )
         system.sh("docker rm -f recipe && systemctl start pypi-appliance")
     configs.append(measure(system, "nginx static (anchor)", "static", False, "docker restart static", projects))
     by = {c["label"]: c for c in configs}
-    return {"files": files, "projects": projects, "first_index_s": first_index_s, "configurations": configs,
-            "turns": turns, "freshness": fresh, "flood": flood, "ratios": ratios(by, turns)}
+    return {
+        "files": files,
+        "projects": projects,
+        "first_index_s": first_index_s,
+        "configurations": configs,
+        "turns": turns,
+        "freshness": fresh,
+        "flood": flood,
+        "ratios": ratios(by, turns),
+    }
 
 
 def main() -> int:
@@ -645,19 +751,30 @@ def main() -> int:
 
         scales = [scale_run(system, PROJECTS, nginx_ref, pypiserver_ref, full=True)]
         # Dependency resolution, on the 10,000-file index plus bench-app and its 20 dependencies.
-        system.sh(f"python3 /root/generate-deps.py /srv/pypi/packages {PIP_PROJECTS} {20 * 2**20} && "
-                  "chown -R 9898:9898 /srv/pypi/packages")
+        system.sh(
+            f"python3 /root/generate-deps.py /srv/pypi/packages {PIP_PROJECTS} {20 * 2**20} && "
+            "chown -R 9898:9898 /srv/pypi/packages"
+        )
         wait_indexed(system, PROJECTS * FILES_PER_PROJECT + PIP_PROJECTS + 1)
-        rows = resolution(system, container_pid(system, "pypi-appliance-proxy-1"),
-                          container_pid(system, "pypi-appliance-pypiserver-1"))
+        rows = resolution(
+            system,
+            container_pid(system, "pypi-appliance-proxy-1"),
+            container_pid(system, "pypi-appliance-pypiserver-1"),
+        )
         upstream = upstream_case(system, nginx_ref, scratch)
         if LARGE_PROJECTS:
             scales.append(scale_run(system, LARGE_PROJECTS, nginx_ref, pypiserver_ref, full=False))
     finally:
         subprocess.run([*base, "down", "-v"], env=env, capture_output=True)
 
-    results = {"make_deb_s": make_deb_s, "install_to_200_s": install_to_200_s, "scales": scales,
-               "resolution": rows, "upstream": upstream, "headline": scales[0]["turns"]["/packages/<file>"]["ratio"]}
+    results = {
+        "make_deb_s": make_deb_s,
+        "install_to_200_s": install_to_200_s,
+        "scales": scales,
+        "resolution": rows,
+        "upstream": upstream,
+        "headline": scales[0]["turns"]["/packages/<file>"]["ratio"],
+    }
     stamp = time.strftime("%Y%m%d-%H%M%S")
     (RESULTS / f"bench-{stamp}.json").write_text(json.dumps(results, indent=2))
     report(results)

@@ -24,7 +24,8 @@ def _tree(ctx, param, value: Path) -> Path:
     if missing:
         raise click.BadParameter(
             f"{value} has no {' or '.join(d + '/' for d in missing)}; point --tree at a pypi-appliance checkout",
-            ctx=ctx, param=param,
+            ctx=ctx,
+            param=param,
         )
     return value.resolve()
 
@@ -47,7 +48,9 @@ def default_epoch(tree: Path) -> int:
         return int(os.environ["SOURCE_DATE_EPOCH"])
     proc = subprocess.run(
         ["git", "-C", str(tree), "log", "-1", "--format=%ct"],
-        capture_output=True, text=True, check=False,
+        capture_output=True,
+        text=True,
+        check=False,
     )
     if proc.returncode == 0 and proc.stdout.strip().isdigit():
         return int(proc.stdout.strip())
@@ -61,42 +64,91 @@ def main() -> None:
 
 
 @main.command()
-@click.option("--version", "version", default=__version__, show_default=True,
-              callback=_checked(cfg.check_version),
-              help="Debian version of the package, e.g. 1.2.3 or 1.2.3~rc1.")
-@click.option("--port", type=int, default=int(BY_KEY["PYPI_PORT"].default), show_default=True,
-              callback=_checked(cfg.check_port),
-              help="Default TCP port the index listens on (admins can change it with debconf).")
-@click.option("--data-dir", default=BY_KEY["PYPI_DATA_DIR"].default, show_default=True,
-              callback=_checked(cfg.check_data_dir),
-              help="Absolute path on the host holding packages/ and auth/.")
-@click.option("--image", default=cfg.DEFAULT_IMAGE, show_default=True, callback=_checked(cfg.check_image),
-              help="pypiserver container image, pinned to a release tag or digest (never 'latest').")
-@click.option("--proxy-image", default=cfg.DEFAULT_PROXY_IMAGE, show_default=True,
-              callback=_checked(cfg.check_image),
-              help="nginx container image (with the njs module) for the front door, pinned like --image.")
-@click.option("--tree", type=click.Path(file_okay=False, path_type=Path), callback=_tree,
-              default=TREE if (TREE / "templates").is_dir() else Path("."), show_default="this checkout",
-              help="Source tree holding debian/, templates/ and src/.")
-@click.option("--output-dir", type=click.Path(file_okay=False, path_type=Path), default=Path("dist"),
-              show_default=True, help="Where the .deb is written.")
-@click.option("--build-dir", type=click.Path(file_okay=False, path_type=Path), default=Path("build"),
-              show_default=True, help="Scratch directory for the staged source tree.")
-@click.option("--with-images", is_flag=True,
-              help="Also build pypi-appliance-images_VERSION_ARCH.deb: the images the compose file names, "
-                   "from this machine's Docker engine, for hosts that reach no registry.")
-def build(version, port, data_dir, image, proxy_image, tree, output_dir,
-          build_dir, with_images) -> None:
+@click.option(
+    "--version",
+    "version",
+    default=__version__,
+    show_default=True,
+    callback=_checked(cfg.check_version),
+    help="Debian version of the package, e.g. 1.2.3 or 1.2.3~rc1.",
+)
+@click.option(
+    "--port",
+    type=int,
+    default=int(BY_KEY["PYPI_PORT"].default),
+    show_default=True,
+    callback=_checked(cfg.check_port),
+    help="Default TCP port the index listens on (admins can change it with debconf).",
+)
+@click.option(
+    "--data-dir",
+    default=BY_KEY["PYPI_DATA_DIR"].default,
+    show_default=True,
+    callback=_checked(cfg.check_data_dir),
+    help="Absolute path on the host holding packages/ and auth/.",
+)
+@click.option(
+    "--image",
+    default=cfg.DEFAULT_IMAGE,
+    show_default=True,
+    callback=_checked(cfg.check_image),
+    help="pypiserver container image, pinned to a release tag or digest (never 'latest').",
+)
+@click.option(
+    "--proxy-image",
+    default=cfg.DEFAULT_PROXY_IMAGE,
+    show_default=True,
+    callback=_checked(cfg.check_image),
+    help="nginx container image (with the njs module) for the front door, pinned like --image.",
+)
+@click.option(
+    "--tree",
+    type=click.Path(file_okay=False, path_type=Path),
+    callback=_tree,
+    default=TREE if (TREE / "templates").is_dir() else Path("."),
+    show_default="this checkout",
+    help="Source tree holding debian/, templates/ and src/.",
+)
+@click.option(
+    "--output-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=Path("dist"),
+    show_default=True,
+    help="Where the .deb is written.",
+)
+@click.option(
+    "--build-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=Path("build"),
+    show_default=True,
+    help="Scratch directory for the staged source tree.",
+)
+@click.option(
+    "--with-images",
+    is_flag=True,
+    help="Also build pypi-appliance-images_VERSION_ARCH.deb: the images the compose file names, "
+    "from this machine's Docker engine, for hosts that reach no registry.",
+)
+def build(version, port, data_dir, image, proxy_image, tree, output_dir, build_dir, with_images) -> None:
     """Render debian/ and templates/ and build dist/pypi-appliance_VERSION_all.deb."""
     config = cfg.Config(
-        version=version, port=port, data_dir=data_dir, image=image, proxy_image=proxy_image,
+        version=version,
+        port=port,
+        data_dir=data_dir,
+        image=image,
+        proxy_image=proxy_image,
         source_date_epoch=default_epoch(tree),
     )
     staging = stage.stage(config, tree, build_dir.resolve() / f"{config.package}-{config.version}")
     try:
         # Before anything slow: a missing image fails the build at once.
-        found = imgs.find(imgs.compose_refs((staging / "root/etc" / config.package / "compose.yaml").read_text()),
-                          deb.host_arch()) if with_images else None
+        found = (
+            imgs.find(
+                imgs.compose_refs((staging / "root/etc" / config.package / "compose.yaml").read_text()), deb.host_arch()
+            )
+            if with_images
+            else None
+        )
         paths = deb.build(config, staging, output_dir, found)
     except cfg.ConfigError as err:
         raise click.ClickException(str(err)) from None

@@ -63,8 +63,23 @@ def check_port(value: int) -> int:
 # Where a data dir may not be: system and volatile paths, and everything under
 # them. The debconf config script refuses the same (rendered into _checks.sh;
 # a parity test feeds both the same values).
-SYSTEM_DIRS = ("bin", "boot", "dev", "etc", "lib", "lib64", "proc", "run", "sbin", "sys", "tmp", "usr",
-               "var/tmp", "var/run", "var/lock")
+SYSTEM_DIRS = (
+    "bin",
+    "boot",
+    "dev",
+    "etc",
+    "lib",
+    "lib64",
+    "proc",
+    "run",
+    "sbin",
+    "sys",
+    "tmp",
+    "usr",
+    "var/tmp",
+    "var/run",
+    "var/lock",
+)
 
 
 def check_data_dir(value: str) -> str:
@@ -72,16 +87,17 @@ def check_data_dir(value: str) -> str:
         raise ConfigError(f"data dir {value!r} is not an absolute path; give one like /srv/pypi")
     if not _PATH.fullmatch(value):
         raise ConfigError(
-            f"data dir {value!r} may only contain letters, digits and '._/+-' "
-            "(it is used unquoted by docker compose)"
+            f"data dir {value!r} may only contain letters, digits and '._/+-' (it is used unquoted by docker compose)"
         )
     slashed = value + "/"
     if slashed in ("/", "/var/") or slashed.startswith("//") or "/./" in slashed or "/../" in slashed:
         raise ConfigError(f"data dir {value!r} is not a dedicated directory; use one such as /srv/pypi")
     for system in SYSTEM_DIRS:
         if slashed.startswith(f"/{system}/"):
-            raise ConfigError(f"data dir {value!r} is under /{system}, a system or volatile path; "
-                              "use a dedicated directory such as /srv/pypi")
+            raise ConfigError(
+                f"data dir {value!r} is under /{system}, a system or volatile path; "
+                "use a dedicated directory such as /srv/pypi"
+            )
     return posixpath.normpath(value)
 
 

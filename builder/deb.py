@@ -22,7 +22,10 @@ def missing_build_deps(staging: Path, arch: bool = False) -> list[str]:
     if not shutil.which("dpkg-checkbuilddeps"):
         return ["dpkg-dev"]
     proc = subprocess.run(
-        ["dpkg-checkbuilddeps", *([] if arch else ["-A"])], cwd=staging, capture_output=True, text=True,
+        ["dpkg-checkbuilddeps", *([] if arch else ["-A"])],
+        cwd=staging,
+        capture_output=True,
+        text=True,
         check=False,
     )
     if proc.returncode == 0:
@@ -65,7 +68,11 @@ def build(config: Config, staging: Path, output_dir: Path, images: list[Image] |
     env = dict(os.environ, SOURCE_DATE_EPOCH=str(config.source_date_epoch))
     proc = subprocess.run(
         ["dpkg-buildpackage", "--build=all" if images is None else "--build=any,all", "--no-sign"],
-        cwd=staging, env=env, capture_output=True, text=True, check=False,
+        cwd=staging,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
     )
     if proc.returncode != 0:
         raise BuildError(f"dpkg-buildpackage failed:\n{proc.stdout[-3000:]}{proc.stderr[-3000:]}")
@@ -78,5 +85,4 @@ def build(config: Config, staging: Path, output_dir: Path, images: list[Image] |
 
 
 def host_arch() -> str:
-    return subprocess.run(["dpkg", "--print-architecture"], capture_output=True, text=True,
-                          check=True).stdout.strip()
+    return subprocess.run(["dpkg", "--print-architecture"], capture_output=True, text=True, check=True).stdout.strip()

@@ -50,17 +50,22 @@ def options(parser: argparse.ArgumentParser) -> list[str]:
             metavar = f" {action.metavar or action.dest.upper()}" if action.nargs != 0 else ""
             head = ".B " + roff(", ".join(action.option_strings) + metavar)
         else:
-            head = ".I " + roff(action.metavar or action.dest)
+            head = ".I " + roff(str(action.metavar or action.dest))
         lines += [".TP", head, prose(action.help or "")]
     return lines
 
 
 def man_page(parser: argparse.ArgumentParser) -> str:
     prog = parser.prog
-    out = [f'.TH {prog.upper()} 8 "" "{prog}" "System Administration"', ".SH NAME",
-           f"{prog} \\- {prose(parser.description[0].lower() + parser.description[1:])}", ".SH SYNOPSIS", ".nf"]
+    out = [
+        f'.TH {prog.upper()} 8 "" "{prog}" "System Administration"',
+        ".SH NAME",
+        f"{prog} \\- {prose((parser.description or '')[:1].lower() + (parser.description or '')[1:])}",
+        ".SH SYNOPSIS",
+        ".nf",
+    ]
     commands = list(leaves(parser))
-    for words, child in commands:
+    for _words, child in commands:
         usage = " ".join(child.format_usage().split()[1:]).replace(" [-h]", "")
         out.append(roff(usage))
     out += [".fi", ".SH COMMANDS"]
@@ -70,7 +75,7 @@ def man_page(parser: argparse.ArgumentParser) -> str:
         if opts:
             out += [".RS", *opts, ".RE"]
     # The epilog: a paragraph, then "files:" and "see also:" sections.
-    for block in parser.epilog.split("\n\n"):
+    for block in (parser.epilog or "").split("\n\n"):
         title, _, rest = block.partition(":\n")
         if title == "files":
             out.append(".SH FILES")

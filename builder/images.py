@@ -21,8 +21,15 @@ LOADED = f"/var/lib/{IMAGES_PACKAGE}/loaded"
 # unit does not restart on it (RestartPreventExitStatus), status explains it.
 GAVE_UP_STATUS = 78
 # Docker's architecture names for dpkg's (the images must run where the package installs).
-DOCKER_ARCH = {"amd64": "amd64", "arm64": "arm64", "armhf": "arm", "i386": "386", "ppc64el": "ppc64le",
-               "s390x": "s390x", "riscv64": "riscv64"}
+DOCKER_ARCH = {
+    "amd64": "amd64",
+    "arm64": "arm64",
+    "armhf": "arm",
+    "i386": "386",
+    "ppc64el": "ppc64le",
+    "s390x": "s390x",
+    "riscv64": "riscv64",
+}
 # zstd level: -19 saves another 10% and takes seven times as long.
 ZSTD_LEVEL = "-10"
 
@@ -74,16 +81,22 @@ def find(refs: list[str], dpkg_arch: str) -> list[Image]:
         # NAME:TAG@DIGEST: the image of that tag, which must carry that digest.
         info = _inspect(name if digest and name != _repository(name) else ref)
         if info is None:
-            raise ConfigError(f"image {ref!r} (named by the compose file) is not in this machine's Docker "
-                              f"engine: docker pull {ref} (or load it), then build again")
+            raise ConfigError(
+                f"image {ref!r} (named by the compose file) is not in this machine's Docker "
+                f"engine: docker pull {ref} (or load it), then build again"
+            )
         if digest and f"{_repository(name)}@{digest}" not in info["digests"]:
-            raise ConfigError(f"image {ref!r}: this engine's copy has digests {info['digests'] or 'none'}, "
-                              f"not {digest}: docker pull {ref}, then build again")
+            raise ConfigError(
+                f"image {ref!r}: this engine's copy has digests {info['digests'] or 'none'}, "
+                f"not {digest}: docker pull {ref}, then build again"
+            )
         want = DOCKER_ARCH.get(dpkg_arch)
         if info["os"] != "linux" or info["arch"] != want:
-            raise ConfigError(f"image {ref!r} is for {info['os']}/{info['arch']}, but this machine builds "
-                              f"{dpkg_arch} packages (Docker's linux/{want}): docker pull --platform "
-                              f"linux/{want} {ref}, or build on a {dpkg_arch} machine")
+            raise ConfigError(
+                f"image {ref!r} is for {info['os']}/{info['arch']}, but this machine builds "
+                f"{dpkg_arch} packages (Docker's linux/{want}): docker pull --platform "
+                f"linux/{want} {ref}, or build on a {dpkg_arch} machine"
+            )
         found.append(Image(ref, info["id"]))
     return found
 
@@ -95,9 +108,9 @@ def save(found: list[Image], dest: Path) -> None:
         target = dest / image.file
         with open(target, "wb") as out:
             saver = subprocess.Popen(["docker", "save", image.ref], stdout=subprocess.PIPE)
-            zstd = subprocess.run(["zstd", "-q", "-T0", ZSTD_LEVEL, "-c"], stdin=saver.stdout, stdout=out,
-                                  check=False)
-            saver.stdout.close()
+            zstd = subprocess.run(["zstd", "-q", "-T0", ZSTD_LEVEL, "-c"], stdin=saver.stdout, stdout=out, check=False)
+            if saver.stdout is not None:
+                saver.stdout.close()
             if saver.wait() != 0 or zstd.returncode != 0:
                 target.unlink(missing_ok=True)
                 raise ConfigError(f"could not save image {image.ref!r} (docker save | zstd failed)")

@@ -26,47 +26,99 @@ class Setting:
 
 
 SETTINGS = (
-    Setting("PYPI_ADMIN_USER", "admin-username", "admin",
-            "the admin account debconf manages (more with `pypi-appliance user add`)"),
+    Setting(
+        "PYPI_ADMIN_USER",
+        "admin-username",
+        "admin",
+        "the admin account debconf manages (more with `pypi-appliance user add`)",
+    ),
     Setting("PYPI_PORT", "port", "8080", "the TCP port the front door listens on"),
-    Setting("PYPI_TLS", "tls", "self-signed", "HTTPS: the appliance's own CA, your certificate, or plain HTTP",
-            tuple(TLS_LISTENERS)),
+    Setting(
+        "PYPI_TLS",
+        "tls",
+        "self-signed",
+        "HTTPS: the appliance's own CA, your certificate, or plain HTTP",
+        tuple(TLS_LISTENERS),
+    ),
     Setting("PYPI_TLS_CERT", "tls-cert", "", "the certificate (chain) file, PEM; set by the mode when not provided"),
     Setting("PYPI_TLS_KEY", "tls-key", "", "its unencrypted key file, PEM"),
     Setting("PYPI_TLS_NAMES", None, "", "more names and addresses for the self-signed certificate, comma separated"),
-    Setting("PYPI_ACCESS", "access", ACCESS_MODES[0],
-            "who may list and download: `private` needs a password, `public-read` does not", ACCESS_MODES),
-    Setting("PYPI_BIND_ADDRESS", None, "",
-            "the host address the port is published on, such as 127.0.0.1 behind a reverse proxy on this host "
-            "(empty: every address)"),
-    Setting("PYPI_TRUSTED_PROXIES", None, "",
-            "addresses or networks of reverse proxies (comma separated, such as 10.0.0.5,172.16.0.0/12): "
-            "from them the client's address is taken from X-Forwarded-For (throttling, audit log)"),
-    Setting("PYPI_CLIENT_URL", None, "",
-            "the URL clients use when it is not this host's (a reverse proxy's, such as "
-            "https://pypi.example.com): client-config and user add print it"),
+    Setting(
+        "PYPI_ACCESS",
+        "access",
+        ACCESS_MODES[0],
+        "who may list and download: `private` needs a password, `public-read` does not",
+        ACCESS_MODES,
+    ),
+    Setting(
+        "PYPI_BIND_ADDRESS",
+        None,
+        "",
+        "the host address the port is published on, such as 127.0.0.1 behind a reverse proxy on this host "
+        "(empty: every address)",
+    ),
+    Setting(
+        "PYPI_TRUSTED_PROXIES",
+        None,
+        "",
+        "addresses or networks of reverse proxies (comma separated, such as 10.0.0.5,172.16.0.0/12): "
+        "from them the client's address is taken from X-Forwarded-For (throttling, audit log)",
+    ),
+    Setting(
+        "PYPI_CLIENT_URL",
+        None,
+        "",
+        "the URL clients use when it is not this host's (a reverse proxy's, such as "
+        "https://pypi.example.com): client-config and user add print it",
+    ),
     Setting("PYPI_DATA_DIR", "data-dir", "/srv/pypi", "where packages/, auth/, index/ and upstream/ (its cache) live"),
-    Setting("PYPI_AUTH_MAX_FAILURES", None, "10",
-            "failed logins for one account from one client address within a minute that throttle it there (429)"),
-    Setting("PYPI_AUTH_THROTTLE_SECONDS", None, "60",
-            "the first throttle's length; each failure after it doubles the next"),
+    Setting(
+        "PYPI_AUTH_MAX_FAILURES",
+        None,
+        "10",
+        "failed logins for one account from one client address within a minute that throttle it there (429)",
+    ),
+    Setting(
+        "PYPI_AUTH_THROTTLE_SECONDS", None, "60", "the first throttle's length; each failure after it doubles the next"
+    ),
     Setting("PYPI_AUTH_THROTTLE_MAX_SECONDS", None, "3600", "the longest throttle"),
     Setting("PYPI_AUTH_WORKERS", None, "2", "threads that check passwords (bcrypt): the most CPU guesses can take"),
-    Setting("PYPI_UPSTREAM", "upstream", "",
-            "the simple-API URL of an index for the names this one does not hold, such as "
-            "https://pypi.org/simple/ (empty: none)"),
-    Setting("PYPI_UPSTREAM_CREDENTIALS", None, "",
-            "a file holding USER:PASSWORD for a private upstream (mode 0640, group 9898)"),
-    Setting("PYPI_UPSTREAM_FILE_HOSTS", None, "files.pythonhosted.org",
-            "hosts besides the upstream's own that its pages may link files on (comma separated; "
-            "PyPI's are on files.pythonhosted.org); links elsewhere are dropped"),
+    Setting(
+        "PYPI_UPSTREAM",
+        "upstream",
+        "",
+        "the simple-API URL of an index for the names this one does not hold, such as "
+        "https://pypi.org/simple/ (empty: none)",
+    ),
+    Setting(
+        "PYPI_UPSTREAM_CREDENTIALS",
+        None,
+        "",
+        "a file holding USER:PASSWORD for a private upstream (mode 0640, group 9898)",
+    ),
+    Setting(
+        "PYPI_UPSTREAM_FILE_HOSTS",
+        None,
+        "files.pythonhosted.org",
+        "hosts besides the upstream's own that its pages may link files on (comma separated; "
+        "PyPI's are on files.pythonhosted.org); links elsewhere are dropped",
+    ),
     Setting("PYPI_UPSTREAM_PAGE_SECONDS", None, "300", "how long an upstream page is kept before it is fetched again"),
-    Setting("PYPI_UPSTREAM_CACHE_MAX", None, "10g",
-            "the most disk the upstream's files take (k, m, g); the least recently used go first"),
+    Setting(
+        "PYPI_UPSTREAM_CACHE_MAX",
+        None,
+        "10g",
+        "the most disk the upstream's files take (k, m, g); the least recently used go first",
+    ),
 )
 # Settings that must be whole numbers of 1 or more.
-COUNTS = ("PYPI_AUTH_MAX_FAILURES", "PYPI_AUTH_THROTTLE_SECONDS", "PYPI_AUTH_THROTTLE_MAX_SECONDS", "PYPI_AUTH_WORKERS",
-          "PYPI_UPSTREAM_PAGE_SECONDS")
+COUNTS = (
+    "PYPI_AUTH_MAX_FAILURES",
+    "PYPI_AUTH_THROTTLE_SECONDS",
+    "PYPI_AUTH_THROTTLE_MAX_SECONDS",
+    "PYPI_AUTH_WORKERS",
+    "PYPI_UPSTREAM_PAGE_SECONDS",
+)
 # An upstream URL: http(s), a host (and port), a path; never credentials (they
 # would land in debconf's database and the logs). The config script and the
 # helper check the same (a parity test feeds both).

@@ -39,8 +39,14 @@ def defaults(config: Config) -> dict[str, str]:
 def context(config: Config) -> dict:
     date = datetime.fromtimestamp(config.source_date_epoch, timezone.utc)
     # The images package: its files, its loader's record, and the start's give-up status.
-    images = {"package": IMAGES_PACKAGE, "dir": IMAGES_DIR, "list": f"{IMAGES_DIR}/{LIST}",
-              "loader": f"{IMAGES_DIR}/load", "loaded": LOADED, "gave_up_status": GAVE_UP_STATUS}
+    images = {
+        "package": IMAGES_PACKAGE,
+        "dir": IMAGES_DIR,
+        "list": f"{IMAGES_DIR}/{LIST}",
+        "loader": f"{IMAGES_DIR}/load",
+        "loaded": LOADED,
+        "gave_up_status": GAVE_UP_STATUS,
+    }
     return {
         "defaults": defaults(config),
         "auth_settings": [s.key for s in SETTINGS if s.key.startswith("PYPI_AUTH_")],
@@ -138,8 +144,14 @@ def write_docs(staging: Path) -> None:
     completion = staging / "root/usr/share/bash-completion/completions" / PACKAGE
     completion.parent.mkdir(parents=True, exist_ok=True)
     here = Path(__file__).resolve().parents[1]
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(staging / SOURCE.parent), str(here)]),
-               PYPI_APPLIANCE_DEFAULTS=str(staging / "root/usr/share" / PACKAGE / "defaults.json"),
-               PYTHONDONTWRITEBYTECODE="1")
-    subprocess.run([sys.executable, "-m", "builder.docs", str(staging / "debian" / f"{PACKAGE}.8"),
-                    str(completion)], check=True, env=env)
+    env = dict(
+        os.environ,
+        PYTHONPATH=os.pathsep.join([str(staging / SOURCE.parent), str(here)]),
+        PYPI_APPLIANCE_DEFAULTS=str(staging / "root/usr/share" / PACKAGE / "defaults.json"),
+        PYTHONDONTWRITEBYTECODE="1",
+    )
+    subprocess.run(
+        [sys.executable, "-m", "builder.docs", str(staging / "debian" / f"{PACKAGE}.8"), str(completion)],
+        check=True,
+        env=env,
+    )

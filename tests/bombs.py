@@ -17,15 +17,22 @@ def _metadata(project: str, version: str, body: bytes = b"") -> bytes:
     return f"Metadata-Version: 2.1\nName: {project}\nVersion: {version}\n\n".encode() + body
 
 
-def _wheel(directory: Path, project: str, version: str, members: dict[str, bytes], method=zipfile.ZIP_DEFLATED,
-           metadata: bytes | None = None) -> tuple[Path, bytes]:
+def _wheel(
+    directory: Path,
+    project: str,
+    version: str,
+    members: dict[str, bytes],
+    method=zipfile.ZIP_DEFLATED,
+    metadata: bytes | None = None,
+) -> tuple[Path, bytes]:
     path = directory / f"{project}-{version}-py3-none-any.whl"
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w", method) as wheel:
         for name, data in members.items():
             wheel.writestr(name, data)
-        wheel.writestr(f"{project}-{version}.dist-info/METADATA",
-                       metadata if metadata is not None else _metadata(project, version))
+        wheel.writestr(
+            f"{project}-{version}.dist-info/METADATA", metadata if metadata is not None else _metadata(project, version)
+        )
     return path, buffer.getvalue()
 
 
@@ -48,36 +55,43 @@ def bzip2_wheel(directory: Path, project: str = "bomb_bzip2", version: str = "1.
     return path
 
 
-def huge_metadata_wheel(directory: Path, project: str = "bomb_metadata", version: str = "1.0",
-                        size: int = 200 * 2**20) -> Path:
+def huge_metadata_wheel(
+    directory: Path, project: str = "bomb_metadata", version: str = "1.0", size: int = 200 * 2**20
+) -> Path:
     """A wheel whose METADATA (served to every resolver) inflates to size bytes."""
-    path, data = _wheel(directory, project, version, {f"{project}/__init__.py": b""},
-                        metadata=_metadata(project, version, b"x" * size))
+    path, data = _wheel(
+        directory, project, version, {f"{project}/__init__.py": b""}, metadata=_metadata(project, version, b"x" * size)
+    )
     path.write_bytes(data)
     return path
 
 
-def overlapping_wheel(directory: Path, project: str = "bomb_overlap", version: str = "1.0", copies: int = 16,
-                      size: int = 64 * 2**20) -> Path:
+def overlapping_wheel(
+    directory: Path, project: str = "bomb_overlap", version: str = "1.0", copies: int = 16, size: int = 64 * 2**20
+) -> Path:
     """A wheel whose central directory names one deflated kernel many times
     (other names, the same offset): each name inflates it again."""
     kernel = f"{project}/__init__.py"
     path, data = _wheel(directory, project, version, {kernel: b"\0" * size})
     end = data.rindex(b"PK\x05\x06")
-    count, cd_size, cd_offset = struct.unpack("<HII", data[end + 10:end + 20])
-    directory_bytes = data[cd_offset:cd_offset + cd_size]
+    count, cd_size, cd_offset = struct.unpack("<HII", data[end + 10 : end + 20])
+    directory_bytes = data[cd_offset : cd_offset + cd_size]
     first_name_length, extra, comment = struct.unpack("<HHH", directory_bytes[28:34])
-    first = directory_bytes[:46 + first_name_length + extra + comment]
-    assert first[46:46 + first_name_length] == kernel.encode()
+    first = directory_bytes[: 46 + first_name_length + extra + comment]
+    assert first[46 : 46 + first_name_length] == kernel.encode()
     added = b""
     for i in range(copies):
         name = f"{project}/c{i:0{len(kernel) - len(project) - 5}d}.py".encode()
         assert len(name) == first_name_length
-        added += first[:46] + name + first[46 + first_name_length:]
-    record = data[end:end + 22]
-    record = (record[:8] + struct.pack("<HHI", count + copies, count + copies, cd_size + len(added))
-              + struct.pack("<I", cd_offset) + record[20:])
-    path.write_bytes(data[:cd_offset] + directory_bytes + added + record + data[end + 22:])
+        added += first[:46] + name + first[46 + first_name_length :]
+    record = data[end : end + 22]
+    record = (
+        record[:8]
+        + struct.pack("<HHI", count + copies, count + copies, cd_size + len(added))
+        + struct.pack("<I", cd_offset)
+        + record[20:]
+    )
+    path.write_bytes(data[:cd_offset] + directory_bytes + added + record + data[end + 22 :])
     return path
 
 

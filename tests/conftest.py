@@ -45,8 +45,22 @@ def deb() -> Path:
 def build_with_images(out: Path, *options: str) -> list[Path]:
     """`make deb IMAGES=1`'s build (the builder with --with-images) into out: the
     package and the images package, from the images in the host's engine."""
-    proc = subprocess.run([sys.executable, "-m", "builder", "build", "--with-images", "--output-dir", str(out),
-                           "--build-dir", str(out / "build"), *options], capture_output=True, text=True)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "builder",
+            "build",
+            "--with-images",
+            "--output-dir",
+            str(out),
+            "--build-dir",
+            str(out / "build"),
+            *options,
+        ],
+        capture_output=True,
+        text=True,
+    )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     return [Path(line.split(" ", 1)[1]) for line in proc.stdout.splitlines() if line.startswith("built ")]
 

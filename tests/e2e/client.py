@@ -30,8 +30,9 @@ def preseed(user: str, password: str, port: int | None = None, tls: str | None =
     return "\n".join(lines) + "\n"
 
 
-def make_wheel(directory: Path, version: str = "1.0", project: str = PROJECT, metadata: str = "",
-               payload: int = 0) -> Path:
+def make_wheel(
+    directory: Path, version: str = "1.0", project: str = PROJECT, metadata: str = "", payload: int = 0
+) -> Path:
     """A minimal, valid pure-Python wheel, built without any network; metadata adds
     METADATA lines, payload that many random (incompressible) bytes."""
     name = project.replace("-", "_")
@@ -40,7 +41,7 @@ def make_wheel(directory: Path, version: str = "1.0", project: str = PROJECT, me
     files = {
         f"{name}/__init__.py": f'VERSION = "{version}"\n',
         f"{dist_info}/METADATA": f"Metadata-Version: 2.1\nName: {project}\nVersion: {version}\n"
-                                 f"Summary: probe package for pypi-appliance tests\n{metadata}",
+        f"Summary: probe package for pypi-appliance tests\n{metadata}",
         f"{dist_info}/WHEEL": "Wheel-Version: 1.0\nGenerator: tests\nRoot-Is-Purelib: true\nTag: py3-none-any\n",
     }
     with zipfile.ZipFile(path, "w") as wheel:
@@ -61,11 +62,16 @@ def upload_form(wheel: Path, filename: str | None = None) -> tuple[bytes, str]:
     boundary = "pypi-appliance-test-boundary"
     project, version = wheel.name.split("-")[:2]
     fields = {":action": "file_upload", "protocol_version": "1", "name": project, "version": version}
-    parts = [f'--{boundary}\r\nContent-Disposition: form-data; name="{k}"\r\n\r\n{v}\r\n'.encode()
-             for k, v in fields.items()]
-    parts.append(f'--{boundary}\r\nContent-Disposition: form-data; name="content"; '
-                 f'filename="{filename or wheel.name}"\r\n'
-                 "Content-Type: application/octet-stream\r\n\r\n".encode() + wheel.read_bytes() + b"\r\n")
+    parts = [
+        f'--{boundary}\r\nContent-Disposition: form-data; name="{k}"\r\n\r\n{v}\r\n'.encode() for k, v in fields.items()
+    ]
+    parts.append(
+        f'--{boundary}\r\nContent-Disposition: form-data; name="content"; '
+        f'filename="{filename or wheel.name}"\r\n'
+        "Content-Type: application/octet-stream\r\n\r\n".encode()
+        + wheel.read_bytes()
+        + b"\r\n"
+    )
     parts.append(f"--{boundary}--\r\n".encode())
     return b"".join(parts), f"multipart/form-data; boundary={boundary}"
 
@@ -88,9 +94,21 @@ def tls_args(system) -> list[str]:
 def twine_upload(system, wheel: Path, password: str) -> subprocess.CompletedProcess:
     # Credentials through the environment, as a CI job would: never in argv.
     return subprocess.run(
-        [sys.executable, "-m", "twine", "upload", "--non-interactive", "--disable-progress-bar",
-         "--repository-url", system.url("/"), *tls_args(system), str(wheel)],
-        capture_output=True, text=True, timeout=120,
+        [
+            sys.executable,
+            "-m",
+            "twine",
+            "upload",
+            "--non-interactive",
+            "--disable-progress-bar",
+            "--repository-url",
+            system.url("/"),
+            *tls_args(system),
+            str(wheel),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
         env=client_env(TWINE_USERNAME=USER, TWINE_PASSWORD=password),
     )
 
@@ -109,14 +127,31 @@ def pip_install(system, tmp_path: Path, password: str, user: str = USER, project
     """pip install project through the appliance into a fresh dir; returns the imported VERSION."""
     target = tmp_path / "site"
     result = subprocess.run(
-        [sys.executable, "-m", "pip", "install", "--no-deps", "--no-cache-dir", *tls_args(system), "--target", str(target), project],
-        capture_output=True, text=True, timeout=180,
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "install",
+            "--no-deps",
+            "--no-cache-dir",
+            *tls_args(system),
+            "--target",
+            str(target),
+            project,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=180,
         env=client_env(PIP_INDEX_URL=index_url(system, user, password)),
     )
     assert result.returncode == 0, result.stdout + result.stderr
     module = project.replace("-", "_")
-    probe = subprocess.run([sys.executable, "-c", f"import {module}; print({module}.VERSION)"],
-                           capture_output=True, text=True, env=dict(os.environ, PYTHONPATH=str(target)))
+    probe = subprocess.run(
+        [sys.executable, "-c", f"import {module}; print({module}.VERSION)"],
+        capture_output=True,
+        text=True,
+        env=dict(os.environ, PYTHONPATH=str(target)),
+    )
     return probe.stdout.strip()
 
 

@@ -80,8 +80,13 @@ def add_project(tree: dict, name: str, files: dict[str, bytes], json_too: bool =
         digest = hashlib.sha256(data).hexdigest()
         path = f"{digest[:2]}/{digest[2:4]}/{filename}"
         tree[f"files/packages/{path}"] = data
-        entry = {"filename": filename, "url": f"{FILES}/{path}", "hashes": {"sha256": digest},
-                 "requires-python": ">=3.8", "yanked": False}
+        entry = {
+            "filename": filename,
+            "url": f"{FILES}/{path}",
+            "hashes": {"sha256": digest},
+            "requires-python": ">=3.8",
+            "yanked": False,
+        }
         attrs = f'href="{FILES}/{path}#sha256={digest}" data-requires-python="&gt;=3.8"'
         if filename.endswith(".whl"):
             with zipfile.ZipFile(io.BytesIO(data)) as wheel:
@@ -91,11 +96,13 @@ def add_project(tree: dict, name: str, files: dict[str, bytes], json_too: bool =
             attrs += f' data-core-metadata="sha256={entry["core-metadata"]["sha256"]}"'
         entries.append(entry)
         links.append(f"<a {attrs}>{html.escape(filename)}</a><br>")
-    tree[f"index/simple/{name}/index.html"] = ("<!DOCTYPE html><html><body>" + "\n".join(links)
-                                                + "</body></html>\n").encode()
+    tree[f"index/simple/{name}/index.html"] = (
+        "<!DOCTYPE html><html><body>" + "\n".join(links) + "</body></html>\n"
+    ).encode()
     if json_too:
         tree[f"index/simple/{name}/index.json"] = json.dumps(
-            {"meta": {"api-version": "1.1"}, "name": name, "files": entries}).encode()
+            {"meta": {"api-version": "1.1"}, "name": name, "files": entries}
+        ).encode()
 
 
 def add_hostile(tree: dict, name: str, wheel_path: str, wheel: bytes) -> None:
@@ -112,7 +119,8 @@ def add_hostile(tree: dict, name: str, wheel_path: str, wheel: bytes) -> None:
         entry(f"{name}-2.1-py3-none-any.whl", f"/away/{wheel_path}", {"sha256": digest}),
     ]
     tree[f"index/simple/{name}/index.json"] = json.dumps(
-        {"meta": {"api-version": "1.1"}, "name": name, "files": files}).encode()
+        {"meta": {"api-version": "1.1"}, "name": name, "files": files}
+    ).encode()
 
 
 def start(system, tree: dict, image: str) -> None:
@@ -125,10 +133,12 @@ def start(system, tree: dict, image: str) -> None:
             info.size, info.mode = len(data), 0o644
             tar.addfile(info, io.BytesIO(data))
     system.put("/root/upstream.tar", archive.getvalue())
-    system.sh(f"rm -rf /root/upstream && mkdir /root/upstream && tar -xf /root/upstream.tar -C /root/upstream && "
-              f"docker rm -f {NAME} >/dev/null 2>&1; docker network create {NAME} >/dev/null 2>&1; "
-              f"docker run -d --name {NAME} --network {NAME} -v /root/upstream:/srv:ro "
-              f"-v /root/upstream/nginx.conf:/etc/nginx/nginx.conf:ro {image} nginx -g 'daemon off;'")
+    system.sh(
+        f"rm -rf /root/upstream && mkdir /root/upstream && tar -xf /root/upstream.tar -C /root/upstream && "
+        f"docker rm -f {NAME} >/dev/null 2>&1; docker network create {NAME} >/dev/null 2>&1; "
+        f"docker run -d --name {NAME} --network {NAME} -v /root/upstream:/srv:ro "
+        f"-v /root/upstream/nginx.conf:/etc/nginx/nginx.conf:ro {image} nginx -g 'daemon off;'"
+    )
 
 
 def stop(system) -> None:

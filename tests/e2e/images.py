@@ -45,11 +45,15 @@ def compose_binary(system_ref: str) -> Path:
     path = CACHE / "bin" / f"docker-compose-{system_ref.rsplit(':', 1)[1]}"
     if not path.exists():
         path.parent.mkdir(parents=True, exist_ok=True)
-        cid = subprocess.run(["docker", "create", system_ref], capture_output=True, text=True,
-                             check=True).stdout.strip()
+        cid = subprocess.run(
+            ["docker", "create", system_ref], capture_output=True, text=True, check=True
+        ).stdout.strip()
         try:
-            subprocess.run(["docker", "cp", f"{cid}:/usr/libexec/docker/cli-plugins/docker-compose",
-                            str(path)], check=True, capture_output=True)
+            subprocess.run(
+                ["docker", "cp", f"{cid}:/usr/libexec/docker/cli-plugins/docker-compose", str(path)],
+                check=True,
+                capture_output=True,
+            )
         finally:
             subprocess.run(["docker", "rm", cid], capture_output=True, check=True)
     return path
@@ -62,10 +66,28 @@ def wheels() -> Path:
     if not stamp.exists():
         directory.mkdir(parents=True, exist_ok=True)
         subprocess.run(
-            ["python3", "-m", "pip", "download", "-q", "--only-binary=:all:", "--python-version", SERVER_PYTHON,
-             "--platform", "manylinux2014_x86_64", "--platform", "manylinux_2_17_x86_64",
-             "--platform", "manylinux_2_28_x86_64", "-d", str(directory), "-r", str(REQUIREMENTS)],
-            check=True, env=dict(os.environ, PIP_CONFIG_FILE="/dev/null"),
+            [
+                "python3",
+                "-m",
+                "pip",
+                "download",
+                "-q",
+                "--only-binary=:all:",
+                "--python-version",
+                SERVER_PYTHON,
+                "--platform",
+                "manylinux2014_x86_64",
+                "--platform",
+                "manylinux_2_17_x86_64",
+                "--platform",
+                "manylinux_2_28_x86_64",
+                "-d",
+                str(directory),
+                "-r",
+                str(REQUIREMENTS),
+            ],
+            check=True,
+            env=dict(os.environ, PIP_CONFIG_FILE="/dev/null"),
         )
         stamp.touch()
     return directory
@@ -76,9 +98,11 @@ def newest_pip() -> Path:
     directory = CACHE / "newest-pip" / time.strftime("%Y-%m-%d")
     if not list(directory.glob("pip-*.whl")):
         directory.mkdir(parents=True, exist_ok=True)
-        subprocess.run(["python3", "-m", "pip", "download", "-q", "--no-deps", "--only-binary=:all:",
-                        "-d", str(directory), "pip"],
-                       check=True, env=dict(os.environ, PIP_CONFIG_FILE="/dev/null"))
+        subprocess.run(
+            ["python3", "-m", "pip", "download", "-q", "--no-deps", "--only-binary=:all:", "-d", str(directory), "pip"],
+            check=True,
+            env=dict(os.environ, PIP_CONFIG_FILE="/dev/null"),
+        )
     return sorted(directory.glob("pip-*.whl"))[-1]
 
 
@@ -88,9 +112,22 @@ def pip_wheel(version: str) -> Path:
     found = list(directory.glob(f"pip-{version}-*.whl"))
     if not found:
         directory.mkdir(parents=True, exist_ok=True)
-        subprocess.run(["python3", "-m", "pip", "download", "-q", "--no-deps", "--only-binary=:all:",
-                        "-d", str(directory), f"pip=={version}"],
-                       check=True, env=dict(os.environ, PIP_CONFIG_FILE="/dev/null"))
+        subprocess.run(
+            [
+                "python3",
+                "-m",
+                "pip",
+                "download",
+                "-q",
+                "--no-deps",
+                "--only-binary=:all:",
+                "-d",
+                str(directory),
+                f"pip=={version}",
+            ],
+            check=True,
+            env=dict(os.environ, PIP_CONFIG_FILE="/dev/null"),
+        )
         found = list(directory.glob(f"pip-{version}-*.whl"))
     return found[0]
 

@@ -38,20 +38,21 @@ class System:
                 f.write(ca)
             self.context = ssl.create_default_context(cafile=self.ca_file) if ca else None
 
-    def sh(self, script: str, input: bytes | str | None = None, check: bool = True,
-           timeout: float = 300) -> subprocess.CompletedProcess:
+    def sh(
+        self, script: str, input: bytes | str | None = None, check: bool = True, timeout: float = 300
+    ) -> subprocess.CompletedProcess:
         """Run script with sh inside the container; secrets go in on stdin, never in argv."""
         data = input.encode() if isinstance(input, str) else input
         proc = subprocess.run(
             ["docker", "exec", "-i", self.name, "sh", "-c", script],
-            input=data, capture_output=True, timeout=timeout,
+            input=data,
+            capture_output=True,
+            timeout=timeout,
         )
         proc.stdout = proc.stdout.decode(errors="replace")
         proc.stderr = proc.stderr.decode(errors="replace")
         if check and proc.returncode != 0:
-            raise AssertionError(
-                f"{script!r} exited {proc.returncode}\nstdout:\n{proc.stdout}\nstderr:\n{proc.stderr}"
-            )
+            raise AssertionError(f"{script!r} exited {proc.returncode}\nstdout:\n{proc.stdout}\nstderr:\n{proc.stderr}")
         return proc
 
     # What a prompt waiting for an answer ends with: "Password: ", "[y/N] ",
@@ -63,11 +64,14 @@ class System:
         the screen, as a person would: a password prompt flushes what was typed before it."""
         proc = subprocess.Popen(
             ["docker", "exec", "-i", self.name, "script", "-qec", script, "/dev/null"],
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
         )
         screen = bytearray()
-        reader = threading.Thread(target=lambda: [screen.extend(c) for c in iter(lambda: proc.stdout.read1(4096), b"")],
-                                  daemon=True)
+        reader = threading.Thread(
+            target=lambda: [screen.extend(c) for c in iter(lambda: proc.stdout.read1(4096), b"")], daemon=True
+        )
         reader.start()
         deadline = time.monotonic() + timeout
         seen = 0
@@ -133,8 +137,13 @@ class System:
 
     def load_images(self, refs: list[str]) -> None:
         save = subprocess.Popen(["docker", "save", *refs], stdout=subprocess.PIPE)
-        subprocess.run(["docker", "exec", "-i", self.name, "docker", "load", "-q"],
-                       stdin=save.stdout, check=True, capture_output=True, timeout=600)
+        subprocess.run(
+            ["docker", "exec", "-i", self.name, "docker", "load", "-q"],
+            stdin=save.stdout,
+            check=True,
+            capture_output=True,
+            timeout=600,
+        )
         save.stdout.close()
         assert save.wait(timeout=60) == 0
 
@@ -144,8 +153,7 @@ class System:
 
     def refresh_port(self) -> None:
         """The published port may change when the container restarts."""
-        out = subprocess.run(["docker", "port", self.name, "8080"], capture_output=True, text=True,
-                             check=True).stdout
+        out = subprocess.run(["docker", "port", self.name, "8080"], capture_output=True, text=True, check=True).stdout
         self.port = int(out.splitlines()[0].rsplit(":", 1)[1])
 
     def status(self, package: str = "pypi-appliance") -> str:
@@ -160,9 +168,16 @@ class System:
         """Status and body of one request; credentials encoded the way a given client would."""
         return self.fetch_all(path, **kwargs)[:2]
 
-    def fetch_all(self, path: str, user: str | None = None, password: str | None = None,
-                  encoding: str = "utf-8", method: str = "GET", data: bytes | None = None,
-                  headers: dict | None = None) -> tuple[int, bytes, dict]:
+    def fetch_all(
+        self,
+        path: str,
+        user: str | None = None,
+        password: str | None = None,
+        encoding: str = "utf-8",
+        method: str = "GET",
+        data: bytes | None = None,
+        headers: dict | None = None,
+    ) -> tuple[int, bytes, dict]:
         """Status, body and headers of one request."""
         request = urllib.request.Request(self.url(path), method=method, data=data, headers=headers or {})
         if user is not None:

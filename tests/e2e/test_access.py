@@ -26,6 +26,7 @@ AUDIT = "/var/log/pypi-appliance/audit.log"
 # system's own address, as a client on the network would: through Docker's DNAT.
 FLOOD = [f"198.18.0.{n}" for n in range(1, 17)]
 
+
 def own_address(system) -> str:
     return system.sh("ip -4 -o addr show eth0 | awk '{print $4}' | cut -d/ -f1 | head -1").stdout.strip()
 
@@ -33,11 +34,13 @@ def own_address(system) -> str:
 @pytest.fixture
 def clients(system, installed):
     """Extra addresses on the system container (removed after)."""
+
     def add(addresses):
         for address in addresses:
             system.sh(f"ip addr add {address}/32 dev eth0 2>/dev/null || true")
         added.extend(addresses)
         return own_address(system)
+
     added = []
     yield add
     for address in added:
@@ -48,8 +51,11 @@ def flood(system, target, addresses, seconds, per_address=1):
     """Start the flood in the system container; the result is a future of its counts."""
     system.put("/root/flood.py", FLOODER.encode())
     pool = concurrent.futures.ThreadPoolExecutor(1)
-    future = pool.submit(system.sh, f"python3 /root/flood.py https {target} 8080 {seconds} {per_address} {' '.join(addresses)}",
-                         timeout=150)
+    future = pool.submit(
+        system.sh,
+        f"python3 /root/flood.py https {target} 8080 {seconds} {per_address} {' '.join(addresses)}",
+        timeout=150,
+    )
     pool.shutdown(wait=False)
     return future
 
@@ -91,27 +97,42 @@ def test_roles_and_generated_credentials(system, installed, tmp_path):
         assert status == 200, text
         system.sh("pypi-appliance user role reader read")
         body3, content_type3 = upload_form(make_wheel(tmp_path, "3.0", project="role-probe"))
-        assert system.fetch_all("/", user="reader", password=password, method="POST", data=body3,
-                                headers={"Content-Type": content_type3})[0] == 403
+        assert (
+            system.fetch_all(
+                "/",
+                user="reader",
+                password=password,
+                method="POST",
+                data=body3,
+                headers={"Content-Type": content_type3},
+            )[0]
+            == 403
+        )
         system.sh("pypi-appliance user remove reader")
         assert system.http("/simple/", user="reader", password=password) == 401
 
         # Each upload and change is in the audit log, with the account and address.
         uploads = audit_lines(system, "upload")
         assert [re.search(r"account=(\S+) file=(\S+)", line).groups() for line in uploads[-2:]] == [
-            (USER, wheel.name), ("reader", "role_probe-2.0-py3-none-any.whl")]
+            (USER, wheel.name),
+            ("reader", "role_probe-2.0-py3-none-any.whl"),
+        ]
         assert all(re.search(r" client=\d+\.\d+\.\d+\.\d+ ", line) for line in uploads)
         changes = [line.split()[1:] for line in audit_lines(system) if line.split()[1].startswith("user-")]
         assert changes[-4:] == [
             ["user-add", "by=root", "account=reader", "role=read"],
             ["user-role", "by=root", "account=reader", "role=publish"],
             ["user-role", "by=root", "account=reader", "role=read"],
-            ["user-remove", "by=root", "account=reader"]]
+            ["user-remove", "by=root", "account=reader"],
+        ]
         tail = system.sh("pypi-appliance audit -n 2").stdout.splitlines()
         assert tail == audit_lines(system)[-2:]
     finally:
-        system.sh("pypi-appliance user remove reader 2>/dev/null; rm -f /srv/pypi/packages/role_probe-*; "
-                  "pypi-appliance reindex >/dev/null 2>&1", check=False)
+        system.sh(
+            "pypi-appliance user remove reader 2>/dev/null; rm -f /srv/pypi/packages/role_probe-*; "
+            "pypi-appliance reindex >/dev/null 2>&1",
+            check=False,
+        )
 
 
 def test_generated_credentials_work_as_printed_on_another_machine(system, installed, tmp_path):
@@ -125,18 +146,28 @@ def test_generated_credentials_work_as_printed_on_another_machine(system, instal
         wheel = make_wheel(tmp_path, "1.0", project="printed-lines")
         home = tmp_path / "home"
         home.mkdir()
-        script = (f"set -e\n{shell}\n"
-                  f"{sys.executable} -m twine upload --non-interactive --disable-progress-bar {wheel}\n"
-                  f"{sys.executable} -m pip download --no-deps --no-cache-dir -d {tmp_path}/dl printed-lines==1.0\n")
-        done = subprocess.run(["env", "-i", f"HOME={home}", "PATH=/usr/bin:/bin", "PIP_CONFIG_FILE=/dev/null",
-                               "bash", "-c", script], capture_output=True, text=True, timeout=180)
+        script = (
+            f"set -e\n{shell}\n"
+            f"{sys.executable} -m twine upload --non-interactive --disable-progress-bar {wheel}\n"
+            f"{sys.executable} -m pip download --no-deps --no-cache-dir -d {tmp_path}/dl printed-lines==1.0\n"
+        )
+        done = subprocess.run(
+            ["env", "-i", f"HOME={home}", "PATH=/usr/bin:/bin", "PIP_CONFIG_FILE=/dev/null", "bash", "-c", script],
+            capture_output=True,
+            text=True,
+            timeout=180,
+        )
         assert done.returncode == 0, done.stdout + done.stderr
         assert (home / ".config/pypi-appliance/ca.pem").read_text() == system.sh(
-            "cat /etc/pypi-appliance/tls/ca.crt").stdout
+            "cat /etc/pypi-appliance/tls/ca.crt"
+        ).stdout
         assert [p.name for p in (tmp_path / "dl").iterdir()] == [wheel.name]
     finally:
-        system.sh("pypi-appliance user remove ci-lines; rm -f /srv/pypi/packages/printed_lines-*; "
-                  "pypi-appliance reindex >/dev/null 2>&1", check=False)
+        system.sh(
+            "pypi-appliance user remove ci-lines; rm -f /srv/pypi/packages/printed_lines-*; "
+            "pypi-appliance reindex >/dev/null 2>&1",
+            check=False,
+        )
 
 
 def test_guesses_from_many_addresses_starve_nothing(system, installed, clients, tmp_path, timings):
@@ -156,15 +187,19 @@ def test_guesses_from_many_addresses_starve_nothing(system, installed, clients, 
             body, content_type = upload_form(make_wheel(tmp_path, f"1.{n}", project="flood-probe"))
             system.sh("pypi-appliance user passwd --password-stdin fresh", input=f"{password}\n")
             started = time.monotonic()
-            status, text, _ = system.fetch_all("/", user=USER, password=PASSWORD, method="POST", data=body,
-                                               headers={"Content-Type": content_type})
+            status, text, _ = system.fetch_all(
+                "/", user=USER, password=PASSWORD, method="POST", data=body, headers={"Content-Type": content_type}
+            )
             upload_times.append(time.monotonic() - started)
             assert status == 200, text
         counts = json.loads(running.result(timeout=150).stdout)
         timings.append(("flood: 16 addresses throttled after", counts["seconds"]))
     finally:
-        system.sh("pypi-appliance user remove fresh; rm -f /srv/pypi/packages/flood_probe-*; "
-                  "pypi-appliance reindex >/dev/null 2>&1", check=False)
+        system.sh(
+            "pypi-appliance user remove fresh; rm -f /srv/pypi/packages/flood_probe-*; "
+            "pypi-appliance reindex >/dev/null 2>&1",
+            check=False,
+        )
     timings.append(("flood: first check of a new credential, worst of 3", max(page_times)))
     timings.append(("flood: upload with a credential checked anew, worst of 3", max(upload_times)))
     # The flood ran (every address checked 10 times, then throttled), only
@@ -228,8 +263,7 @@ def test_an_account_that_keeps_failing_from_an_address_is_throttled_there(system
         system.sh("pypi-appliance user remove same-nat")
 
     status_text = system.report()
-    assert re.search(rf"^throttled\s.*\b{re.escape(guesser)} for ci \(\d+ s left\)", status_text, re.M), \
-        status_text
+    assert re.search(rf"^throttled\s.*\b{re.escape(guesser)} for ci \(\d+ s left\)", status_text, re.M), status_text
     report = json.loads(system.report("--json"))
     assert (guesser, "ci") in [(t["client"], t["account"]) for t in report["throttled"]]
     assert other not in status_text.split("throttled")[1]
@@ -253,8 +287,11 @@ def test_audit_log_rotates_and_follows(system, installed):
     assert system.sh(f"stat -c '%a %U %g' {AUDIT}").stdout.split() == ["660", "root", "9898"]
     assert system.sh(f"test -s {AUDIT}.1 && echo rotated").stdout.strip() == "rotated"
     # The containers write to the new file (they open it for each line).
-    following = system.sh("timeout 5 pypi-appliance audit -f -n 0 & sleep 1; "
-                          "curl -sk -o /dev/null -u ghost:wrong https://127.0.0.1:8080/simple/; wait", check=False)
+    following = system.sh(
+        "timeout 5 pypi-appliance audit -f -n 0 & sleep 1; "
+        "curl -sk -o /dev/null -u ghost:wrong https://127.0.0.1:8080/simple/; wait",
+        check=False,
+    )
     assert re.search(r" login-failed client=\S+ account=ghost$", following.stdout.strip()), following.stdout
     assert audit_lines(system)[-1].endswith("account=ghost")
 
@@ -355,8 +392,10 @@ def test_behind_a_reverse_proxy_one_clients_failures_throttle_that_client_only(s
     finally:
         system.sh("systemctl stop reverse-proxy", check=False)
         system.sh("pypi-appliance user remove behind", check=False)
-        system.sh("pypi-appliance write-config PYPI_TRUSTED_PROXIES= PYPI_BIND_ADDRESS= PYPI_CLIENT_URL= && "
-                  "systemctl restart pypi-appliance")
+        system.sh(
+            "pypi-appliance write-config PYPI_TRUSTED_PROXIES= PYPI_BIND_ADDRESS= PYPI_CLIENT_URL= && "
+            "systemctl restart pypi-appliance"
+        )
         system.wait_http("/simple/", 200, user=USER, password=PASSWORD)
 
 
@@ -406,10 +445,14 @@ def test_a_local_user_on_the_host_cannot_ask_the_containers(system, installed):
     basic = "Authorization: Basic " + base64.b64encode(f"{USER}:guess".encode()).decode()
     for name, (method, port, path) in INTERNAL_PORTS.items():
         service = name.strip()
-        address = system.sh(f"docker inspect -f '{{{{range .NetworkSettings.Networks}}}}{{{{.IPAddress}}}}{{{{end}}}}' "
-                            f"pypi-appliance-{service}-1").stdout.strip()
-        asked = system.sh(f"runuser -u nobody -- curl -s -X {method} -H '{basic}' -H 'X-Real-IP: 10.9.9.9' "
-                          f"-w '\\n%{{http_code}}' http://{address}:{port}{path}")
+        address = system.sh(
+            f"docker inspect -f '{{{{range .NetworkSettings.Networks}}}}{{{{.IPAddress}}}}{{{{end}}}}' "
+            f"pypi-appliance-{service}-1"
+        ).stdout.strip()
+        asked = system.sh(
+            f"runuser -u nobody -- curl -s -X {method} -H '{basic}' -H 'X-Real-IP: 10.9.9.9' "
+            f"-w '\\n%{{http_code}}' http://{address}:{port}{path}"
+        )
         body, _, code = asked.stdout.rpartition("\n")
         assert code == "403" and "clients use the front door" in body, (name, asked.stdout)
     assert system.sh(f"grep -c login-failed {AUDIT} || true").stdout.strip() == failures

@@ -73,9 +73,13 @@ def test_status_json_and_table(system, installed, tmp_path):
     assert upload.returncode == 0, upload.stdout + upload.stderr
     report = json.loads(system.report("--json"))
     assert report["healthy"] is True and report["service"] == "active"
-    assert {c["name"] for c in report["containers"]} == {"pypi-appliance-proxy-1", "pypi-appliance-pypiserver-1",
-                                                         "pypi-appliance-indexer-1", "pypi-appliance-auth-1",
-                                                         "pypi-appliance-upstream-1"}
+    assert {c["name"] for c in report["containers"]} == {
+        "pypi-appliance-proxy-1",
+        "pypi-appliance-pypiserver-1",
+        "pypi-appliance-indexer-1",
+        "pypi-appliance-auth-1",
+        "pypi-appliance-upstream-1",
+    }
     assert report["upstream"] is None
     assert report["data_dir"] == "/srv/pypi" and report["disk_free_bytes"] > 0
     sizes = system.sh("find /srv/pypi/packages -type f ! -name '.*' -printf '%s\\n'").stdout.split()
@@ -96,18 +100,38 @@ def test_logs_are_readable_text(system, installed):
 
 
 def test_help_man_page_and_completion(system, installed):
-    for args in ["", "status", "client-config", "url", "tls", "logs", "backup", "restore", "up", "down", "user",
-                 "user add", "user passwd", "user remove", "user list"]:
+    for args in [
+        "",
+        "status",
+        "client-config",
+        "url",
+        "tls",
+        "logs",
+        "backup",
+        "restore",
+        "up",
+        "down",
+        "user",
+        "user add",
+        "user passwd",
+        "user remove",
+        "user list",
+    ]:
         result = system.sh(f"pypi-appliance {args} --help")
         assert "usage: pypi-appliance" in result.stdout, args
     system.sh("test -s /usr/share/man/man8/pypi-appliance.8.gz")
+
     # bash completes commands, and account names from the password file.
     def complete(line: str) -> list[str]:
         return system.sh(
             "bash -c '. /usr/share/bash-completion/completions/pypi-appliance; IFS= read -r line; "
-            "read -ra COMP_WORDS <<< \"$line\"; [ \"${line% }\" = \"$line\" ] || COMP_WORDS+=(\"\"); "
+            'read -ra COMP_WORDS <<< "$line"; [ "${line% }" = "$line" ] || COMP_WORDS+=(""); '
             "COMP_CWORD=$((${#COMP_WORDS[@]} - 1)); COMP_LINE=$line; COMP_POINT=${#line}; "
-            "_shtab_pypi_appliance; printf \"%s\\n\" \"${COMPREPLY[@]}\"'", input=line + "\n", timeout=30).stdout.split()
+            '_shtab_pypi_appliance; printf "%s\\n" "${COMPREPLY[@]}"\'',
+            input=line + "\n",
+            timeout=30,
+        ).stdout.split()
+
     assert {"status", "client-config", "restore", "user"} <= set(complete("pypi-appliance "))
     assert complete("pypi-appliance user remove ") == [USER]
     assert "--with-ca" in complete("pypi-appliance backup --")
@@ -132,8 +156,13 @@ def test_backup_during_an_upload_is_consistent(system, installed, tmp_path):
     # Once refused now and then with 400 "Missing ':action' field!": bottle's
     # request was shared between gevent's greenlets (pypiserver runs threads now).
     statuses = []
-    upload = threading.Thread(target=lambda: statuses.append(system.fetch(
-        "/", user=USER, password=PASSWORD, method="POST", data=body, headers={"Content-Type": content_type})))
+    upload = threading.Thread(
+        target=lambda: statuses.append(
+            system.fetch(
+                "/", user=USER, password=PASSWORD, method="POST", data=body, headers={"Content-Type": content_type}
+            )
+        )
+    )
     upload.start()
     taken = 0
     deadline = time.monotonic() + 120
@@ -178,8 +207,10 @@ def test_backup_purge_reinstall_restore(system, installed, tmp_path):
     assert system.sh("cat /etc/pypi-appliance/tls/ca.crt").stdout != ca  # a new host, a new CA
     system.wait_http("/simple/", 200, user=USER, password="fresh install password")
 
-    corrupt = system.sh("head -c 2000 /root/site.tar.gz > /root/cut.tar.gz && "
-                        "pypi-appliance restore --yes /root/cut.tar.gz", check=False)
+    corrupt = system.sh(
+        "head -c 2000 /root/site.tar.gz > /root/cut.tar.gz && pypi-appliance restore --yes /root/cut.tar.gz",
+        check=False,
+    )
     assert corrupt.returncode == 1 and "nothing was restored" in corrupt.stderr
     missing = system.sh("pypi-appliance restore --yes /root/none.tar.gz", check=False)
     assert missing.returncode == 1 and "/root/none.tar.gz: no such file; nothing was restored" in missing.stderr
@@ -192,13 +223,14 @@ def test_backup_purge_reinstall_restore(system, installed, tmp_path):
     code, out = system.interact("pypi-appliance restore /root/site.tar.gz", ["y", "y"])
     assert code == 0 and "and the CA from /root/site.tar.gz" in out, out
     # It says what it brings back and what not, and asks before taking the backup's settings.
-    assert "its audit lines are added to this host's. Not restored: settings (below), the upstream's cache" \
-        in out, out
+    assert "its audit lines are added to this host's. Not restored: settings (below), the upstream's cache" in out, out
     assert "The backup's settings differ from this host's (a restore keeps this host's):" in out, out
     assert "PYPI_UPSTREAM_PAGE_SECONDS=120 (here: 300)" in out and "Use the backup's settings? [y/N]" in out, out
     assert "PYPI_UPSTREAM_PAGE_SECONDS=120\n" in system.sh("cat /etc/pypi-appliance/pypi-appliance.conf").stdout
-    assert " settings by=root keys=PYPI_UPSTREAM_PAGE_SECONDS why=restore\n" in system.sh(
-        "tail -n 5 /var/log/pypi-appliance/audit.log").stdout
+    assert (
+        " settings by=root keys=PYPI_UPSTREAM_PAGE_SECONDS why=restore\n"
+        in system.sh("tail -n 5 /var/log/pypi-appliance/audit.log").stdout
+    )
     kept = re.search(r"kept in (/srv/pypi/before-restore-\S+\.tar\.gz)", out).group(1)
     assert f"packages/{later.name}" in system.sh(f"tar -tzf {kept}").stdout
 
@@ -220,7 +252,8 @@ def test_backup_purge_reinstall_restore(system, installed, tmp_path):
 
 def index_json(system, password):
     """The project's files as the JSON page lists them: upload time and yank each."""
-    status, body = system.fetch(f"/simple/{PROJECT}/", user=USER, password=password,
-                                headers={"Accept": "application/vnd.pypi.simple.v1+json"})
+    status, body = system.fetch(
+        f"/simple/{PROJECT}/", user=USER, password=password, headers={"Accept": "application/vnd.pypi.simple.v1+json"}
+    )
     assert status == 200, body
     return {f["filename"]: (f["upload-time"], f["yanked"]) for f in json.loads(body)["files"]}

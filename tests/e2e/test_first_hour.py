@@ -30,8 +30,10 @@ def netrc_quoted(password: str) -> str:
 
 @pytest.fixture(scope="module")
 def client_account(system, installed, tmp_path_factory):
-    system.sh(f"pypi-appliance user remove {CLIENT} 2>/dev/null; "
-              f"pypi-appliance user add --password-stdin {CLIENT}", input=CLIENT_PASSWORD + "\n")
+    system.sh(
+        f"pypi-appliance user remove {CLIENT} 2>/dev/null; pypi-appliance user add --password-stdin {CLIENT}",
+        input=CLIENT_PASSWORD + "\n",
+    )
     wheel = make_wheel(tmp_path_factory.mktemp("wheel"), "1.0", project=PROJECT)
     upload = twine_upload(system, wheel, PASSWORD)
     assert upload.returncode == 0 or "already exists" in upload.stdout + upload.stderr, upload.stdout
@@ -69,19 +71,22 @@ def test_the_printed_configuration_works_with_debian_and_newest_pip(system, clie
         if pip == "debian":
             system.sh(f"python3 -m venv --system-site-packages --without-pip {home}/venv")
         else:
-            system.sh(f"python3 -m venv --without-pip {home}/venv && "
-                      f"{home}/venv/bin/python {newest_pip}/pip install -q --no-index {newest_pip}")
+            system.sh(
+                f"python3 -m venv --without-pip {home}/venv && "
+                f"{home}/venv/bin/python {newest_pip}/pip install -q --no-index {newest_pip}"
+            )
         clean = f"env -i HOME={home} PATH=/usr/bin:/bin LANG=C.UTF-8 {home}/venv/bin/python -m pip"
         version = system.sh(f"{clean} --version").stdout
         expected = "/usr/lib/python3/dist-packages" if pip == "debian" else f"{home}/venv/"
         assert expected in version, version
-        result = system.sh(f"{clean} download --no-deps --no-input -d {home}/dl {PROJECT}==1.0 2>&1",
-                           check=False)
+        result = system.sh(f"{clean} download --no-deps --no-input -d {home}/dl {PROJECT}==1.0 2>&1", check=False)
         assert result.returncode == 0, version + result.stdout
         assert system.sh(f"ls {home}/dl").stdout.split() == [f"{PROJECT.replace('-', '_')}-1.0-py3-none-any.whl"]
     finally:
-        system.sh(f"rm -rf {home} /usr/local/share/ca-certificates/pypi-appliance-appliance_8080.crt && "
-                  "update-ca-certificates --fresh >/dev/null")
+        system.sh(
+            f"rm -rf {home} /usr/local/share/ca-certificates/pypi-appliance-appliance_8080.crt && "
+            "update-ca-certificates --fresh >/dev/null"
+        )
 
 
 def test_wrong_or_missing_credentials_get_401_with_a_challenge(system, client_account):
@@ -94,7 +99,9 @@ def test_wrong_or_missing_credentials_get_401_with_a_challenge(system, client_ac
     # (a 403 only ever gave "from versions: none").
     code, out = system.interact(
         "python3 -m pip download --no-deps -d /tmp/401 --cert /etc/pypi-appliance/tls/ca.crt "
-        f"--index-url https://appliance:8080/simple/ {PROJECT}==1.0", [CLIENT, "wrong password"])
+        f"--index-url https://appliance:8080/simple/ {PROJECT}==1.0",
+        [CLIENT, "wrong password"],
+    )
     assert code != 0
     assert "User for appliance:8080:" in out and "401 Error, Credentials not correct for" in out, out
 
@@ -103,24 +110,41 @@ def test_a_reupload_is_explained_in_the_appliance_terms(system, client_account, 
     # Other contents under a stored file's name (the same bytes again are accepted: test_writes).
     wheel = make_wheel(tmp_path, "1.0", project=PROJECT, metadata="Keywords: rebuilt\n")
     twine = subprocess.run(
-        [sys.executable, "-m", "twine", "upload", "--verbose", "--non-interactive", "--disable-progress-bar",
-         "--repository-url", system.url("/"), "--cert", system.ca_file, str(wheel)],
-        capture_output=True, text=True, timeout=120,
-        env=client_env(TWINE_USERNAME=USER, TWINE_PASSWORD=PASSWORD))
+        [
+            sys.executable,
+            "-m",
+            "twine",
+            "upload",
+            "--verbose",
+            "--non-interactive",
+            "--disable-progress-bar",
+            "--repository-url",
+            system.url("/"),
+            "--cert",
+            system.ca_file,
+            str(wheel),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=client_env(TWINE_USERNAME=USER, TWINE_PASSWORD=PASSWORD),
+    )
     out = twine.stdout + twine.stderr
     assert twine.returncode != 0 and "400" in out  # twine's convention for "exists"
     message = f"{wheel.name} already exists on this index, with other contents. Published files never change"
     assert message in " ".join(out.split()), out
     assert "--overwrite" not in out
     body, content_type = upload_form(wheel)
-    status, text, headers = system.fetch_all("/", user=USER, password=PASSWORD, method="POST", data=body,
-                                             headers={"Content-Type": content_type})
+    status, text, headers = system.fetch_all(
+        "/", user=USER, password=PASSWORD, method="POST", data=body, headers={"Content-Type": content_type}
+    )
     assert status == 409 and message in text.decode() and "--overwrite" not in text.decode()
     assert headers["Content-Type"].startswith("text/plain")
     # Other refusals keep pypiserver's own words.
     body, content_type = upload_form(wheel, filename="no-version.whl")
-    status, text, _ = system.fetch_all("/", user=USER, password=PASSWORD, method="POST", data=body,
-                                       headers={"Content-Type": content_type})
+    status, text, _ = system.fetch_all(
+        "/", user=USER, password=PASSWORD, method="POST", data=body, headers={"Content-Type": content_type}
+    )
     assert status == 400 and text.decode() == "Bad filename: no-version.whl\n"
 
 
@@ -139,10 +163,21 @@ def as_user(system, installed):
     return lambda command: system.sh(f"runuser -u nobody -- {command}", check=False)
 
 
-@pytest.mark.parametrize("command, name", [
-    ("user list", "user list"), ("user add x --password-stdin", "user add"), ("user passwd admin", "user passwd"),
-    ("user remove admin", "user remove"), ("backup /tmp/b.tar.gz", "backup"), ("restore /tmp/b.tar.gz", "restore"),
-    ("logs -n 1", "logs"), ("tls", "tls"), ("up", "up"), ("down", "down")])
+@pytest.mark.parametrize(
+    "command, name",
+    [
+        ("user list", "user list"),
+        ("user add x --password-stdin", "user add"),
+        ("user passwd admin", "user passwd"),
+        ("user remove admin", "user remove"),
+        ("backup /tmp/b.tar.gz", "backup"),
+        ("restore /tmp/b.tar.gz", "restore"),
+        ("logs -n 1", "logs"),
+        ("tls", "tls"),
+        ("up", "up"),
+        ("down", "down"),
+    ],
+)
 def test_commands_that_need_root_say_so(as_user, command, name):
     result = as_user(f"pypi-appliance {command}")
     assert result.returncode == 4, (command, result.stdout, result.stderr)
@@ -199,8 +234,12 @@ def test_status_shows_the_version_and_fails_on_an_unhealthy_container(system, in
                 break
             system.sh("sleep 1")
         assert seen[-1] == 1 and set(seen) <= {0, 1}, seen
-        assert re.search(r"^health\s+FAILING: .*, but pypi-appliance-indexer-1 fails its health check; "
-                         r"'pypi-appliance logs' says why$", result.stdout, re.M), result.stdout
+        assert re.search(
+            r"^health\s+FAILING: .*, but pypi-appliance-indexer-1 fails its health check; "
+            r"'pypi-appliance logs' says why$",
+            result.stdout,
+            re.M,
+        ), result.stdout
     finally:
         system.sh(f"kill -CONT {' '.join(pids)}")
     for _ in range(60):
@@ -218,8 +257,11 @@ def test_install_output_names_the_url_and_the_next_step(installed):
 def reconfigure(system, port: int = 8080, access: str = "private", upstream: str = "") -> str:
     """dpkg-reconfigure as an admin does it: user, empty passwords (keep), port,
     TLS mode, access, upstream, data dir; its output with the terminal's wrapping undone."""
-    code, out = system.interact("DEBIAN_FRONTEND=teletype dpkg-reconfigure pypi-appliance",
-                                [USER, "", "", str(port), "self-signed", access, upstream, "/srv/pypi"], timeout=180)
+    code, out = system.interact(
+        "DEBIAN_FRONTEND=teletype dpkg-reconfigure pypi-appliance",
+        [USER, "", "", str(port), "self-signed", access, upstream, "/srv/pypi"],
+        timeout=180,
+    )
     assert code == 0, out
     return " ".join(out.split())
 
@@ -227,8 +269,9 @@ def reconfigure(system, port: int = 8080, access: str = "private", upstream: str
 def test_a_port_change_tells_the_admin_to_update_clients(system, installed):
     try:
         out = reconfigure(system, port=8081)
-        assert ("the port changed from 8080 to 8081: every client must now use "
-                "https://appliance:8081/simple/") in out, out
+        assert (
+            "the port changed from 8080 to 8081: every client must now use https://appliance:8081/simple/"
+        ) in out, out
     finally:
         out = reconfigure(system)
     assert "the port changed from 8081 to 8080" in out
@@ -249,12 +292,18 @@ def test_reading_rights_switch_at_run_time(system, client_account, tmp_path):
         upload = system.fetch_all("/", method="POST", data=body, headers={"Content-Type": content_type})
         assert upload[0] == 401 and upload[2]["WWW-Authenticate"] == 'Basic realm="pypi-appliance"'
         # The restarted checker may still be starting: 503 until it answers.
-        seen = [system.http("/", user=USER, password="wrong", method="POST", data=body,
-                            headers={"Content-Type": content_type})]
+        seen = [
+            system.http(
+                "/", user=USER, password="wrong", method="POST", data=body, headers={"Content-Type": content_type}
+            )
+        ]
         while seen[-1] == 503 and len(seen) < 60:
             time.sleep(0.5)
-            seen.append(system.http("/", user=USER, password="wrong", method="POST", data=body,
-                                    headers={"Content-Type": content_type}))
+            seen.append(
+                system.http(
+                    "/", user=USER, password="wrong", method="POST", data=body, headers={"Content-Type": content_type}
+                )
+            )
         assert seen[-1] == 401, seen
         assert "public-read: anyone may list and download" in system.report()
     finally:
@@ -279,11 +328,9 @@ fi
 def test_a_refused_answer_is_not_offered_again(system, installed):
     system.put("/root/edit.sh", EDITOR)
     system.sh("chmod +x /root/edit.sh && rm -rf /root/edits /root/edits.refused && mkdir /root/edits")
-    result = system.sh("DEBIAN_FRONTEND=editor EDITOR=/root/edit.sh dpkg-reconfigure pypi-appliance 2>&1",
-                       check=False)
+    result = system.sh("DEBIAN_FRONTEND=editor EDITOR=/root/edit.sh dpkg-reconfigure pypi-appliance 2>&1", check=False)
     assert result.returncode == 0, result.stdout
-    shown = [system.sh(f"cat /root/edits/{name}").stdout
-             for name in system.sh("ls /root/edits").stdout.split()]
+    shown = [system.sh(f"cat /root/edits/{name}").stdout for name in system.sh("ls /root/edits").stdout.split()]
     ports = [re.search(r'^pypi-appliance/port="(.*)"$', text, re.M) for text in shown]
     ports = [match.group(1) for match in ports if match]
     # Asked with the current port, refused 70000, asked again with the current port.

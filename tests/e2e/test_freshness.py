@@ -68,8 +68,10 @@ def test_each_page_follows_its_own_files_in_any_spelling(system, installed, tmp_
     assert status == 200 and sibling.name in body
     # Another spelling of the name, copied in by hand, is the same project.
     odd = "FRESH_probe-3.0-py3-none-any.whl"
-    system.sh(f"cp /srv/pypi/packages/fresh_probe-1.0-py3-none-any.whl /srv/pypi/packages/{odd} "
-              f"&& chown 9898:9898 /srv/pypi/packages/{odd}")
+    system.sh(
+        f"cp /srv/pypi/packages/fresh_probe-1.0-py3-none-any.whl /srv/pypi/packages/{odd} "
+        f"&& chown 9898:9898 /srv/pypi/packages/{odd}"
+    )
     try:
         status, body = within_a_second(system, lambda body: odd in body)
         assert status == 200 and odd in body, body

@@ -65,8 +65,9 @@ def image_ids(host: System) -> dict[str, str]:
 
 
 def shipped(host: System) -> dict[str, str]:
-    return dict(line.split()[:2] for line in host.sh("cat /usr/lib/pypi-appliance-images/images.list")
-                .stdout.splitlines())
+    return dict(
+        line.split()[:2] for line in host.sh("cat /usr/lib/pypi-appliance-images/images.list").stdout.splitlines()
+    )
 
 
 def test_without_images_or_registry_the_start_gives_up_and_says_how(bare, deb, timings):
@@ -95,8 +96,9 @@ def test_without_images_or_registry_the_start_gives_up_and_says_how(bare, deb, t
 def test_installing_the_images_package_loads_them_and_the_appliance_serves(bare, images_deb, timings):
     started = time.monotonic()
     out = install(bare, IMAGES)
-    timings.append((f"images package ({images_deb.stat().st_size / 2**20:.0f} MiB): apt install",
-                    time.monotonic() - started))
+    timings.append(
+        (f"images package ({images_deb.stat().st_size / 2**20:.0f} MiB): apt install", time.monotonic() - started)
+    )
     serving(bare)
     timings.append(("images package: apt install to first authenticated 200", time.monotonic() - started))
     ours = shipped(bare)
@@ -132,8 +134,11 @@ def test_upgrade_replaces_and_removes_only_the_images_it_loaded(bare, deb, tmp_p
     new = f"{old}-next"
     container = subprocess.run(["docker", "create", old], capture_output=True, text=True, check=True).stdout.strip()
     try:
-        subprocess.run(["docker", "commit", "--change", "LABEL pypi-appliance-test=next", container, new],
-                       check=True, capture_output=True)
+        subprocess.run(
+            ["docker", "commit", "--change", "LABEL pypi-appliance-test=next", container, new],
+            check=True,
+            capture_output=True,
+        )
     finally:
         subprocess.run(["docker", "rm", container], check=True, capture_output=True)
     version = f"{__version__}+next"

@@ -30,8 +30,9 @@ PACKAGES = "/srv/pypi/packages"
 
 
 def page(system, path, accept=None):
-    status, body, headers = system.fetch_all(path, user=USER, password=PASSWORD,
-                                             headers={"Accept": accept} if accept else {})
+    status, body, headers = system.fetch_all(
+        path, user=USER, password=PASSWORD, headers={"Accept": accept} if accept else {}
+    )
     return status, body, {k.lower(): v for k, v in headers.items()}
 
 
@@ -124,8 +125,13 @@ def test_pages_follow_pep_691_700_714_and_658(system, installed, tmp_path):
     assert status == 200 and b'<a href="pep-probe/">pep-probe</a>' in body
 
     # Negotiation by q-value (PEP 691), other spellings of the name, unknown names.
-    for accept, kind in [(f"{JSON};q=0.5, text/html", "text/html"), (f"text/html;q=0.1, {JSON};q=0.9", JSON),
-                         (f"{JSON};q=0", "text/html"), ("*/*", "text/html"), (None, "text/html")]:
+    for accept, kind in [
+        (f"{JSON};q=0.5, text/html", "text/html"),
+        (f"text/html;q=0.1, {JSON};q=0.9", JSON),
+        (f"{JSON};q=0", "text/html"),
+        ("*/*", "text/html"),
+        (None, "text/html"),
+    ]:
         status, _, headers = page(system, "/simple/pep-probe/", accept)
         assert status == 200 and headers["content-type"].startswith(kind), (accept, headers["content-type"])
     assert unfollowed(system, "/simple/Pep_Probe/") == (301, "/simple/pep-probe/")
@@ -149,9 +155,24 @@ def test_pip_and_uv_resolve_from_metadata_files_and_skip_yanked_releases(system,
     def pip_report(spec):
         report = tmp_path / f"report-{spec}.json"
         result = subprocess.run(
-            [sys.executable, "-m", "pip", "install", "--dry-run", "--ignore-installed", "--no-deps", "--report",
-             str(report), "-v", *tls_args(system), spec],
-            capture_output=True, text=True, timeout=180, env=client_env(PIP_INDEX_URL=index_url(system, USER, PASSWORD)),
+            [
+                sys.executable,
+                "-m",
+                "pip",
+                "install",
+                "--dry-run",
+                "--ignore-installed",
+                "--no-deps",
+                "--report",
+                str(report),
+                "-v",
+                *tls_args(system),
+                spec,
+            ],
+            capture_output=True,
+            text=True,
+            timeout=180,
+            env=client_env(PIP_INDEX_URL=index_url(system, USER, PASSWORD)),
         )
         assert result.returncode == 0, result.stdout + result.stderr
         return json.loads(report.read_text())["install"][0]["metadata"]["version"], result.stdout + result.stderr
@@ -161,8 +182,17 @@ def test_pip_and_uv_resolve_from_metadata_files_and_skip_yanked_releases(system,
     version, out = pip_report("yank-probe==1.1")
     assert version == "1.1" and "broken build" in out  # ...unless pinned, with the reason shown
     # uv sees the same, through the JSON pages.
-    uv = [sys.executable, "-m", "uv", "pip", "compile", "--no-cache", "--index-url",
-          index_url(system, USER, PASSWORD), "-"]
+    uv = [
+        sys.executable,
+        "-m",
+        "uv",
+        "pip",
+        "compile",
+        "--no-cache",
+        "--index-url",
+        index_url(system, USER, PASSWORD),
+        "-",
+    ]
     env = client_env(SSL_CERT_FILE=system.ca_file, UV_NO_CONFIG="1")
     compiled = subprocess.run(uv, input="yank-probe\n", capture_output=True, text=True, timeout=180, env=env)
     assert compiled.returncode == 0 and "yank-probe==1.0" in compiled.stdout, compiled.stdout + compiled.stderr
@@ -180,8 +210,10 @@ def test_pip_and_uv_resolve_from_metadata_files_and_skip_yanked_releases(system,
     journal = system.sh("journalctl -t pypi-appliance --no-pager -o cat").stdout
     assert "yanked yank-probe==1.1: broken build" in journal and "unyanked yank-probe==1.1" in journal
     audit = [line.split(" ", 1)[1] for line in system.sh("pypi-appliance audit -n 2").stdout.splitlines()]
-    assert audit == ['yank by=root release=yank-probe==1.1 reason="broken build"',
-                     "unyank by=root release=yank-probe==1.1"]
+    assert audit == [
+        'yank by=root release=yank-probe==1.1 reason="broken build"',
+        "unyank by=root release=yank-probe==1.1",
+    ]
 
 
 def test_remove_and_reindex(system, installed, tmp_path):
@@ -196,7 +228,11 @@ def test_remove_and_reindex(system, installed, tmp_path):
     assert files == ["remove_probe-1.0-py3-none-any.whl"]
     assert "remove_probe-2.0" not in system.sh(f"ls {PACKAGES}").stdout
     assert system.sh("pypi-appliance audit -n 1").stdout.split()[1:] == [
-        "remove", "by=root", "release=remove-probe==2.0", "file=remove_probe-2.0-py3-none-any.whl"]
+        "remove",
+        "by=root",
+        "release=remove-probe==2.0",
+        "file=remove_probe-2.0-py3-none-any.whl",
+    ]
     result = system.sh("pypi-appliance reindex")
     assert "reindexed" in result.stderr
     again = {f["filename"]: f["upload-time"] for f in project_json(system, "remove-probe")["files"]}
@@ -205,8 +241,14 @@ def test_remove_and_reindex(system, installed, tmp_path):
     # A removed file's name never gets other bytes (pip's caches may hold the old ones).
     (tmp_path / "rebuilt").mkdir()
     rebuilt = make_wheel(tmp_path / "rebuilt", "2.0", project="remove-probe", metadata="Keywords: rebuilt\n")
-    status, text, _ = system.fetch_all("/", user=USER, password=PASSWORD, method="POST",
-                                       data=upload_form(rebuilt)[0], headers={"Content-Type": upload_form(rebuilt)[1]})
+    status, text, _ = system.fetch_all(
+        "/",
+        user=USER,
+        password=PASSWORD,
+        method="POST",
+        data=upload_form(rebuilt)[0],
+        headers={"Content-Type": upload_form(rebuilt)[1]},
+    )
     assert status == 400 and "a file of this name was on this index with other contents" in text.decode(), text
     assert "remove_probe-2.0" not in system.sh(f"ls {PACKAGES}").stdout
 
@@ -220,7 +262,10 @@ def test_remove_and_reindex(system, installed, tmp_path):
     system.sh("pypi-appliance release-name --yes remove-probe")
     assert system.http("/simple/remove-probe/", user=USER, password=PASSWORD) == 404  # no upstream here
     assert system.sh("pypi-appliance audit -n 1").stdout.split()[1:] == [
-        "release-name", "by=root", "project=remove-probe"]
+        "release-name",
+        "by=root",
+        "project=remove-probe",
+    ]
     again = system.sh("pypi-appliance release-name --yes remove-probe", check=False)
     assert again.returncode == 1 and "remove-probe is not held by this index" in again.stderr
 
@@ -241,7 +286,10 @@ def test_a_file_the_index_refused_is_named_in_status_and_removed_by_the_helper(s
     assert "stray" not in system.sh(f"ls {PACKAGES}").stdout
     assert "not listed" not in system.report()
     assert system.sh("pypi-appliance audit -n 1").stdout.split()[1:] == [
-        "remove", "by=root", "file=stray-1.0-py3-none-any.whl"]
+        "remove",
+        "by=root",
+        "file=stray-1.0-py3-none-any.whl",
+    ]
 
 
 def test_parallel_uploads_all_listed_with_their_hashes(system, installed, tmp_path):
@@ -304,15 +352,36 @@ def test_a_broken_upload_is_refused_and_leaves_nothing(system, installed, tmp_pa
     # A truncated file (its zip directory missing), sent as any other client would.
     body, ctype = upload_form(wheel, "broken_probe-1.1-py3-none-any.whl")
     cut = body.index(b"PK\x05\x06")  # the end of central directory record
-    status, answer, _ = system.fetch_all("/", user=USER, password=PASSWORD, method="POST",
-                                         data=body[:cut] + body[cut + 22:], headers={"Content-Type": ctype})
+    status, answer, _ = system.fetch_all(
+        "/",
+        user=USER,
+        password=PASSWORD,
+        method="POST",
+        data=body[:cut] + body[cut + 22 :],
+        headers={"Content-Type": ctype},
+    )
     assert status == 400 and b"not a whole zip archive" in answer, answer
     assert "broken_probe" not in system.sh(f"ls -A {PACKAGES}").stdout
     assert page(system, "/simple/broken-probe/")[0] == 404
     twine_verbose = subprocess.run(
-        [sys.executable, "-m", "twine", "upload", "--verbose", "--non-interactive", "--disable-progress-bar",
-         "--repository-url", system.url("/"), *tls_args(system), str(wheel)], capture_output=True, text=True,
-        timeout=120, env=client_env(TWINE_USERNAME=USER, TWINE_PASSWORD=PASSWORD))
+        [
+            sys.executable,
+            "-m",
+            "twine",
+            "upload",
+            "--verbose",
+            "--non-interactive",
+            "--disable-progress-bar",
+            "--repository-url",
+            system.url("/"),
+            *tls_args(system),
+            str(wheel),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=client_env(TWINE_USERNAME=USER, TWINE_PASSWORD=PASSWORD),
+    )
     said = " ".join(twine_verbose.stdout.split())  # rich wraps lines
     assert "was not stored: member broken_probe/__init__.py is corrupt" in said, said
 
@@ -320,23 +389,28 @@ def test_a_broken_upload_is_refused_and_leaves_nothing(system, installed, tmp_pa
 @pytest.fixture
 def small_packages_dir(system, installed):
     """The packages dir on a 24 MiB tmpfs for one test; the real one back afterwards."""
-    system.sh("systemctl stop pypi-appliance && mv /srv/pypi/packages /srv/pypi/packages.real && "
-              "mkdir /srv/pypi/packages && mount -t tmpfs -o size=24m,mode=0755,uid=9898,gid=9898 tmpfs "
-              "/srv/pypi/packages && systemctl start pypi-appliance")
+    system.sh(
+        "systemctl stop pypi-appliance && mv /srv/pypi/packages /srv/pypi/packages.real && "
+        "mkdir /srv/pypi/packages && mount -t tmpfs -o size=24m,mode=0755,uid=9898,gid=9898 tmpfs "
+        "/srv/pypi/packages && systemctl start pypi-appliance"
+    )
     system.wait_http("/simple/", 200, user=USER, password=PASSWORD)
     try:
         yield PACKAGES
     finally:
-        system.sh("systemctl stop pypi-appliance && umount /srv/pypi/packages && rmdir /srv/pypi/packages && "
-                  "mv /srv/pypi/packages.real /srv/pypi/packages && systemctl start pypi-appliance")
+        system.sh(
+            "systemctl stop pypi-appliance && umount /srv/pypi/packages && rmdir /srv/pypi/packages && "
+            "mv /srv/pypi/packages.real /srv/pypi/packages && systemctl start pypi-appliance"
+        )
         system.wait_http("/simple/", 200, user=USER, password=PASSWORD)
 
 
 def test_a_full_disk_answers_507_and_keeps_nothing(system, small_packages_dir, tmp_path):
     big = make_wheel(tmp_path, "1.0", project="full-probe", payload=30 * 2**20)
     body, ctype = upload_form(big)  # twine says "507 Insufficient Storage", retrying 5 times
-    status, answer, _ = system.fetch_all("/", user=USER, password=PASSWORD, method="POST", data=body,
-                                         headers={"Content-Type": ctype})
+    status, answer, _ = system.fetch_all(
+        "/", user=USER, password=PASSWORD, method="POST", data=body, headers={"Content-Type": ctype}
+    )
     assert status == 507 and b"no space left on the appliance's data dir" in answer, answer
     assert system.sh(f"ls -A {PACKAGES}").stdout.strip() == ""  # not even a hidden piece
     assert page(system, "/simple/full-probe/")[0] == 404
@@ -352,10 +426,16 @@ def test_a_restart_in_the_middle_of_an_upload_leaves_nothing(system, installed, 
     big = make_wheel(tmp_path, "1.0", project="restart-probe", payload=150 * 2**20)
     # Kill pypiserver the moment it starts writing the file into the packages dir.
     killed = []
-    watcher = threading.Thread(target=lambda: killed.append(system.sh(
-        f"for i in $(seq 1 3000); do if ls -A {PACKAGES} | grep -q '^.upload-'; then "
-        "docker kill pypi-appliance-pypiserver-1; exit 0; fi; sleep 0.01; done; exit 1", check=False,
-        timeout=120).returncode))
+    watcher = threading.Thread(
+        target=lambda: killed.append(
+            system.sh(
+                f"for i in $(seq 1 3000); do if ls -A {PACKAGES} | grep -q '^.upload-'; then "
+                "docker kill pypi-appliance-pypiserver-1; exit 0; fi; sleep 0.01; done; exit 1",
+                check=False,
+                timeout=120,
+            ).returncode
+        )
+    )
     watcher.start()
     result = twine_upload(system, big, PASSWORD)
     watcher.join()

@@ -29,15 +29,16 @@ def not_installed(system) -> bool:
 
 
 def purge_all(system) -> None:
-    system.sh("apt-get purge -y pypi-appliance >/dev/null 2>&1 || true; rm -rf /srv/pypi /srv/other /var/log/pypi-appliance")
+    system.sh(
+        "apt-get purge -y pypi-appliance >/dev/null 2>&1 || true; rm -rf /srv/pypi /srv/other /var/log/pypi-appliance"
+    )
     assert not_installed(system)
 
 
 def install(system, answers: str | None = None, deb: str = DEB, check: bool = True):
     if answers:
         system.sh("debconf-set-selections", input=answers)
-    return system.sh(f"DEBIAN_FRONTEND=noninteractive apt-get install -y --allow-downgrades {deb} 2>&1",
-                     check=check)
+    return system.sh(f"DEBIAN_FRONTEND=noninteractive apt-get install -y --allow-downgrades {deb} 2>&1", check=check)
 
 
 def serving(system, password: str = PASSWORD) -> float:
@@ -63,8 +64,22 @@ def leaves_installed(system, installed):
 def old_deb(system, tmp_path_factory):
     """The same tree built at an older version, as `make deb VERSION=0.0.1` would."""
     out = tmp_path_factory.mktemp("old")
-    subprocess.run([sys.executable, "-m", "builder", "build", "--version", OLD_VERSION, "--output-dir", str(out),
-                    "--build-dir", str(out / "build")], check=True, capture_output=True)
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "builder",
+            "build",
+            "--version",
+            OLD_VERSION,
+            "--output-dir",
+            str(out),
+            "--build-dir",
+            str(out / "build"),
+        ],
+        check=True,
+        capture_output=True,
+    )
     system.put(OLD_DEB, (out / f"pypi-appliance_{OLD_VERSION}_all.deb").read_bytes())
     return OLD_DEB
 
@@ -77,8 +92,11 @@ RELEASED = Path(__file__).resolve().parents[1] / "fixtures" / "pypi-appliance_0.
 def test_upgrade_from_the_released_version_asks_only_the_new_question(system, leaves_installed, tmp_path):
     purge_all(system)
     # Its images, as its users pulled them (stand-ins under the names it pins).
-    missing = [ref for ref in images.compose_images(RELEASED)
-               if system.sh(f"docker image inspect {ref}", check=False).returncode != 0]
+    missing = [
+        ref
+        for ref in images.compose_images(RELEASED)
+        if system.sh(f"docker image inspect {ref}", check=False).returncode != 0
+    ]
     if missing:
         system.load_images([images.stand_in(ref) for ref in missing])
     system.put("/root/released.deb", RELEASED.read_bytes())
@@ -89,8 +107,9 @@ def test_upgrade_from_the_released_version_asks_only_the_new_question(system, le
     system.sh("echo '# admin note: kept across upgrades' >> /etc/pypi-appliance/pypi-appliance.conf")
 
     # Interactively, at medium priority: the new questions (access, upstream) and nothing else.
-    code, out = system.interact(f"DEBIAN_FRONTEND=teletype DEBIAN_PRIORITY=medium apt-get install -y {DEB}",
-                                ["1", ""], timeout=180)
+    code, out = system.interact(
+        f"DEBIAN_FRONTEND=teletype DEBIAN_PRIORITY=medium apt-get install -y {DEB}", ["1", ""], timeout=180
+    )
     assert code == 0, out
     assert "Access for listing and downloading (private, public-read) [private]:" in out, out
     assert "Upstream index for the names this one does not hold [none]:" in out, out
@@ -107,8 +126,9 @@ def test_upgrade_from_the_released_version_asks_only_the_new_question(system, le
     # Accounts made before roles existed keep publishing (NEWS); new ones only read.
     assert system.sh("pypi-appliance user list").stdout.splitlines() == [f"{USER} publish", "old-ci publish"]
     body, content_type = upload_form(make_wheel(tmp_path, "1.0", project="old-ci-probe"))
-    status, text, _ = system.fetch_all("/", user="old-ci", password="old ci pw", method="POST", data=body,
-                                       headers={"Content-Type": content_type})
+    status, text, _ = system.fetch_all(
+        "/", user="old-ci", password="old ci pw", method="POST", data=body, headers={"Content-Type": content_type}
+    )
     assert status == 200, text
     system.sh("pypi-appliance user remove old-ci; rm -f /srv/pypi/packages/old_ci_probe-*")
 
@@ -209,8 +229,10 @@ def test_remove_keeps_data_and_purge_removes_config(system, leaves_installed, tm
     assert code == 0, out
     out = " ".join(out.split())
     assert "Delete the packages, passwords and audit log too (yes, no) [no]:" in out
-    assert "The data directory /srv/pypi, with the uploaded packages and the password file, and the audit log in " \
-           "/var/log/pypi-appliance are kept unless you choose to delete them here." in out
+    assert (
+        "The data directory /srv/pypi, with the uploaded packages and the password file, and the audit log in "
+        "/var/log/pypi-appliance are kept unless you choose to delete them here." in out
+    )
     assert "the appliance's own CA in /etc/pypi-appliance/tls" in out
     assert "pypi-appliance: kept the data dir /srv/pypi and the audit log in /var/log/pypi-appliance" in out
     assert "warning" not in out.lower(), out
@@ -230,8 +252,10 @@ def test_remove_keeps_data_and_purge_removes_config(system, leaves_installed, tm
     system.sh("echo mine > /srv/pypi/notes.txt")
     system.sh("debconf-set-selections", input="pypi-appliance pypi-appliance/purge-data boolean true\n")
     out = system.sh("apt-get purge -y pypi-appliance 2>&1").stdout
-    assert ("pypi-appliance: not deleting the data dir (nor the audit log): '/srv/pypi' also holds notes.txt, which "
-            "pypi-appliance did not make; delete it yourself if you mean to") in out, out
+    assert (
+        "pypi-appliance: not deleting the data dir (nor the audit log): '/srv/pypi' also holds notes.txt, which "
+        "pypi-appliance did not make; delete it yourself if you mean to"
+    ) in out, out
     system.sh("test -s /srv/pypi/notes.txt && test -s /srv/pypi/auth/htpasswd")
     system.sh("rm /srv/pypi/notes.txt")
 
@@ -266,8 +290,10 @@ def test_a_service_that_cannot_start_gives_up_and_status_says_why(system, leaves
     conf = system.sh("cat /etc/pypi-appliance/pypi-appliance.conf").stdout
     system.sh("sed -i 's/^PYPI_TLS=.*/PYPI_TLS=sometimes/' /etc/pypi-appliance/pypi-appliance.conf")
     # Fewer tries than the unit's 30, so the test takes seconds: the mechanism is the unit's own.
-    system.sh("mkdir -p /run/systemd/system/pypi-appliance.service.d && printf '[Unit]\\nStartLimitBurst=3\\n' "
-              "> /run/systemd/system/pypi-appliance.service.d/test.conf && systemctl daemon-reload")
+    system.sh(
+        "mkdir -p /run/systemd/system/pypi-appliance.service.d && printf '[Unit]\\nStartLimitBurst=3\\n' "
+        "> /run/systemd/system/pypi-appliance.service.d/test.conf && systemctl daemon-reload"
+    )
     try:
         system.sh("systemctl restart pypi-appliance", check=False)
         # Restart=always: it is "failed" only once systemd stopped retrying.
@@ -280,8 +306,11 @@ def test_a_service_that_cannot_start_gives_up_and_status_says_why(system, leaves
         assert "systemctl reset-failed pypi-appliance && systemctl start pypi-appliance" in text
     finally:
         system.sh("cat > /etc/pypi-appliance/pypi-appliance.conf", input=conf)
-        system.sh("rm -rf /run/systemd/system/pypi-appliance.service.d && systemctl daemon-reload && "
-                  "systemctl reset-failed pypi-appliance; systemctl start pypi-appliance", check=False)
+        system.sh(
+            "rm -rf /run/systemd/system/pypi-appliance.service.d && systemctl daemon-reload && "
+            "systemctl reset-failed pypi-appliance; systemctl start pypi-appliance",
+            check=False,
+        )
     serving(system)
 
 
@@ -333,11 +362,15 @@ BAD_ANSWERS = [
     ("pypi-appliance/data-dir string /proc/pypi", "data dir '/proc/pypi' is under /proc"),
     ("pypi-appliance/data-dir string /srv/my pypi", "data dir '/srv/my pypi' may only contain"),
     ("pypi-appliance/admin-password-again password other", "do not match"),
-    ("pypi-appliance/tls select provided\npypi-appliance pypi-appliance/tls-cert string /root/none.crt",
-     "certificate '/root/none.crt' does not exist or cannot be read"),
+    (
+        "pypi-appliance/tls select provided\npypi-appliance pypi-appliance/tls-cert string /root/none.crt",
+        "certificate '/root/none.crt' does not exist or cannot be read",
+    ),
     # Refused without repeating it, and gone from debconf's database (world-readable).
-    (f"pypi-appliance/upstream string https://mirror:{UPSTREAM_SECRET}@up.example/simple/",
-     "the upstream URL holds credentials (not shown)"),
+    (
+        f"pypi-appliance/upstream string https://mirror:{UPSTREAM_SECRET}@up.example/simple/",
+        "the upstream URL holds credentials (not shown)",
+    ),
 ]
 
 
@@ -355,11 +388,16 @@ def test_bad_preseeded_answers_change_nothing(system, leaves_installed):
             assert PASSWORD not in debconf and UPSTREAM_SECRET not in debconf, answer
             assert UPSTREAM_SECRET not in result.stdout
             # Reset every answer to a good one for the next case.
-            system.sh("debconf-set-selections", input=preseed(USER, PASSWORD) + (
-                "pypi-appliance pypi-appliance/port string 8080\n"
-                "pypi-appliance pypi-appliance/data-dir string /srv/pypi\n"
-                "pypi-appliance pypi-appliance/tls select self-signed\n"
-                "pypi-appliance pypi-appliance/upstream string\n"))
+            system.sh(
+                "debconf-set-selections",
+                input=preseed(USER, PASSWORD)
+                + (
+                    "pypi-appliance pypi-appliance/port string 8080\n"
+                    "pypi-appliance pypi-appliance/data-dir string /srv/pypi\n"
+                    "pypi-appliance pypi-appliance/tls select self-signed\n"
+                    "pypi-appliance pypi-appliance/upstream string\n"
+                ),
+            )
     finally:
         system.sh("systemctl stop squatter", check=False)
     assert system.sh("cat /srv/pypi/packages/precious-1.0.tar.gz").stdout == "keep\n"
@@ -368,22 +406,37 @@ def test_bad_preseeded_answers_change_nothing(system, leaves_installed):
 def test_bad_interactive_answers_are_asked_again(system, leaves_installed):
     purge_all(system)
     # Who first, then where and how.
-    code, out = system.interact(f"DEBIAN_FRONTEND=teletype apt-get install -y {DEB}", [
-        "bad:name", "admin", "", "", "one", "two", "first pw", "first pw", "70000", "8080", "self-signed"],
-        timeout=180)
+    code, out = system.interact(
+        f"DEBIAN_FRONTEND=teletype apt-get install -y {DEB}",
+        ["bad:name", "admin", "", "", "one", "two", "first pw", "first pw", "70000", "8080", "self-signed"],
+        timeout=180,
+    )
     assert code == 0, out
-    for message in ["username 'bad:name' is invalid", "may not be empty", "the two passwords you typed do not match",
-                    "port 70000 is outside 1-65535"]:
+    for message in [
+        "username 'bad:name' is invalid",
+        "may not be empty",
+        "the two passwords you typed do not match",
+        "port 70000 is outside 1-65535",
+    ]:
         assert message in out, message
-    questions = [out.find(q) for q in ("Administrator username", "Administrator password",
-                                       "TCP port for the package index", "HTTPS for the package index")]
+    questions = [
+        out.find(q)
+        for q in (
+            "Administrator username",
+            "Administrator password",
+            "TCP port for the package index",
+            "HTTPS for the package index",
+        )
+    ]
     assert -1 not in questions and questions == sorted(questions), questions
     assert "PYPI_PORT=8080\n" in system.sh("cat /etc/pypi-appliance/pypi-appliance.conf").stdout
     serving(system, "first pw")
 
-    code, out = system.interact("DEBIAN_FRONTEND=teletype dpkg-reconfigure pypi-appliance", [
-        "admin", "second pw", "second pw", "8080", "self-signed", "private", "", "relative/dir", "/srv/pypi"],
-        timeout=180)
+    code, out = system.interact(
+        "DEBIAN_FRONTEND=teletype dpkg-reconfigure pypi-appliance",
+        ["admin", "second pw", "second pw", "8080", "self-signed", "private", "", "relative/dir", "/srv/pypi"],
+        timeout=180,
+    )
     assert code == 0, out
     assert "data dir 'relative/dir' is not an absolute path" in out
     serving(system, "second pw")
@@ -392,12 +445,19 @@ def test_bad_interactive_answers_are_asked_again(system, leaves_installed):
 
 def test_questions_in_traditional_chinese(system, leaves_installed):
     purge_all(system)
-    code, out = system.interact(f"LANG=zh_TW.UTF-8 DEBIAN_FRONTEND=teletype apt-get install -y {DEB}",
-                                ["admin", "zh pw", "zh pw", "8080", "1"], timeout=180)
+    code, out = system.interact(
+        f"LANG=zh_TW.UTF-8 DEBIAN_FRONTEND=teletype apt-get install -y {DEB}",
+        ["admin", "zh pw", "zh pw", "8080", "1"],
+        timeout=180,
+    )
     assert code == 0, out
-    for question in ["套件索引的管理員帳號 [admin]：", "管理員密碼：", "再輸入一次管理員密碼：",
-                     "套件索引使用的 TCP 連接埠 [8080]：",
-                     "套件索引的 HTTPS 設定（self-signed, provided, off） [self-signed]："]:
+    for question in [
+        "套件索引的管理員帳號 [admin]：",
+        "管理員密碼：",
+        "再輸入一次管理員密碼：",
+        "套件索引使用的 TCP 連接埠 [8080]：",
+        "套件索引的 HTTPS 設定（self-signed, provided, off） [self-signed]：",
+    ]:
         assert question in out, (question, out)
     assert "Administrator username" not in out and "\ufffd" not in out
     serving(system, "zh pw")
@@ -414,11 +474,15 @@ def test_enter_takes_the_shown_default_on_line_frontends(system, leaves_installe
     Enter takes it (a choice too), and a reconfigure answered with Enter
     throughout changes nothing, the admin's name included."""
     purge_all(system)
-    code, out = system.interact(f"DEBIAN_FRONTEND={frontend} apt-get install -y {DEB}",
-                                ["", "line pw", "line pw", "", ""], timeout=180)
+    code, out = system.interact(
+        f"DEBIAN_FRONTEND={frontend} apt-get install -y {DEB}", ["", "line pw", "line pw", "", ""], timeout=180
+    )
     assert code == 0, out
-    for prompt in ["Administrator username for the package index [admin]:", "TCP port for the package index [8080]:",
-                   "HTTPS for the package index (self-signed, provided, off) [self-signed]:"]:
+    for prompt in [
+        "Administrator username for the package index [admin]:",
+        "TCP port for the package index [8080]:",
+        "HTTPS for the package index (self-signed, provided, off) [self-signed]:",
+    ]:
         assert prompt in out, (prompt, out)
     assert "This answer cannot be used" not in out and "unable to initialize frontend" not in out, out
     values = conf_values(system)
@@ -427,12 +491,13 @@ def test_enter_takes_the_shown_default_on_line_frontends(system, leaves_installe
     # A reconfigure: username, passwords (empty keeps), port, TLS, access, upstream, data dir.
     system.sh("pypi-appliance write-config PYPI_UPSTREAM=http://host.docker.internal:9/simple/")
     before = conf_values(system)
-    code, out = system.interact(f"DEBIAN_FRONTEND={frontend} dpkg-reconfigure pypi-appliance", [""] * 8,
-                                timeout=180)
+    code, out = system.interact(f"DEBIAN_FRONTEND={frontend} dpkg-reconfigure pypi-appliance", [""] * 8, timeout=180)
     assert code == 0, out
-    for prompt in ["Access for listing and downloading (private, public-read) [private]:",
-                   "Upstream index for the names this one does not hold [http://host.docker.internal:9/simple/]:",
-                   "Directory for packages and passwords [/srv/pypi]:"]:
+    for prompt in [
+        "Access for listing and downloading (private, public-read) [private]:",
+        "Upstream index for the names this one does not hold [http://host.docker.internal:9/simple/]:",
+        "Directory for packages and passwords [/srv/pypi]:",
+    ]:
         assert prompt in out, (prompt, out)
     assert "This answer cannot be used" not in out, out
     assert conf_values(system) == before
@@ -445,10 +510,12 @@ def test_enter_takes_the_shown_default_on_line_frontends(system, leaves_installe
 def test_password_never_in_argv_during_install(system, leaves_installed):
     purge_all(system)
     # Sample every process's argv, as often as the shell can, while the install runs.
-    system.sh("rm -f /root/argv.log /root/stop; nohup sh -c '"
-              "i=0; while [ $i -lt 100000 ] && [ ! -e /root/stop ]; do i=$((i+1)); "
-              "for f in /proc/[0-9]*/cmdline; do tr \"\\000\" \" \" < $f 2>/dev/null; echo; done; "
-              "done' > /root/argv.log 2>/dev/null &")
+    system.sh(
+        "rm -f /root/argv.log /root/stop; nohup sh -c '"
+        "i=0; while [ $i -lt 100000 ] && [ ! -e /root/stop ]; do i=$((i+1)); "
+        'for f in /proc/[0-9]*/cmdline; do tr "\\000" " " < $f 2>/dev/null; echo; done; '
+        "done' > /root/argv.log 2>/dev/null &"
+    )
     install(system, preseed(USER, PASSWORD))
     system.sh("debconf-set-selections", input=preseed(USER, PASSWORD))
     system.sh("DEBIAN_FRONTEND=noninteractive dpkg-reconfigure pypi-appliance")
@@ -462,13 +529,20 @@ def test_password_never_in_argv_during_install(system, leaves_installed):
 
 def test_upload_with_path_traversal_is_refused(system, installed, tmp_path):
     wheel = make_wheel(tmp_path, "9.0", project="evil")
-    for name in ["../evil-9.0-py3-none-any.whl", "../../etc/evil-9.0-py3-none-any.whl",
-                 "/tmp/evil-9.0-py3-none-any.whl", "..%2Fevil-9.0-py3-none-any.whl"]:
+    for name in [
+        "../evil-9.0-py3-none-any.whl",
+        "../../etc/evil-9.0-py3-none-any.whl",
+        "/tmp/evil-9.0-py3-none-any.whl",
+        "..%2Fevil-9.0-py3-none-any.whl",
+    ]:
         body, content_type = upload_form(wheel, filename=name)
-        status = system.http("/", user=USER, password=PASSWORD, method="POST", data=body,
-                             headers={"Content-Type": content_type})
+        status = system.http(
+            "/", user=USER, password=PASSWORD, method="POST", data=body, headers={"Content-Type": content_type}
+        )
         assert status == 400, (name, status)
-        outside = system.sh("find / -xdev -name 'evil-9.0*' -not -path '/srv/pypi/packages/*' "
-                            "-not -path '/proc/*' -not -path '/root/*' 2>/dev/null").stdout
+        outside = system.sh(
+            "find / -xdev -name 'evil-9.0*' -not -path '/srv/pypi/packages/*' "
+            "-not -path '/proc/*' -not -path '/root/*' 2>/dev/null"
+        ).stdout
         assert outside == "", f"{name!r} wrote {outside}"
     system.sh("rm -f /srv/pypi/packages/evil-9.0*")

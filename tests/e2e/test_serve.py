@@ -90,8 +90,9 @@ def test_twine_upload_then_conflict(system, installed, tmp_path):
     # pypiserver answers twine 400 (twine's --skip-existing expects pypi.org's code), others 409.
     assert "400 Bad Request" in again.stdout + again.stderr
     body, content_type = upload_form(rebuilt)
-    status = system.http("/", user=USER, password=PASSWORD, method="POST", data=body,
-                         headers={"Content-Type": content_type})
+    status = system.http(
+        "/", user=USER, password=PASSWORD, method="POST", data=body, headers={"Content-Type": content_type}
+    )
     assert status == 409
     assert system.sh(f"cmp /srv/pypi/packages/{wheel.name} -", input=wheel.read_bytes()).returncode == 0
 

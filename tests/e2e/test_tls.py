@@ -46,8 +46,7 @@ def reconfigure(system, mode: str, cert: str = "", key: str = "") -> None:
     """dpkg-reconfigure on a terminal, as an admin runs it: the same user, port,
     access and data dir, empty passwords (keep the current one), and the TLS answers."""
     lines = [*KEEP, mode, *([cert, key] if mode == "provided" else []), "private", "", "/srv/pypi"]
-    code, out = system.interact("DEBIAN_FRONTEND=teletype dpkg-reconfigure pypi-appliance", lines,
-                                timeout=180)
+    code, out = system.interact("DEBIAN_FRONTEND=teletype dpkg-reconfigure pypi-appliance", lines, timeout=180)
     assert code == 0, out
     system.trust(outside_ca(system) if mode == "provided" else None)
     system.wait_http("/simple/", 200, user=USER, password=PASSWORD)
@@ -77,8 +76,11 @@ def make_test_ca(system) -> None:
 @pytest.fixture(scope="module")
 def client_account(system, installed):
     system.trust()
-    system.sh(f"pypi-appliance user remove {CLIENT} 2>/dev/null; "
-              f"pypi-appliance user add --role publish --password-stdin {CLIENT}", input=CLIENT_PASSWORD + "\n")
+    system.sh(
+        f"pypi-appliance user remove {CLIENT} 2>/dev/null; "
+        f"pypi-appliance user add --role publish --password-stdin {CLIENT}",
+        input=CLIENT_PASSWORD + "\n",
+    )
     yield
     system.sh(f"pypi-appliance user remove {CLIENT}")
 
@@ -87,8 +89,7 @@ def test_pip_and_twine_work_with_only_the_printed_configuration(system, client_a
     home = tmp_path / "home"
     home.mkdir()
     ca = home / "appliance-ca.pem"
-    out = system.sh(f"pypi-appliance client-config --user {CLIENT} --host 127.0.0.1:{system.port} "
-                    f"--cert {ca}").stdout
+    out = system.sh(f"pypi-appliance client-config --user {CLIENT} --host 127.0.0.1:{system.port} --cert {ca}").stdout
     files = sections(out)
     assert "--trusted-host" not in out and "trusted-host" not in files["pip.conf"]
     # The printed line writes the CA where --cert says; run as printed.
@@ -101,22 +102,46 @@ def test_pip_and_twine_work_with_only_the_printed_configuration(system, client_a
     env = client_env(HOME=str(home), PIP_CONFIG_FILE=str(home / "pip.conf"), TWINE_PASSWORD=CLIENT_PASSWORD)
 
     wheel = make_wheel(tmp_path, "4.2", project="tls-probe")
-    upload = subprocess.run([sys.executable, "-m", "twine", "upload", "--non-interactive", "--disable-progress-bar",
-                             "--config-file", str(home / ".pypirc"), "--repository", "pypi-appliance", str(wheel)],
-                            capture_output=True, text=True, timeout=120, env=env)
+    upload = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "twine",
+            "upload",
+            "--non-interactive",
+            "--disable-progress-bar",
+            "--config-file",
+            str(home / ".pypirc"),
+            "--repository",
+            "pypi-appliance",
+            str(wheel),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=env,
+    )
     assert upload.returncode == 0, upload.stdout + upload.stderr
-    install = subprocess.run([sys.executable, "-m", "pip", "install", "--no-deps", "--target",
-                              str(tmp_path / "site"), "tls-probe==4.2"],
-                             capture_output=True, text=True, timeout=180, env=env)
+    install = subprocess.run(
+        [sys.executable, "-m", "pip", "install", "--no-deps", "--target", str(tmp_path / "site"), "tls-probe==4.2"],
+        capture_output=True,
+        text=True,
+        timeout=180,
+        env=env,
+    )
     assert install.returncode == 0, install.stdout + install.stderr
     assert (tmp_path / "site" / "tls_probe" / "__init__.py").read_text() == 'VERSION = "4.2"\n'
 
 
 def test_a_client_without_the_ca_is_refused(system, client_account, tmp_path):
     index = f"https://{CLIENT}:{CLIENT_PASSWORD}@127.0.0.1:{system.port}/simple/"
-    pip = subprocess.run([sys.executable, "-m", "pip", "download", "--no-deps", "-d", str(tmp_path),
-                          "--retries", "0", "tls-probe"],
-                         capture_output=True, text=True, timeout=180, env=client_env(PIP_INDEX_URL=index))
+    pip = subprocess.run(
+        [sys.executable, "-m", "pip", "download", "--no-deps", "-d", str(tmp_path), "--retries", "0", "tls-probe"],
+        capture_output=True,
+        text=True,
+        timeout=180,
+        env=client_env(PIP_INDEX_URL=index),
+    )
     assert pip.returncode != 0
     assert "CERTIFICATE_VERIFY_FAILED" in pip.stdout + pip.stderr
     with pytest.raises(urllib.error.URLError) as refused:
@@ -144,8 +169,10 @@ def test_install_ca_line_makes_a_debian_client_trust_the_appliance(system, insta
         status = system.sh("curl -s -o /dev/null -w '%{http_code}' https://127.0.0.1:8080/simple/").stdout
         assert status == "401"  # TLS verified with the system bundle; credentials are next
     finally:
-        system.sh("rm -f /usr/local/share/ca-certificates/pypi-appliance-127.0.0.1_8080.crt "
-                  "&& update-ca-certificates --fresh >/dev/null")
+        system.sh(
+            "rm -f /usr/local/share/ca-certificates/pypi-appliance-127.0.0.1_8080.crt "
+            "&& update-ca-certificates --fresh >/dev/null"
+        )
 
 
 def test_the_ca_survives_restart_and_reconfigure(system, installed):
@@ -168,29 +195,42 @@ def test_a_certificate_near_expiry_is_replaced_on_restart(system, installed, tmp
     system.wait_http("/simple/", 200, user=USER, password=PASSWORD)
     served = tmp_path / "served.pem"
     served.write_text(served_certificate(system))
-    check = subprocess.run(["openssl", "x509", "-in", str(served), "-noout", "-checkend", str(300 * 86400)],
-                           capture_output=True, text=True)
+    check = subprocess.run(
+        ["openssl", "x509", "-in", str(served), "-noout", "-checkend", str(300 * 86400)], capture_output=True, text=True
+    )
     assert check.returncode == 0, "the served certificate still expires within 300 days"
     assert fingerprint(system, APPLIANCE_CA) == ca
-    assert "issued a new server certificate (it expires on" in system.sh(
-        "journalctl -u pypi-appliance --no-pager -o cat").stdout
+    assert (
+        "issued a new server certificate (it expires on"
+        in system.sh("journalctl -u pypi-appliance --no-pager -o cat").stdout
+    )
 
 
 def test_bad_provided_certificates_change_nothing(system, installed):
     make_test_ca(system)
     before = (system.sh(f"cat {CONF}").stdout, served_certificate(system))
     # Each bad answer is refused and asked again; the admin then gives up (end of input).
-    typed = [*KEEP, "provided", "/root/missing.crt", "relative.crt", f"{TEST_CA}/server.key",
-             f"{TEST_CA}/expired.crt", f"{TEST_CA}/server.crt", f"{TEST_CA}/other.key",
-             f"{TEST_CA}/server.crt", "/root/missing.key"]
-    code, out = system.interact("DEBIAN_FRONTEND=teletype dpkg-reconfigure pypi-appliance", typed,
-                                timeout=180)
-    for message in ["certificate '/root/missing.crt' does not exist or cannot be read",
-                    "certificate path 'relative.crt' is not an absolute path",
-                    f"'{TEST_CA}/server.key' does not hold a PEM certificate",
-                    "expired on Feb  1 00:00:00 2020 GMT",
-                    f"the key '{TEST_CA}/other.key' does not match the certificate '{TEST_CA}/server.crt'",
-                    "key '/root/missing.key' does not exist or cannot be read"]:
+    typed = [
+        *KEEP,
+        "provided",
+        "/root/missing.crt",
+        "relative.crt",
+        f"{TEST_CA}/server.key",
+        f"{TEST_CA}/expired.crt",
+        f"{TEST_CA}/server.crt",
+        f"{TEST_CA}/other.key",
+        f"{TEST_CA}/server.crt",
+        "/root/missing.key",
+    ]
+    code, out = system.interact("DEBIAN_FRONTEND=teletype dpkg-reconfigure pypi-appliance", typed, timeout=180)
+    for message in [
+        "certificate '/root/missing.crt' does not exist or cannot be read",
+        "certificate path 'relative.crt' is not an absolute path",
+        f"'{TEST_CA}/server.key' does not hold a PEM certificate",
+        "expired on Feb  1 00:00:00 2020 GMT",
+        f"the key '{TEST_CA}/other.key' does not match the certificate '{TEST_CA}/server.crt'",
+        "key '/root/missing.key' does not exist or cannot be read",
+    ]:
         # Teletype wraps long lines: compare with whitespace collapsed.
         assert " ".join(message.split()) in " ".join(out.split()), (message, out)
     assert code != 0, out
@@ -216,8 +256,9 @@ def test_switching_modes_in_every_direction(system, client_account):
             assert "trusted-host = " in system.sh("pypi-appliance client-config").stdout
             continue
         served = served_certificate(system)
-        issuer = subprocess.run(["openssl", "x509", "-noout", "-issuer"], input=served,
-                                capture_output=True, text=True).stdout
+        issuer = subprocess.run(
+            ["openssl", "x509", "-noout", "-issuer"], input=served, capture_output=True, text=True
+        ).stdout
         if mode == "provided":
             assert "Test Corp Root" in issuer
             assert served == system.sh(f"cat {TEST_CA}/server.crt").stdout
@@ -236,8 +277,9 @@ def test_a_bad_mode_in_the_config_file_changes_nothing(system, installed):
     try:
         result = system.sh("DEBIAN_FRONTEND=noninteractive dpkg-reconfigure pypi-appliance 2>&1", check=False)
         assert result.returncode != 0
-        assert (f"TLS mode 'sometimes' is not one of self-signed, provided, off (PYPI_TLS in {CONF}); "
-                "nothing was changed") in result.stdout
+        assert (
+            f"TLS mode 'sometimes' is not one of self-signed, provided, off (PYPI_TLS in {CONF}); nothing was changed"
+        ) in result.stdout
     finally:
         system.sh(f"cat > {CONF}", input=before)
     assert system.http("/simple/", user=USER, password=PASSWORD) == 200

@@ -47,8 +47,11 @@ def upstream(system, installed, tmp_path_factory):
     capped at CAP_KB); off again and gone after the module."""
     wheels = tmp_path_factory.mktemp("upstream")
     tree: dict[str, bytes] = {}
-    fake.add_project(tree, "up-only", {w.name: w.read_bytes() for w in
-                                       (make_wheel(wheels, v, project="up-only") for v in ("1.0", "2.0"))})
+    fake.add_project(
+        tree,
+        "up-only",
+        {w.name: w.read_bytes() for w in (make_wheel(wheels, v, project="up-only") for v in ("1.0", "2.0"))},
+    )
     for name, version in (("held-name", "9.9"), ("never-fetched", "1.0"), ("private-only", "1.0")):
         wheel = make_wheel(wheels, version, project=name)
         fake.add_project(tree, name, {wheel.name: wheel.read_bytes()})
@@ -57,14 +60,18 @@ def upstream(system, installed, tmp_path_factory):
     for name in BIG:  # HTML pages only: the service reads PEP 503 too
         fake.add_project(tree, name, {f"{name}-1.0.tar.gz": os.urandom(BIG_SIZE)}, json_too=False)
     fake.start(system, tree, fake.proxy_image(system))
-    system.sh(f"pypi-appliance write-config PYPI_UPSTREAM_PAGE_SECONDS=2 PYPI_UPSTREAM_CACHE_MAX={CAP_KB}k "
-              f"PYPI_UPSTREAM_FILE_HOSTS={fake.FILE_HOST}")
+    system.sh(
+        f"pypi-appliance write-config PYPI_UPSTREAM_PAGE_SECONDS=2 PYPI_UPSTREAM_CACHE_MAX={CAP_KB}k "
+        f"PYPI_UPSTREAM_FILE_HOSTS={fake.FILE_HOST}"
+    )
     try:
         switch(system, fake.INDEX)
         yield tree
     finally:
-        system.sh("pypi-appliance write-config PYPI_UPSTREAM_PAGE_SECONDS=300 PYPI_UPSTREAM_CACHE_MAX=10g "
-                  "PYPI_UPSTREAM_CREDENTIALS= PYPI_UPSTREAM_FILE_HOSTS=files.pythonhosted.org")
+        system.sh(
+            "pypi-appliance write-config PYPI_UPSTREAM_PAGE_SECONDS=300 PYPI_UPSTREAM_CACHE_MAX=10g "
+            "PYPI_UPSTREAM_CREDENTIALS= PYPI_UPSTREAM_FILE_HOSTS=files.pythonhosted.org"
+        )
         if "PYPI_UPSTREAM=\n" not in system.sh(f"cat {CONF}").stdout:
             switch(system, "none")
         fake.stop(system)
@@ -85,8 +92,9 @@ def restart(system) -> None:
 
 def file_path(system, project: str, filename: str) -> str:
     """The appliance's path for a file of the upstream's, from its page."""
-    status, body, _ = system.fetch_all(f"/simple/{project}/", user=USER, password=PASSWORD,
-                                       headers={"Accept": "application/vnd.pypi.simple.v1+json"})
+    status, body, _ = system.fetch_all(
+        f"/simple/{project}/", user=USER, password=PASSWORD, headers={"Accept": "application/vnd.pypi.simple.v1+json"}
+    )
     assert status == 200, (status, body)
     url = next(f["url"] for f in json.loads(body)["files"] if f["filename"] == filename)
     assert url.startswith(f"../../upstream/{project}/"), url
@@ -105,8 +113,9 @@ def test_an_upstream_only_project_installs_with_pip_and_uv(system, upstream, tmp
     assert "one index is enough" in system.sh("pypi-appliance client-config").stdout
     assert pip_install(system, tmp_path, PASSWORD, project="up-only") == "2.0"
     # The page names the files on the appliance, with the upstream's hashes and metadata.
-    status, body, headers = system.fetch_all("/simple/up-only/", user=USER, password=PASSWORD,
-                                             headers={"Accept": "application/vnd.pypi.simple.v1+json"})
+    status, body, headers = system.fetch_all(
+        "/simple/up-only/", user=USER, password=PASSWORD, headers={"Accept": "application/vnd.pypi.simple.v1+json"}
+    )
     page = json.loads(body)
     assert status == 200 and headers["Content-Type"] == "application/vnd.pypi.simple.v1+json"
     wheel = next(f for f in page["files"] if f["filename"] == "up_only-2.0-py3-none-any.whl")
@@ -124,10 +133,22 @@ def test_an_upstream_only_project_installs_with_pip_and_uv(system, upstream, tmp
     assert system.http("/simple/up-only/") == 401
     assert system.http(path) == 401
 
-    uv = [sys.executable, "-m", "uv", "pip", "install", "--no-cache", "--target", str(tmp_path / "uv"),
-          "--index-url", index_url(system, USER, PASSWORD), "up-only==1.0"]
-    done = subprocess.run(uv, capture_output=True, text=True, timeout=180,
-                          env=client_env(SSL_CERT_FILE=system.ca_file, UV_NO_CONFIG="1"))
+    uv = [
+        sys.executable,
+        "-m",
+        "uv",
+        "pip",
+        "install",
+        "--no-cache",
+        "--target",
+        str(tmp_path / "uv"),
+        "--index-url",
+        index_url(system, USER, PASSWORD),
+        "up-only==1.0",
+    ]
+    done = subprocess.run(
+        uv, capture_output=True, text=True, timeout=180, env=client_env(SSL_CERT_FILE=system.ca_file, UV_NO_CONFIG="1")
+    )
     assert done.returncode == 0, done.stdout + done.stderr
     assert (tmp_path / "uv" / "up_only" / "__init__.py").read_text() == 'VERSION = "1.0"\n'
     # Every file crossed from the upstream once.
@@ -139,17 +160,18 @@ def test_a_name_held_here_is_never_asked_upstream(system, upstream, tmp_path):
     uploaded = twine_upload(system, make_wheel(tmp_path, "1.0", project="held-name"), PASSWORD)
     assert uploaded.returncode == 0, uploaded.stdout + uploaded.stderr
     assert pip_install(system, tmp_path, PASSWORD, project="held-name") == "1.0"
-    status, body, _ = system.fetch_all("/simple/held-name/", user=USER, password=PASSWORD,
-                                       headers={"Accept": "application/vnd.pypi.simple.v1+json"})
-    assert status == 200 and [f["filename"] for f in json.loads(body)["files"]] == [
-        "held_name-1.0-py3-none-any.whl"]
+    status, body, _ = system.fetch_all(
+        "/simple/held-name/", user=USER, password=PASSWORD, headers={"Accept": "application/vnd.pypi.simple.v1+json"}
+    )
+    assert status == 200 and [f["filename"] for f in json.loads(body)["files"]] == ["held_name-1.0-py3-none-any.whl"]
     # Spelt otherwise, it is still this index's name.
     assert system.http("/simple/Held_Name/", user=USER, password=PASSWORD) == 200
     # Nor by the file URLs of the upstream's page.
     wheel = next(data for path, data in upstream.items() if path.endswith("/held_name-9.9-py3-none-any.whl"))
     digest = hashlib.sha256(wheel).hexdigest()
-    status, body, _ = system.fetch_all(f"/upstream/held-name/{digest}/held_name-9.9-py3-none-any.whl", user=USER,
-                                       password=PASSWORD)
+    status, body, _ = system.fetch_all(
+        f"/upstream/held-name/{digest}/held_name-9.9-py3-none-any.whl", user=USER, password=PASSWORD
+    )
     assert status == 404 and b"held-name is held by this index" in body
     # ...spelt otherwise either: only normalized names are the upstream's.
     for spelling in ("Held-Name", "HELD_NAME", "held.name"):
@@ -163,13 +185,28 @@ def test_a_name_held_here_is_never_asked_upstream(system, upstream, tmp_path):
 
     # Its last release removed, the name stays this index's: no versions, and none of the upstream's.
     system.sh("pypi-appliance remove --yes held-name==1.0")
-    status, body, _ = system.fetch_all("/simple/held-name/", user=USER, password=PASSWORD,
-                                       headers={"Accept": "application/vnd.pypi.simple.v1+json"})
+    status, body, _ = system.fetch_all(
+        "/simple/held-name/", user=USER, password=PASSWORD, headers={"Accept": "application/vnd.pypi.simple.v1+json"}
+    )
     assert status == 200 and json.loads(body)["files"] == [], (status, body)
     found = subprocess.run(
-        [sys.executable, "-m", "pip", "download", "--no-deps", "--no-cache-dir", *tls_args(system),
-         "-d", str(tmp_path / "none"), "held-name"],
-        capture_output=True, text=True, timeout=180, env=client_env(PIP_INDEX_URL=index_url(system, USER, PASSWORD)))
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "download",
+            "--no-deps",
+            "--no-cache-dir",
+            *tls_args(system),
+            "-d",
+            str(tmp_path / "none"),
+            "held-name",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=180,
+        env=client_env(PIP_INDEX_URL=index_url(system, USER, PASSWORD)),
+    )
     assert found.returncode != 0 and "No matching distribution found for held-name" in found.stderr, found.stderr
     assert not [path for path in asked(system) if "held" in path.lower()], asked(system)
     # Released by the admin, it is the upstream's.
@@ -208,7 +245,8 @@ def test_the_cache_is_capped_and_cleared(system, upstream):
     listed = system.sh("pypi-appliance cache files").stdout
     assert f"{BIG[-1]}  {BIG[-1]}-1.0.tar.gz  " in listed and f"{BIG[0]}  {BIG[0]}-1.0.tar.gz  " in listed, listed
     assert system.sh(f"pypi-appliance cache files {BIG[0]}").stdout.splitlines() == [
-        line for line in listed.splitlines() if line.startswith(f"{BIG[0]}  ")]
+        line for line in listed.splitlines() if line.startswith(f"{BIG[0]}  ")
+    ]
     log = "/var/log/pypi-appliance/upstream-cache.log"
     before = system.sh(f"cat {log}").stdout
     out = system.sh("pypi-appliance cache clear").stdout
@@ -245,17 +283,22 @@ def test_an_upstream_down_leaves_the_cache_serving_and_fails_fast(system, upstre
 def test_an_upstream_page_decides_nothing(system, upstream):
     """Its links to file: URLs, to other hosts and without a sha256 are dropped
     (and the upstream service says so); none of them is ever fetched."""
-    status, body, _ = system.fetch_all("/simple/hostile/", user=USER, password=PASSWORD,
-                                       headers={"Accept": "application/vnd.pypi.simple.v1+json"})
+    status, body, _ = system.fetch_all(
+        "/simple/hostile/", user=USER, password=PASSWORD, headers={"Accept": "application/vnd.pypi.simple.v1+json"}
+    )
     assert status == 200, body
     # On the public index host, the relative redirect links are on the upstream's host: kept.
     assert sorted(f["filename"] for f in json.loads(body)["files"]) == [
-        "hostile-2.0-py3-none-any.whl", "hostile-2.1-py3-none-any.whl"]
+        "hostile-2.0-py3-none-any.whl",
+        "hostile-2.1-py3-none-any.whl",
+    ]
     logs = system.sh("docker logs pypi-appliance-upstream-1 2>&1").stdout
-    for why in ("file:///etc/passwd is not an http(s) URL",
-                "http://elsewhere.test/packages/",
-                "neither the upstream's host nor in PYPI_UPSTREAM_FILE_HOSTS",
-                "hostile-1.2.tar.gz has no sha256"):
+    for why in (
+        "file:///etc/passwd is not an http(s) URL",
+        "http://elsewhere.test/packages/",
+        "neither the upstream's host nor in PYPI_UPSTREAM_FILE_HOSTS",
+        "hostile-1.2.tar.gz has no sha256",
+    ):
         assert why in logs, (why, logs[-2000:])
     sha = hashlib.sha256(b"").hexdigest()
     for name in ("hostile-1.0.tar.gz", "hostile-1.1.tar.gz", "hostile-1.2.tar.gz"):
@@ -278,8 +321,9 @@ def test_a_private_upstream_gets_its_credentials_and_nobody_sees_them(system, up
     assert refused.returncode == 1 and f"chgrp 9898 {creds} && chmod 0640 {creds}" in refused.stderr, refused.stderr
     system.sh(f"chgrp 9898 {creds} && chmod 0640 {creds}")
     restart(system)
-    status, body, _ = system.fetch_all("/simple/private-only/", user=USER, password=PASSWORD,
-                                       headers={"Accept": "application/vnd.pypi.simple.v1+json"})
+    status, body, _ = system.fetch_all(
+        "/simple/private-only/", user=USER, password=PASSWORD, headers={"Accept": "application/vnd.pypi.simple.v1+json"}
+    )
     assert status == 200, body
     url = json.loads(body)["files"][0]["url"]
     assert system.http(f"/simple/private-only/{url}", user=USER, password=PASSWORD) == 200
@@ -289,21 +333,33 @@ def test_a_private_upstream_gets_its_credentials_and_nobody_sees_them(system, up
     assert all(user == "-" for host, user, _ in requests if host == "files.upstream.test"), requests
     # A redirected download: followed to the files host without the
     # credentials; to a host the appliance does not fetch from, not followed.
-    hostile = {f["filename"]: f["url"] for f in json.loads(system.fetch_all(
-        "/simple/hostile/", user=USER, password=PASSWORD,
-        headers={"Accept": "application/vnd.pypi.simple.v1+json"})[1])["files"]}
+    hostile = {
+        f["filename"]: f["url"]
+        for f in json.loads(
+            system.fetch_all(
+                "/simple/hostile/",
+                user=USER,
+                password=PASSWORD,
+                headers={"Accept": "application/vnd.pypi.simple.v1+json"},
+            )[1]
+        )["files"]
+    }
     assert sorted(hostile) == ["hostile-2.0-py3-none-any.whl", "hostile-2.1-py3-none-any.whl"], hostile
-    status, data, _ = system.fetch_all(f"/simple/hostile/{hostile['hostile-2.0-py3-none-any.whl']}",
-                                       user=USER, password=PASSWORD)
+    status, data, _ = system.fetch_all(
+        f"/simple/hostile/{hostile['hostile-2.0-py3-none-any.whl']}", user=USER, password=PASSWORD
+    )
     assert status == 200 and data == upstream[next(p for p in upstream if p.endswith("/up_only-1.0-py3-none-any.whl"))]
     moved = [(host, user) for host, user, path in fake.asked(system) if "up_only-1.0" in path][-2:]
     assert moved == [("private.upstream.test", fake.PRIVATE_USER), ("files.upstream.test", "-")], moved
-    status, body, _ = system.fetch_all(f"/simple/hostile/{hostile['hostile-2.1-py3-none-any.whl']}",
-                                       user=USER, password=PASSWORD)
+    status, body, _ = system.fetch_all(
+        f"/simple/hostile/{hostile['hostile-2.1-py3-none-any.whl']}", user=USER, password=PASSWORD
+    )
     assert status == 502 and b"not followed, http://elsewhere.test/ is on elsewhere.test" in body, body
     # Nowhere to be read but the file.
-    seen = system.sh("journalctl -u pypi-appliance --no-pager -o cat; docker inspect pypi-appliance-upstream-1; "
-                     f"cat {CONF}; pypi-appliance status; pypi-appliance cache").stdout
+    seen = system.sh(
+        "journalctl -u pypi-appliance --no-pager -o cat; docker inspect pypi-appliance-upstream-1; "
+        f"cat {CONF}; pypi-appliance status; pypi-appliance cache"
+    ).stdout
     assert secret not in seen and fake.PRIVATE_USER + ":" not in seen
     system.sh(f"rm -f {creds}")
     system.sh(f"pypi-appliance write-config PYPI_UPSTREAM={fake.INDEX} PYPI_UPSTREAM_CREDENTIALS=")
@@ -334,14 +390,33 @@ def test_every_supported_pip_installs_local_and_upstream_names(system, matrix_lo
     wheel = images.newest_pip() if pip == "newest" else images.pip_wheel(pip)
     with FormatProxy(system, force_html=pages == "html") as proxy:
         done = subprocess.run(
-            [sys.executable, f"{wheel}/pip", "download", "--no-deps", "--no-cache-dir", "--no-input",
-             "--trusted-host", f"127.0.0.1:{proxy.port}", "--index-url", proxy.index_url(USER, PASSWORD),
-             "-d", str(tmp_path), f"{matrix_local}==1.0", "up-only==2.0"],
-            capture_output=True, text=True, timeout=180, env=client_env())
+            [
+                sys.executable,
+                f"{wheel}/pip",
+                "download",
+                "--no-deps",
+                "--no-cache-dir",
+                "--no-input",
+                "--trusted-host",
+                f"127.0.0.1:{proxy.port}",
+                "--index-url",
+                proxy.index_url(USER, PASSWORD),
+                "-d",
+                str(tmp_path),
+                f"{matrix_local}==1.0",
+                "up-only==2.0",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=180,
+            env=client_env(),
+        )
         assert done.returncode == 0, done.stdout + done.stderr
     assert "Traceback" not in done.stderr and "ERROR" not in done.stderr, done.stderr
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["matrix_local-1.0-py3-none-any.whl",
-                                                           "up_only-2.0-py3-none-any.whl"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "matrix_local-1.0-py3-none-any.whl",
+        "up_only-2.0-py3-none-any.whl",
+    ]
     kinds = {kind.split(";")[0] for _, kind in proxy.types}
     # pip 22.0 predates PEP 691 and reads HTML; the others ask for JSON first.
     assert kinds == ({"text/html"} if pages == "html" or pip == "22.0.2" else {JSON_TYPE}), proxy.types
@@ -351,9 +426,26 @@ def test_every_supported_pip_installs_local_and_upstream_names(system, matrix_lo
 def test_uv_installs_local_and_upstream_names(system, matrix_local, tmp_path, pages):
     with FormatProxy(system, force_html=pages == "html") as proxy:
         done = subprocess.run(
-            [sys.executable, "-m", "uv", "pip", "install", "--no-cache", "--no-deps", "--target", str(tmp_path),
-             "--index-url", proxy.index_url(USER, PASSWORD), f"{matrix_local}==1.0", "up-only==2.0"],
-            capture_output=True, text=True, timeout=180, env=client_env(UV_NO_CONFIG="1"))
+            [
+                sys.executable,
+                "-m",
+                "uv",
+                "pip",
+                "install",
+                "--no-cache",
+                "--no-deps",
+                "--target",
+                str(tmp_path),
+                "--index-url",
+                proxy.index_url(USER, PASSWORD),
+                f"{matrix_local}==1.0",
+                "up-only==2.0",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=180,
+            env=client_env(UV_NO_CONFIG="1"),
+        )
         assert done.returncode == 0, done.stdout + done.stderr
     assert (tmp_path / "matrix_local" / "__init__.py").read_text() == 'VERSION = "1.0"\n'
     assert (tmp_path / "up_only" / "__init__.py").read_text() == 'VERSION = "2.0"\n'
@@ -364,15 +456,19 @@ def test_uv_installs_local_and_upstream_names(system, matrix_local, tmp_path, pa
 def test_an_upstream_on_the_docker_host_keeps_its_address_across_restarts(system, upstream):
     """host.docker.internal names the Docker host from the upstream service
     (host-gateway), whatever subnet compose gives the network at each start."""
-    system.sh("systemd-run --unit host-upstream python3 -m http.server --bind 0.0.0.0 --directory "
-              "/root/upstream/index 9000")
+    system.sh(
+        "systemd-run --unit host-upstream python3 -m http.server --bind 0.0.0.0 --directory /root/upstream/index 9000"
+    )
     try:
         system.sh("pypi-appliance write-config PYPI_UPSTREAM=http://host.docker.internal:9000/simple/")
         subnets = []
         for _ in range(2):
             restart(system)
-            subnets.append(system.sh("docker network inspect -f '{{range .IPAM.Config}}{{.Subnet}}{{end}}' "
-                                     "pypi-appliance_default").stdout.strip())
+            subnets.append(
+                system.sh(
+                    "docker network inspect -f '{{range .IPAM.Config}}{{.Subnet}}{{end}}' pypi-appliance_default"
+                ).stdout.strip()
+            )
             status, body, headers = system.fetch_all("/simple/up-only/", user=USER, password=PASSWORD)
             assert status == 200 and b"up_only-2.0-py3-none-any.whl" in body, (status, body)
         assert system.settled_status().returncode == 0
@@ -388,8 +484,12 @@ def test_status_says_degraded_while_the_upstream_is_down(system, upstream):
     try:
         result = system.sh("pypi-appliance status", check=False)
         assert result.returncode == 2, result.stdout
-        assert re.search(r"^health\s+DEGRADED: .* but the upstream fails: http://index.upstream.test/simple/ "
-                         r"is unreachable", result.stdout, re.M), result.stdout
+        assert re.search(
+            r"^health\s+DEGRADED: .* but the upstream fails: http://index.upstream.test/simple/ "
+            r"is unreachable",
+            result.stdout,
+            re.M,
+        ), result.stdout
         assert json.loads(system.sh("pypi-appliance status --json", check=False).stdout)["state"] == "degraded"
     finally:
         aliases = " ".join(f"--alias {host}" for host in fake.HOSTS)

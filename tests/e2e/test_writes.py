@@ -22,8 +22,10 @@ PROBES = ("retry_probe", "uv_retry_probe", "keep_probe", "csrf_probe", "same_ori
 @pytest.fixture(scope="module", autouse=True)
 def leaves_no_probes(system, installed):
     yield
-    system.sh("rm -f " + " ".join(f"/srv/pypi/packages/{p}-*" for p in PROBES) +
-              " && pypi-appliance reindex >/dev/null 2>&1", check=False)
+    system.sh(
+        "rm -f " + " ".join(f"/srv/pypi/packages/{p}-*" for p in PROBES) + " && pypi-appliance reindex >/dev/null 2>&1",
+        check=False,
+    )
 
 
 def stored(system, name: str) -> str:
@@ -37,17 +39,36 @@ def audit_events(system, name: str) -> list[str]:
 
 def upload(system, wheel, headers=None):
     body, content_type = upload_form(wheel)
-    return system.fetch_all("/", user=USER, password=PASSWORD, method="POST", data=body,
-                            headers={"Content-Type": content_type, **(headers or {})})
+    return system.fetch_all(
+        "/",
+        user=USER,
+        password=PASSWORD,
+        method="POST",
+        data=body,
+        headers={"Content-Type": content_type, **(headers or {})},
+    )
 
 
 def uv_publish(system, wheel):
     return subprocess.run(
-        [sys.executable, "-m", "uv", "publish", "--publish-url", system.url("/"),
-         "--check-url", index_url(system, USER, PASSWORD), str(wheel)],
-        capture_output=True, text=True, timeout=120,
-        env=client_env(SSL_CERT_FILE=system.ca_file, UV_NO_CONFIG="1", UV_PUBLISH_USERNAME=USER,
-                       UV_PUBLISH_PASSWORD=PASSWORD))
+        [
+            sys.executable,
+            "-m",
+            "uv",
+            "publish",
+            "--publish-url",
+            system.url("/"),
+            "--check-url",
+            index_url(system, USER, PASSWORD),
+            str(wheel),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=client_env(
+            SSL_CERT_FILE=system.ca_file, UV_NO_CONFIG="1", UV_PUBLISH_USERNAME=USER, UV_PUBLISH_PASSWORD=PASSWORD
+        ),
+    )
 
 
 def test_the_same_file_again_is_accepted_once_stored(system, installed, tmp_path):
@@ -67,8 +88,9 @@ def test_the_same_file_again_is_accepted_once_stored(system, installed, tmp_path
     rebuilt = make_wheel(tmp_path / "rebuilt", "1.0", project="retry-probe", metadata="Keywords: rebuilt\n")
     status, text, _ = upload(system, rebuilt)
     assert status == 409, (status, text)
-    assert f"{wheel.name} already exists on this index, with other contents. Published files never change" \
-        in text.decode()
+    assert (
+        f"{wheel.name} already exists on this index, with other contents. Published files never change" in text.decode()
+    )
     assert stored(system, wheel.name) == before
 
 
@@ -85,27 +107,40 @@ def test_removal_through_the_index_is_refused(system, installed, tmp_path):
     """pypiserver's remove_pkg form action: removal is the helper's (asked, audited)."""
     wheel = make_wheel(tmp_path, "1.0", project="keep-probe")
     assert twine_upload(system, wheel, PASSWORD).returncode == 0
-    status, text, _ = system.fetch_all("/", user=USER, password=PASSWORD, method="POST",
-                                       data=b":action=remove_pkg&name=keep-probe&version=1.0",
-                                       headers={"Content-Type": "application/x-www-form-urlencoded"})
+    status, text, _ = system.fetch_all(
+        "/",
+        user=USER,
+        password=PASSWORD,
+        method="POST",
+        data=b":action=remove_pkg&name=keep-probe&version=1.0",
+        headers={"Content-Type": "application/x-www-form-urlencoded"},
+    )
     assert status == 403, (status, text)
-    assert text.decode() == ("Removing files through the index is turned off: an admin removes them on the host "
-                             "with 'pypi-appliance remove NAME==VERSION' (asked, audited).\n")
+    assert text.decode() == (
+        "Removing files through the index is turned off: an admin removes them on the host "
+        "with 'pypi-appliance remove NAME==VERSION' (asked, audited).\n"
+    )
     assert wheel.name in system.sh("ls /srv/pypi/packages").stdout
     assert system.http("/simple/keep-probe/", user=USER, password=PASSWORD) == 200
 
 
-@pytest.mark.parametrize("headers", [
-    {"Origin": "https://evil.example", "Sec-Fetch-Site": "cross-site"},
-    {"Sec-Fetch-Site": "same-site"},
-    {"Origin": "https://evil.example"},  # a browser without Sec-Fetch-Site
-], ids=["cross-site", "same-site", "origin-only"])
+@pytest.mark.parametrize(
+    "headers",
+    [
+        {"Origin": "https://evil.example", "Sec-Fetch-Site": "cross-site"},
+        {"Sec-Fetch-Site": "same-site"},
+        {"Origin": "https://evil.example"},  # a browser without Sec-Fetch-Site
+    ],
+    ids=["cross-site", "same-site", "origin-only"],
+)
 def test_a_browser_write_for_another_site_is_refused(system, installed, tmp_path, headers):
     wheel = make_wheel(tmp_path, "1.0", project="csrf-probe")
     status, text, _ = upload(system, wheel, headers)
     assert status == 403, (status, text)
-    assert text.decode() == ("pypi-appliance: a browser sent this write for a page of another site "
-                             "(Sec-Fetch-Site or Origin); uploads come from twine, uv or curl\n")
+    assert text.decode() == (
+        "pypi-appliance: a browser sent this write for a page of another site "
+        "(Sec-Fetch-Site or Origin); uploads come from twine, uv or curl\n"
+    )
     assert wheel.name not in system.sh("ls /srv/pypi/packages").stdout
     # Reads from a browser are not writes.
     assert system.http("/simple/", user=USER, password=PASSWORD, headers=headers) == 200

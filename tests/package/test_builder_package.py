@@ -16,7 +16,10 @@ def test_stdeb_package_of_the_builder_builds_the_appliance(tmp_path):
         shutil.copy(TREE / name, source / name)
     stdeb = subprocess.run(
         ["/usr/bin/python3", "setup.py", "--command-packages=stdeb.command", "bdist_deb"],
-        cwd=source, capture_output=True, text=True, env={"PATH": SYSTEM_PATH, "HOME": str(tmp_path)},
+        cwd=source,
+        capture_output=True,
+        text=True,
+        env={"PATH": SYSTEM_PATH, "HOME": str(tmp_path)},
     )
     assert stdeb.returncode == 0, stdeb.stdout[-2000:] + stdeb.stderr[-2000:]
     (package,) = (source / "deb_dist").glob("python3-pypi-appliance-builder_*_all.deb")
@@ -28,9 +31,21 @@ def test_stdeb_package_of_the_builder_builds_the_appliance(tmp_path):
     assert (root / "usr/bin/pypi-appliance-build").exists()
     # Run the packaged module on the system Python, as the installed command would.
     built = subprocess.run(
-        ["/usr/bin/python3", "-m", "builder", "build", "--tree", str(TREE),
-         "--output-dir", str(tmp_path / "out"), "--build-dir", str(tmp_path / "build")],
-        cwd=tmp_path, capture_output=True, text=True,
+        [
+            "/usr/bin/python3",
+            "-m",
+            "builder",
+            "build",
+            "--tree",
+            str(TREE),
+            "--output-dir",
+            str(tmp_path / "out"),
+            "--build-dir",
+            str(tmp_path / "build"),
+        ],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
         env={"PATH": SYSTEM_PATH, "PYTHONPATH": str(root / "usr/lib/python3/dist-packages")},
     )
     assert built.returncode == 0, built.stdout + built.stderr
@@ -38,7 +53,9 @@ def test_stdeb_package_of_the_builder_builds_the_appliance(tmp_path):
 
     wrong = subprocess.run(
         ["/usr/bin/python3", "-m", "builder", "build", "--tree", str(tmp_path)],
-        cwd=tmp_path, capture_output=True, text=True,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
         env={"PATH": SYSTEM_PATH, "PYTHONPATH": str(root / "usr/lib/python3/dist-packages")},
     )
     assert wrong.returncode == 2 and "point --tree at a pypi-appliance checkout" in wrong.stderr

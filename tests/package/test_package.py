@@ -40,8 +40,9 @@ def test_lintian_is_clean(both):
 
 def test_lintian_pedantic_shows_only_justified_overrides(both):
     result = run("lintian", "-I", "--pedantic", *both)
-    assert [line for line in result.stdout.splitlines() if line[:2] in ("E:", "W:", "I:", "P:", "X:")] == [], \
+    assert [line for line in result.stdout.splitlines() if line[:2] in ("E:", "W:", "I:", "P:", "X:")] == [], (
         result.stdout
+    )
     overrides = (ROOT / "debian/pypi-appliance.lintian-overrides").read_text().splitlines()
     for number, line in enumerate(overrides):
         if line and not line.startswith("#"):
@@ -55,7 +56,8 @@ def test_translations_are_complete_and_current(tmp_path):
     assert fresh.returncode == 0, fresh.stderr
     strip = lambda text: re.sub(r'"POT-Creation-Date: .*\n"\n', "", text)  # noqa: E731
     assert strip((staging / "debian/po/templates.pot").read_text()) == strip(
-        (ROOT / "debian/po/templates.pot").read_text()), "debian/po/templates.pot is stale: run debconf-updatepo"
+        (ROOT / "debian/po/templates.pot").read_text()
+    ), "debian/po/templates.pot is stale: run debconf-updatepo"
     for po in sorted((ROOT / "debian/po").glob("*.po")):
         stats = run("msgfmt", "--check", "--statistics", "-o", "/dev/null", str(po))
         assert stats.returncode == 0, stats.stderr
@@ -92,8 +94,9 @@ def test_images_package_holds_exactly_the_pinned_images(images_extracted, deb):
     assert [ref for ref, _, _ in listed] == pinned
     for ref, image_id, file in listed:
         assert image_id == run("docker", "image", "inspect", "--format", "{{.Id}}", ref).stdout.strip()
-        manifest = subprocess.run(f"zstd -dc '{where / file}' | tar -xO manifest.json", shell=True,
-                                  capture_output=True, check=True).stdout.decode()
+        manifest = subprocess.run(
+            f"zstd -dc '{where / file}' | tar -xO manifest.json", shell=True, capture_output=True, check=True
+        ).stdout.decode()
         assert f'"{ref}"' in manifest and image_id.split(":")[1] in manifest, (ref, manifest[:300])
     control = (images_extracted / "DEBIAN/control").read_text()
     assert f"Depends: pypi-appliance (= {__version__}), zstd" in control
@@ -117,10 +120,16 @@ def test_compose_file_validates(extracted, tmp_path):
     compose = images.compose_binary(images.system_image())
     env_file = tmp_path / "pypi-appliance.conf"
     env_file.write_text("PYPI_PORT=8123\nPYPI_DATA_DIR=/srv/elsewhere\nPYPI_ADMIN_USER=admin\n")
-    result = run(str(compose), "--env-file", str(env_file),
-                 "--file", str(extracted / "etc/pypi-appliance/compose.yaml"), "config")
+    result = run(
+        str(compose),
+        "--env-file",
+        str(env_file),
+        "--file",
+        str(extracted / "etc/pypi-appliance/compose.yaml"),
+        "config",
+    )
     assert result.returncode == 0, result.stderr
-    assert "published: \"8123\"" in result.stdout
+    assert 'published: "8123"' in result.stdout
     assert "source: /srv/elsewhere/packages" in result.stdout
     assert not [line for line in result.stderr.splitlines() if "WARN" in line], result.stderr
 
@@ -147,8 +156,16 @@ def test_two_builds_are_byte_identical(deb, tmp_path):
     built = []
     for i in range(2):
         out = tmp_path / f"out{i}"
-        result = run(sys.executable, "-m", "builder", "build", "--output-dir", str(out),
-                     "--build-dir", str(tmp_path / f"build{i}"))
+        result = run(
+            sys.executable,
+            "-m",
+            "builder",
+            "build",
+            "--output-dir",
+            str(out),
+            "--build-dir",
+            str(tmp_path / f"build{i}"),
+        )
         assert result.returncode == 0, result.stdout + result.stderr
         built.append((out / deb.name).read_bytes())
     assert built[0] == built[1]

@@ -41,8 +41,10 @@ def checker(tmp_path, monkeypatch):
     threading.Thread(target=server.serve_forever, daemon=True).start()
 
     def ask(header, client="10.0.0.1", need="read"):
-        request = urllib.request.Request(f"http://127.0.0.1:{server.server_port}/check", headers={
-            "Authorization": header, "X-Real-IP": client, "X-Appliance-Need": need})
+        request = urllib.request.Request(
+            f"http://127.0.0.1:{server.server_port}/check",
+            headers={"Authorization": header, "X-Real-IP": client, "X-Appliance-Need": need},
+        )
         try:
             with urllib.request.urlopen(request, timeout=10) as response:
                 return response.status, dict(response.headers)
@@ -96,7 +98,8 @@ def test_wrong_credentials_and_throttle(checker):
     assert len(failed) == 4 and all("client=10.0.0.1 account=ci" in line for line in failed)
     assert [line.split()[1:] for line in lines if " throttled " in line] == [
         ["throttled", "client=10.0.0.1", "account=ci", "seconds=2"],
-        ["throttled", "client=10.0.0.1", "account=ci", "seconds=4"]]
+        ["throttled", "client=10.0.0.1", "account=ci", "seconds=4"],
+    ]
     assert "guess" not in checker.audit.read_text()
 
 
@@ -126,7 +129,9 @@ def test_unknown_names_and_bad_headers(checker):
     # header carries a client's name back (it may hold any bytes, even CR LF).
     status, headers = checker(basic('x client=1.2.3.4 "y\r\nX-Evil ü', "x"))
     assert status == 401 and "X-Evil" not in headers and "X-Appliance-User" not in headers
-    assert 'login-failed client=10.0.0.1 account="x client=1.2.3.4 \\"y\\r\\nX-Evil \\u00fc"' in checker.audit.read_text()
+    assert (
+        'login-failed client=10.0.0.1 account="x client=1.2.3.4 \\"y\\r\\nX-Evil \\u00fc"' in checker.audit.read_text()
+    )
 
 
 def hold_bcrypt(check):
@@ -176,8 +181,10 @@ def test_guesses_never_take_every_thread(checker):
     for client in ("10.0.0.7", "10.0.0.8"):
         check.throttle.failed(client, "ci", time.monotonic())
     gate, started = hold_bcrypt(check)
-    threads = [threading.Thread(target=checker, args=(basic("ci", p), c))
-               for p, c in (("g1", "10.0.0.7"), ("g2", "10.0.0.8"), ("g3", "10.0.0.7"))]
+    threads = [
+        threading.Thread(target=checker, args=(basic("ci", p), c))
+        for p, c in (("g1", "10.0.0.7"), ("g2", "10.0.0.8"), ("g3", "10.0.0.7"))
+    ]
     for t in threads:  # one after the other: g1 is the guess that gets a thread
         t.start()
         time.sleep(0.2)
@@ -199,8 +206,10 @@ def test_one_address_cannot_queue_without_bound(checker):
     check = checker.check
     gate, _ = hold_bcrypt(check)
     results = []
-    threads = [threading.Thread(target=lambda n=n: results.append(checker(basic("ci", f"p{n}"))))
-               for n in range(check.PER_CLIENT + 2)]
+    threads = [
+        threading.Thread(target=lambda n=n: results.append(checker(basic("ci", f"p{n}"))))
+        for n in range(check.PER_CLIENT + 2)
+    ]
     for t in threads:
         t.start()
     deadline = time.monotonic() + 5
@@ -231,8 +240,7 @@ def test_a_spray_of_names_is_slowed_not_shut(checker, monkeypatch):
     monkeypatch.setattr(auth, "DUMMY_HASH", bcrypt.using(rounds=4).hash("unknown names' cost"))
     throttle = checker.check.throttle
     spray = throttle.SPRAY * throttle.max_failures
-    answers = [checker(basic(f"name{n}", "x"), client="192.0.2.9")[1]["X-Appliance-Refusal"]
-               for n in range(spray)]
+    answers = [checker(basic(f"name{n}", "x"), client="192.0.2.9")[1]["X-Appliance-Refusal"] for n in range(spray)]
     assert answers == ["wrong"] * spray
     # The slow-down has begun: the next check waits its turn (2/3 s here).
     status, headers = checker(basic("ci", "ci-pw"), client="192.0.2.9")

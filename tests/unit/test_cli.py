@@ -42,7 +42,6 @@ def test_every_command_has_help():
 
 
 def test_module_entry_point_runs():
-    proc = subprocess.run([sys.executable, "-m", "builder", "build", "--port", "0"],
-                          capture_output=True, text=True)
+    proc = subprocess.run([sys.executable, "-m", "builder", "build", "--port", "0"], capture_output=True, text=True)
     assert proc.returncode == 2
     assert "port 0 is outside 1-65535" in proc.stderr

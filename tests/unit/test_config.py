@@ -71,8 +71,12 @@ def test_bad_data_dirs(value, message):
 
 @pytest.mark.parametrize(
     "value",
-    [DEFAULT_IMAGE, "nginx:1.28.0-alpine", "registry.local:5000/team/pypiserver:v2.4.2",
-     "pypiserver/pypiserver@sha256:" + "a" * 64],
+    [
+        DEFAULT_IMAGE,
+        "nginx:1.28.0-alpine",
+        "registry.local:5000/team/pypiserver:v2.4.2",
+        "pypiserver/pypiserver@sha256:" + "a" * 64,
+    ],
 )
 def test_pinned_images(value):
     assert check_image(value) == value

@@ -36,19 +36,35 @@ def helper(tmp_path, request):
         # The package from src/, which the .deb installs as it is (the launcher adds /usr/share/pypi-appliance).
         return subprocess.run(
             [request.param, "-m", "pypi_appliance", *args],
-            input=stdin, capture_output=True, text=True,
-            env=dict(os.environ, PYTHONPATH=SOURCE, PYPI_APPLIANCE_CONF=str(conf), PYPI_APPLIANCE_TLS_DIR=str(tmp_path / "tls"),
-                     PYPI_AUDIT_LOG=str(tmp_path / "audit.log"), SUDO_USER="alice",
-                     PATH=f"{path}:{os.environ['PATH']}" if path else os.environ["PATH"]),
+            input=stdin,
+            capture_output=True,
+            text=True,
+            env=dict(
+                os.environ,
+                PYTHONPATH=SOURCE,
+                PYPI_APPLIANCE_CONF=str(conf),
+                PYPI_APPLIANCE_TLS_DIR=str(tmp_path / "tls"),
+                PYPI_AUDIT_LOG=str(tmp_path / "audit.log"),
+                SUDO_USER="alice",
+                PATH=f"{path}:{os.environ['PATH']}" if path else os.environ["PATH"],
+            ),
         )
 
     def sync():
         """What the indexer does: list the packages dir (here as root, in place)."""
         return subprocess.run(
-            [request.param, "-c", "import sys; from pypi_appliance.services.index import Index, Syncer; "
-             "Syncer(Index(sys.argv[1]), log=print).sync()", str(data)],
-            capture_output=True, text=True, check=True,
-            env=dict(os.environ, PYTHONPATH=SOURCE))
+            [
+                request.param,
+                "-c",
+                "import sys; from pypi_appliance.services.index import Index, Syncer; "
+                "Syncer(Index(sys.argv[1]), log=print).sync()",
+                str(data),
+            ],
+            capture_output=True,
+            text=True,
+            check=True,
+            env=dict(os.environ, PYTHONPATH=SOURCE),
+        )
 
     run.sync = sync
     run.conf = conf
@@ -68,8 +84,9 @@ def test_a_front_door_that_cannot_be_reloaded_is_an_error(helper, tmp_path):
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
     docker = bin_dir / "docker"
-    docker.write_text('#!/bin/sh\ncase $1 in top) echo "Error response from daemon: boom" >&2; exit 1;; '
-                      'inspect) echo true;; esac\n')
+    docker.write_text(
+        '#!/bin/sh\ncase $1 in top) echo "Error response from daemon: boom" >&2; exit 1;; inspect) echo true;; esac\n'
+    )
     docker.chmod(0o755)
     result = helper("user", "remove", "ci", path=bin_dir)
     assert result.returncode == 1, result
@@ -77,7 +94,7 @@ def test_a_front_door_that_cannot_be_reloaded_is_an_error(helper, tmp_path):
     assert "systemctl restart pypi-appliance" in result.stderr
     assert helper("user", "list", "--names").stdout.split() == ["admin"]
     # Not running: nothing to reload (it reads the passwords when it starts).
-    docker.write_text('#!/bin/sh\ncase $1 in top) exit 1;; inspect) echo false;; esac\n')
+    docker.write_text("#!/bin/sh\ncase $1 in top) exit 1;; inspect) echo false;; esac\n")
     assert helper("user", "add", "--password-stdin", "ci", stdin="pw\n", path=bin_dir).returncode == 0
 
 
@@ -90,7 +107,9 @@ def wheel_bytes(name="probe", version="1.0"):
 
 
 def test_user_lifecycle(helper):
-    assert helper("user", "add", "--role", "publish", "--password-stdin", "admin", stdin=PASSWORD + "\n").returncode == 0
+    assert (
+        helper("user", "add", "--role", "publish", "--password-stdin", "admin", stdin=PASSWORD + "\n").returncode == 0
+    )
     assert helper("user", "add", "--password-stdin", "ci", stdin="other\n").returncode == 0
     assert helper("user", "list").stdout.splitlines() == ["admin publish", "ci read"]
     assert helper("user", "list", "--names").stdout.splitlines() == ["admin", "ci"]
@@ -203,8 +222,23 @@ def test_client_config_without_tls(helper):
 
 
 def test_every_command_has_help(helper):
-    for args in [[], ["status"], ["client-config"], ["url"], ["tls"], ["logs"], ["backup"], ["restore"], ["up"],
-                 ["down"], ["user"], ["user", "add"], ["user", "passwd"], ["user", "remove"], ["user", "list"]]:
+    for args in [
+        [],
+        ["status"],
+        ["client-config"],
+        ["url"],
+        ["tls"],
+        ["logs"],
+        ["backup"],
+        ["restore"],
+        ["up"],
+        ["down"],
+        ["user"],
+        ["user", "add"],
+        ["user", "passwd"],
+        ["user", "remove"],
+        ["user", "list"],
+    ]:
         result = helper(*args, "--help")
         assert result.returncode == 0 and "usage:" in result.stdout, args
 
@@ -244,8 +278,20 @@ def test_tls_renews_a_certificate_near_expiry_with_the_same_ca(helper, tmp_path)
     ca = (helper.tls / "ca.crt").read_bytes()
     csr = tmp_path / "near.csr"
     openssl("req", "-new", "-key", str(helper.tls / "server.key"), "-subj", "/CN=near", "-out", str(csr))
-    openssl("x509", "-req", "-in", str(csr), "-CA", str(helper.tls / "ca.crt"), "-CAkey",
-            str(helper.tls / "ca.key"), "-days", "3", "-out", str(helper.tls / "server.crt"))
+    openssl(
+        "x509",
+        "-req",
+        "-in",
+        str(csr),
+        "-CA",
+        str(helper.tls / "ca.crt"),
+        "-CAkey",
+        str(helper.tls / "ca.key"),
+        "-days",
+        "3",
+        "-out",
+        str(helper.tls / "server.crt"),
+    )
     result = helper("tls")
     assert "issued a new server certificate (it expires on" in result.stderr
     end = openssl("x509", "-in", str(helper.tls / "server.crt"), "-noout", "-checkend", str(300 * 86400))
@@ -257,12 +303,40 @@ def signed_by_the_ca(helper, tmp_path, san):
     """A certificate for san that the CA's key signs (what a thief of the key would make)."""
     key, csr, crt, ext = (tmp_path / f"other.{x}" for x in ("key", "csr", "crt", "cnf"))
     ext.write_text(f"subjectAltName={san}\n")
-    openssl("req", "-new", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-keyout", str(key),
-            "-subj", "/CN=other", "-out", str(csr))
-    openssl("x509", "-req", "-in", str(csr), "-CA", str(helper.tls / "ca.crt"), "-CAkey", str(helper.tls / "ca.key"),
-            "-days", "3", "-extfile", str(ext), "-out", str(crt))
-    return subprocess.run(["openssl", "verify", "-CAfile", str(helper.tls / "ca.crt"), str(crt)],
-                          capture_output=True, text=True)
+    openssl(
+        "req",
+        "-new",
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:P-256",
+        "-nodes",
+        "-keyout",
+        str(key),
+        "-subj",
+        "/CN=other",
+        "-out",
+        str(csr),
+    )
+    openssl(
+        "x509",
+        "-req",
+        "-in",
+        str(csr),
+        "-CA",
+        str(helper.tls / "ca.crt"),
+        "-CAkey",
+        str(helper.tls / "ca.key"),
+        "-days",
+        "3",
+        "-extfile",
+        str(ext),
+        "-out",
+        str(crt),
+    )
+    return subprocess.run(
+        ["openssl", "verify", "-CAfile", str(helper.tls / "ca.crt"), str(crt)], capture_output=True, text=True
+    )
 
 
 def test_the_ca_vouches_for_this_host_only(helper, tmp_path):
@@ -308,17 +382,33 @@ def test_a_ca_made_before_name_constraints_is_kept_and_named(helper, tmp_path):
     """A CA from 0.6 or older (no constraints) stays: clients trust it. It
     keeps covering new names, and tls says what it may sign for."""
     helper("tls")
-    openssl("req", "-x509", "-new", "-key", str(helper.tls / "ca.key"), "-days", "30", "-subj", "/CN=old CA",
-            "-addext", "basicConstraints=critical,CA:TRUE,pathlen:0", "-addext", "keyUsage=critical,keyCertSign,cRLSign",
-            "-out", str(helper.tls / "ca.crt"))
+    openssl(
+        "req",
+        "-x509",
+        "-new",
+        "-key",
+        str(helper.tls / "ca.key"),
+        "-days",
+        "30",
+        "-subj",
+        "/CN=old CA",
+        "-addext",
+        "basicConstraints=critical,CA:TRUE,pathlen:0",
+        "-addext",
+        "keyUsage=critical,keyCertSign,cRLSign",
+        "-out",
+        str(helper.tls / "ca.crt"),
+    )
     with helper.conf.open("a") as f:
         f.write("PYPI_TLS_NAMES=pypi.example.org\n")
     result = helper("tls")
     assert "made a new CA" not in result.stderr and "issued a new server certificate" in result.stderr, result.stderr
-    assert "DNS:pypi.example.org" in openssl("x509", "-in", str(helper.tls / "server.crt"), "-noout", "-ext",
-                                             "subjectAltName")
-    assert re.search(r"^ca_may_sign\s+any name \(a CA made before 0\.7\.0; .*tls --new-ca", result.stdout, re.M), \
+    assert "DNS:pypi.example.org" in openssl(
+        "x509", "-in", str(helper.tls / "server.crt"), "-noout", "-ext", "subjectAltName"
+    )
+    assert re.search(r"^ca_may_sign\s+any name \(a CA made before 0\.7\.0; .*tls --new-ca", result.stdout, re.M), (
         result.stdout
+    )
 
 
 def test_tls_refuses_a_ca_without_its_key(helper):
@@ -343,8 +433,16 @@ def test_client_config_prints_the_ca_and_an_install_ca_line(helper, tmp_path):
     assert line.startswith("mkdir -p /usr/local/share/ca-certificates && printf ")
     assert line.endswith(f"> {target} && update-ca-certificates")
     copy = tmp_path / "installed.crt"
-    subprocess.run(["sh", "-c", line.replace(f"{target} && update-ca-certificates", str(copy))
-                    .replace("/usr/local/share/ca-certificates", str(tmp_path))], check=True)
+    subprocess.run(
+        [
+            "sh",
+            "-c",
+            line.replace(f"{target} && update-ca-certificates", str(copy)).replace(
+                "/usr/local/share/ca-certificates", str(tmp_path)
+            ),
+        ],
+        check=True,
+    )
     assert copy.read_text().strip() == ca
 
 
@@ -395,7 +493,9 @@ def test_backup_leaves_out_a_file_still_being_uploaded(populated, tmp_path):
     archive = tmp_path / "b.tar.gz"
     result = populated("backup", str(archive))
     assert result.returncode == 0, result.stderr
-    assert "left out 1 files the index does not list" in result.stderr and "partial-1.0-py3-none-any.whl" in result.stderr
+    assert (
+        "left out 1 files the index does not list" in result.stderr and "partial-1.0-py3-none-any.whl" in result.stderr
+    )
 
     names = tarfile.open(archive).getnames()
     assert "pypi-appliance-backup/packages/probe-1.0-py3-none-any.whl" in names
@@ -443,8 +543,7 @@ def test_restore_names_what_it_replaces_and_keeps_it(populated, tmp_path):
 
     result = populated("restore", "--yes", str(archive))
     assert result.returncode == 0, result.stderr
-    assert sorted(p.name for p in packages.iterdir()) == [
-        "probe-1.0-py3-none-any.whl", "probe-2.0-py3-none-any.whl"]
+    assert sorted(p.name for p in packages.iterdir()) == ["probe-1.0-py3-none-any.whl", "probe-2.0-py3-none-any.whl"]
     assert HtpasswdFile(str(populated.htpasswd)).check_password("admin", PASSWORD)
     assert populated("user", "list").stdout == "admin publish\n"
     assert packages.stat().st_uid == 9898
@@ -585,15 +684,20 @@ def test_a_bad_credential_checker_setting_is_named(helper, value):
     assert f"PYPI_AUTH_WORKERS={value} in " in result.stderr and "is not a whole number of 1 or more" in result.stderr
 
 
-@pytest.mark.parametrize("line, message", [
-    ("PYPI_UPSTREAM_CACHE_MAX=10gb", "PYPI_UPSTREAM_CACHE_MAX=10gb in "),
-    ("PYPI_UPSTREAM=ftp://pypi.org/simple/", "upstream 'ftp://pypi.org/simple/' is not an http:// or https://"),
-    ("PYPI_UPSTREAM=https://ci:hunter2@mirror.example/simple/", "the upstream URL holds credentials (not shown)"),
-    ("PYPI_UPSTREAM_PAGE_SECONDS=0", "PYPI_UPSTREAM_PAGE_SECONDS=0 in "),
-    ("PYPI_UPSTREAM_FILE_HOSTS=files.example,https://x/", "file host 'https://x/' is not a host name (and port)"),
-    ("PYPI_ACCESS=public-read\nPYPI_UPSTREAM=https://mirror.example/simple/\nPYPI_UPSTREAM_CREDENTIALS=/etc/creds",
-     "PYPI_ACCESS=public-read with PYPI_UPSTREAM_CREDENTIALS in "),
-])
+@pytest.mark.parametrize(
+    "line, message",
+    [
+        ("PYPI_UPSTREAM_CACHE_MAX=10gb", "PYPI_UPSTREAM_CACHE_MAX=10gb in "),
+        ("PYPI_UPSTREAM=ftp://pypi.org/simple/", "upstream 'ftp://pypi.org/simple/' is not an http:// or https://"),
+        ("PYPI_UPSTREAM=https://ci:hunter2@mirror.example/simple/", "the upstream URL holds credentials (not shown)"),
+        ("PYPI_UPSTREAM_PAGE_SECONDS=0", "PYPI_UPSTREAM_PAGE_SECONDS=0 in "),
+        ("PYPI_UPSTREAM_FILE_HOSTS=files.example,https://x/", "file host 'https://x/' is not a host name (and port)"),
+        (
+            "PYPI_ACCESS=public-read\nPYPI_UPSTREAM=https://mirror.example/simple/\nPYPI_UPSTREAM_CREDENTIALS=/etc/creds",
+            "PYPI_ACCESS=public-read with PYPI_UPSTREAM_CREDENTIALS in ",
+        ),
+    ],
+)
 def test_a_bad_upstream_setting_is_named(helper, line, message):
     with helper.conf.open("a") as f:
         f.write(line + "\n")

@@ -18,7 +18,12 @@ def test_settings_are_typed_and_default_to_the_build(tmp_path):
     conf.write_text("# a comment\nPYPI_PORT=9443\nPYPI_TLS=off\nSOMETHING_ELSE=x\n")
     settings = read_conf(str(conf))
     assert isinstance(settings, Settings)
-    assert (settings.port, settings.tls, settings.data_dir, settings.admin_user) == ("9443", "off", "/srv/pypi", "admin")
+    assert (settings.port, settings.tls, settings.data_dir, settings.admin_user) == (
+        "9443",
+        "off",
+        "/srv/pypi",
+        "admin",
+    )
     assert read_conf(str(tmp_path / "missing")).port == "8080"
 
 
@@ -74,8 +79,12 @@ def test_shell_and_python_read_the_config_file_alike(tmp_path):
     checks.write_text(render(Config(version="1.0"), TREE / "debian", "_checks.sh"))
     settings = read_conf(str(conf))
     for key, field in KEYS.items():
-        shell = subprocess.run(["sh", "-c", f'. "$1"; CONF="$2"; conf_get {key}', "sh", str(checks), str(conf)],
-                               capture_output=True, text=True, check=True).stdout.rstrip("\n")
+        shell = subprocess.run(
+            ["sh", "-c", f'. "$1"; CONF="$2"; conf_get {key}', "sh", str(checks), str(conf)],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.rstrip("\n")
         if shell:  # an unset key: the helper has its default, the config script asks debconf's
             assert shell == getattr(settings, field), key
 

@@ -34,8 +34,9 @@ def sdist(directory, name, version, pkg_info=True):
     with tarfile.open(path, "w:gz") as archive:
         members = {f"{name}-{version}/setup.py": b"from setuptools import setup\nsetup()\n"}
         if pkg_info:
-            members[f"{name}-{version}/PKG-INFO"] = (f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n"
-                                                     "Requires-Python: >=3.9\n").encode()
+            members[f"{name}-{version}/PKG-INFO"] = (
+                f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\nRequires-Python: >=3.9\n"
+            ).encode()
         for member, data in members.items():
             info = tarfile.TarInfo(member)
             info.size = len(data)
@@ -91,7 +92,7 @@ def test_a_file_being_copied_is_listed_once_whole(index):
     assert not os.path.exists(os.path.join(ix.simple, "copy-probe"))
     assert not syncer.changed()
     with open(target, "ab") as f:  # the directory's mtime stays: the file's own stat tells
-        f.write(whole[len(whole) // 2:])
+        f.write(whole[len(whole) // 2 :])
     assert syncer.changed()
     assert syncer.sync()["added"] == [target.name]
 
@@ -157,13 +158,28 @@ def test_a_name_is_held_until_released_and_an_upload_holds_it_again(index):
 def test_pages_carry_the_pep_fields_escaped():
     record = {
         "files": {
-            "a_b-1.0-py3-none-any.whl": {"version": "1.0", "sha256": "ab" * 32, "size": 10,
-                                         "upload-time": "2026-01-02T03:04:05.000006Z",
-                                         "requires-python": ">=3.8,<4", "metadata-sha256": "cd" * 32},
-            "a_b-1.0.tar.gz": {"version": "1.0", "sha256": "ef" * 32, "size": 20,
-                               "upload-time": "2026-01-02T03:04:05.000006Z", "requires-python": None},
-            "a_b-0.9.tar.gz": {"version": "0.9", "sha256": "01" * 32, "size": 5,
-                               "upload-time": "2025-01-02T03:04:05.000006Z", "requires-python": None},
+            "a_b-1.0-py3-none-any.whl": {
+                "version": "1.0",
+                "sha256": "ab" * 32,
+                "size": 10,
+                "upload-time": "2026-01-02T03:04:05.000006Z",
+                "requires-python": ">=3.8,<4",
+                "metadata-sha256": "cd" * 32,
+            },
+            "a_b-1.0.tar.gz": {
+                "version": "1.0",
+                "sha256": "ef" * 32,
+                "size": 20,
+                "upload-time": "2026-01-02T03:04:05.000006Z",
+                "requires-python": None,
+            },
+            "a_b-0.9.tar.gz": {
+                "version": "0.9",
+                "sha256": "01" * 32,
+                "size": 5,
+                "upload-time": "2025-01-02T03:04:05.000006Z",
+                "requires-python": None,
+            },
         },
         "yanked": {"1.0": '<"why">', "0.9": ""},
     }
@@ -227,7 +243,7 @@ def test_bombs_are_refused_with_the_bound_they_break_and_others_still_list(index
     assert changes["invalid"] == {
         sparse.name: "member bomb_sparse-1.0/PKG-INFO is a sparse file",
         bzip2.name: "member bomb_bzip2/__init__.py is compressed with method 12; "
-                    "wheels and zip archives here use stored or deflate",
+        "wheels and zip archives here use stored or deflate",
         metadata.name: "its bomb_metadata-1.0.dist-info/METADATA is 16 MiB, more than the 8 MiB the index reads",
         overlap.name: "members bomb_overlap/__init__.py and bomb_overlap/c0000000.py overlap",
     }
@@ -246,8 +262,10 @@ def test_an_archive_that_unpacks_past_its_budget_is_refused(tmp_path, monkeypatc
     limit = 2**20 + 32 * path.stat().st_size
     with pytest.raises(Invalid) as refused:
         inspect(str(path), path.name)
-    assert str(refused.value) == (f"it unpacks to more than {limit / 2**20:,.0f} MiB (the index reads at most "
-                                  "1 MiB plus 32 times the file's size)")
+    assert str(refused.value) == (
+        f"it unpacks to more than {limit / 2**20:,.0f} MiB (the index reads at most "
+        "1 MiB plus 32 times the file's size)"
+    )
 
 
 def test_a_file_that_breaks_the_inspector_is_that_file_s_alone(index):

@@ -34,8 +34,9 @@ def guarded(tmp_path, monkeypatch):
 
     def ask(source: str, headers: dict) -> tuple[int, bytes]:
         # 127.0.0.2 is another address of this host: a peer that is not the container itself.
-        conn = http.client.HTTPConnection("127.0.0.1" if source == "127.0.0.1" else source, server.server_port,
-                                          source_address=(source, 0), timeout=5)
+        conn = http.client.HTTPConnection(
+            "127.0.0.1" if source == "127.0.0.1" else source, server.server_port, source_address=(source, 0), timeout=5
+        )
         conn.request("GET", "/health", headers=headers)
         response = conn.getresponse()
         return response.status, response.read()

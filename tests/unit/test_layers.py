@@ -32,8 +32,10 @@ def imported(path: Path) -> list[tuple[int, str]]:
             found += [(node.lineno, alias.name) for alias in node.names]
         elif isinstance(node, ast.ImportFrom):
             assert node.level == 0, f"{path}:{node.lineno}: a relative import; write {PACKAGE}.LAYER.MODULE"
-            found += [(node.lineno, f"{node.module}.{alias.name}" if node.module == PACKAGE else node.module)
-                      for alias in node.names]
+            found += [
+                (node.lineno, f"{node.module}.{alias.name}" if node.module == PACKAGE else node.module)
+                for alias in node.names
+            ]
     return found
 
 
@@ -47,14 +49,17 @@ def violations(root: Path) -> list[str]:
             if module.split(".")[0] in sys.stdlib_module_names and module.split(".")[0] != PACKAGE:
                 continue
             if not any(module == allowed or module.startswith(f"{allowed}.") for allowed in ALLOWED[layer]):
-                wrong.append(f"{rel}:{line}: {module} (the {layer or 'top'} layer may import "
-                             f"{', '.join(ALLOWED[layer])} and the standard library)")
+                wrong.append(
+                    f"{rel}:{line}: {module} (the {layer or 'top'} layer may import "
+                    f"{', '.join(ALLOWED[layer])} and the standard library)"
+                )
     return wrong
 
 
 def test_each_layer_imports_only_what_its_runtime_has():
-    assert sorted(p.name for p in SOURCE.iterdir() if p.is_dir() and p.name != "__pycache__") == \
-        sorted(layer for layer in ALLOWED if layer)
+    assert sorted(p.name for p in SOURCE.iterdir() if p.is_dir() and p.name != "__pycache__") == sorted(
+        layer for layer in ALLOWED if layer
+    )
     assert violations(SOURCE) == []
 
 

@@ -91,10 +91,19 @@ def test_unit_runs_compose_through_the_helper(staged):
     assert unit["Service"]["ExecStart"] == "/usr/sbin/pypi-appliance up"
     assert unit["Service"]["ExecStop"] == "/usr/sbin/pypi-appliance down"
     assert compose_module.compose(read_conf("/nonexistent"), "up") == [
-        "docker", "compose", "--ansi", "never", "--project-name", "pypi-appliance",
-        "--env-file", "/etc/pypi-appliance/pypi-appliance.conf", "--file", "/etc/pypi-appliance/compose.yaml", "up"]
-    assert "docker compose" not in (tree / "debian/pypi-appliance.service").read_text().replace(
-        "# docker compose", "")
+        "docker",
+        "compose",
+        "--ansi",
+        "never",
+        "--project-name",
+        "pypi-appliance",
+        "--env-file",
+        "/etc/pypi-appliance/pypi-appliance.conf",
+        "--file",
+        "/etc/pypi-appliance/compose.yaml",
+        "up",
+    ]
+    assert "docker compose" not in (tree / "debian/pypi-appliance.service").read_text().replace("# docker compose", "")
     assert unit["Unit"]["PartOf"] == "docker.service"
     assert unit["Install"]["WantedBy"] == "multi-user.target docker.service"
 
@@ -103,8 +112,15 @@ def test_username_rule_is_the_same_in_shell_and_python(staged):
     tree = staged()
     assert USERNAME_PATTERN in (tree / "debian/config").read_text()
     assert USERNAME.pattern == USERNAME_PATTERN
-    for name, ok in [("admin", True), ("ci.bot@example.com", True), ("a:b", False), ("a b", False),
-                     ("", False), ("-x", False), ("x" * 65, False)]:
+    for name, ok in [
+        ("admin", True),
+        ("ci.bot@example.com", True),
+        ("a:b", False),
+        ("a b", False),
+        ("", False),
+        ("-x", False),
+        ("x" * 65, False),
+    ]:
         grep = subprocess.run(["grep", "-Eqx", USERNAME_PATTERN], input=name + "\n", text=True)
         assert (grep.returncode == 0) is ok, name
         assert bool(re.fullmatch(USERNAME_PATTERN, name)) is ok, name
@@ -112,8 +128,7 @@ def test_username_rule_is_the_same_in_shell_and_python(staged):
 
 def test_scripts_stay_executable(staged):
     tree = staged()
-    for path in ["debian/rules", "debian/config", "debian/postinst", "debian/postrm",
-                 "root/usr/sbin/pypi-appliance"]:
+    for path in ["debian/rules", "debian/config", "debian/postinst", "debian/postrm", "root/usr/sbin/pypi-appliance"]:
         assert (tree / path).stat().st_mode & 0o111, path
 
 
@@ -127,8 +142,13 @@ def test_front_door_enforces_the_configured_reading_rights(staged):
     tree = staged()
     locations = nginx_locations(tree)
     # Reading rights come from PYPI_ACCESS at run time (access/<mode>.conf, mounted by compose).
-    for where in ("/packages/", "/simple/", "= /packages/", r"~ ^/_index/(?<format>json|html)/(?<page>.*)$",
-                  r"~ ^/packages/(?<file>.+\.whl)\.metadata$"):
+    for where in (
+        "/packages/",
+        "/simple/",
+        "= /packages/",
+        r"~ ^/_index/(?<format>json|html)/(?<page>.*)$",
+        r"~ ^/packages/(?<file>.+\.whl)\.metadata$",
+    ):
         assert "include /etc/nginx/access.conf;" in locations[where], where
     assert "alias /data/packages/;" in locations["/packages/"]
     assert "auth_request /_auth;" in locations["/"]  # uploads always need a password
@@ -137,8 +157,7 @@ def test_front_door_enforces_the_configured_reading_rights(staged):
     assert "auth_request /_auth;" in (access / "private.conf").read_text()
     assert "auth_request off;" in (access / "public-read.conf").read_text()
     proxy = compose(tree)["services"]["proxy"]
-    assert ("/usr/share/pypi-appliance/access/${PYPI_ACCESS:-private}.conf:/etc/nginx/access.conf:ro"
-            in proxy["volumes"])
+    assert "/usr/share/pypi-appliance/access/${PYPI_ACCESS:-private}.conf:/etc/nginx/access.conf:ro" in proxy["volumes"]
     assert "auth_request" not in locations["= /health"]
     assert "$passwords_version" in locations["= /_auth"]
     # Index pages are the indexer's files; both kinds of page are reached only through a rewrite.
@@ -165,15 +184,21 @@ def test_man_page_and_completion_come_from_the_parser(staged):
     # Account names complete from the password file.
     assert "_shtab_pypi_appliance_user_remove_pos_0_COMPGEN=_pypi_appliance_users" in completion
     assert "pypi-appliance user list" in completion
-    man_page = subprocess.run(["man", "--warnings", "-l", "-"], input=man, capture_output=True, text=True,
-                              env={"MANWIDTH": "80", "PATH": "/usr/bin:/bin"})
+    man_page = subprocess.run(
+        ["man", "--warnings", "-l", "-"],
+        input=man,
+        capture_output=True,
+        text=True,
+        env={"MANWIDTH": "80", "PATH": "/usr/bin:/bin"},
+    )
     assert man_page.returncode == 0 and man_page.stderr == "", man_page.stderr
 
 
 def vermin(path) -> subprocess.CompletedProcess:
     tool = str(Path(sys.executable).with_name("vermin"))
-    return subprocess.run([tool, "--no-tips", "--violations", "-t=3.10-", "--eval-annotations", str(path)],
-                          capture_output=True, text=True)
+    return subprocess.run(
+        [tool, "--no-tips", "--violations", "-t=3.10-", "--eval-annotations", str(path)], capture_output=True, text=True
+    )
 
 
 def test_helper_runs_on_python_3_10(tmp_path):
@@ -185,17 +210,55 @@ def test_helper_runs_on_python_3_10(tmp_path):
     newer = tmp_path / "newer.py"
     newer.write_text("import tomllib\n")  # Python 3.11: the check can fail
     assert vermin(newer).returncode != 0
-    lint = subprocess.run([sys.executable, "-m", "ruff", "check", "--no-cache", "--select", "F,E9",
-                           "--target-version", "py310", str(package)], capture_output=True, text=True)
+    lint = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "ruff",
+            "check",
+            "--no-cache",
+            "--select",
+            "F,E9",
+            "--target-version",
+            "py310",
+            str(package),
+        ],
+        capture_output=True,
+        text=True,
+    )
     assert lint.returncode == 0, lint.stdout + lint.stderr
 
 
 # The config script runs before the package is unpacked, so the data-dir rule
 # lives in shell too; the builder must never make a default that rule refuses.
-DATA_DIRS = ["/srv/pypi", "/srv/pypi/", "/srv//pypi", "/opt/pypi", "/home/pypi", "/var/lib/pypi", "/data",
-             "/usr/local/pypi", "/usr", "/etc/pypi", "/tmp/pypi", "/run/pypi", "/var/tmp/x", "/var/run/x",
-             "/var/lock/x", "/lib64/x", "/proc", "/var", "/", "//srv", "/srv/./pypi", "/srv/../pypi",
-             "relative", "", "/srv/my pypi", "/srv/$HOME"]
+DATA_DIRS = [
+    "/srv/pypi",
+    "/srv/pypi/",
+    "/srv//pypi",
+    "/opt/pypi",
+    "/home/pypi",
+    "/var/lib/pypi",
+    "/data",
+    "/usr/local/pypi",
+    "/usr",
+    "/etc/pypi",
+    "/tmp/pypi",
+    "/run/pypi",
+    "/var/tmp/x",
+    "/var/run/x",
+    "/var/lock/x",
+    "/lib64/x",
+    "/proc",
+    "/var",
+    "/",
+    "//srv",
+    "/srv/./pypi",
+    "/srv/../pypi",
+    "relative",
+    "",
+    "/srv/my pypi",
+    "/srv/$HOME",
+]
 
 
 def test_data_dir_rule_is_the_same_in_shell_and_python(tmp_path):
@@ -203,8 +266,9 @@ def test_data_dir_rule_is_the_same_in_shell_and_python(tmp_path):
     checks = tmp_path / "_checks.sh"
     checks.write_text(render(config, TREE / "debian", "_checks.sh"))
     for value in DATA_DIRS:
-        shell = subprocess.run(["sh", "-c", '. "$1"; check_data_dir "$2"', "sh", str(checks), value],
-                               capture_output=True, text=True)
+        shell = subprocess.run(
+            ["sh", "-c", '. "$1"; check_data_dir "$2"', "sh", str(checks), value], capture_output=True, text=True
+        )
         try:
             check_data_dir(value)
             python = None
@@ -222,12 +286,14 @@ def test_access_modes_are_one_list(staged, tmp_path):
     checks = tmp_path / "_checks.sh"
     checks.write_text(render(Config(version="1.0"), TREE / "debian", "_checks.sh"))
     for value, ok in [*((mode, True) for mode in ACCESS_MODES), ("public", False), ("", False), ("private x", False)]:
-        shell = subprocess.run(["sh", "-c", '. "$1"; check_access "$2"', "sh", str(checks), value],
-                               capture_output=True, text=True)
+        shell = subprocess.run(
+            ["sh", "-c", '. "$1"; check_access "$2"', "sh", str(checks), value], capture_output=True, text=True
+        )
         assert (shell.returncode == 0) is ok, (value, shell.stdout)
     assert sorted(p.stem for p in (tree / "root/usr/share/pypi-appliance/access").iterdir()) == sorted(ACCESS_MODES)
     assert json.loads((tree / "root/usr/share/pypi-appliance/defaults.json").read_text())["access_modes"] == list(
-        ACCESS_MODES)
+        ACCESS_MODES
+    )
 
 
 def test_settings_are_declared_once(staged):
@@ -257,8 +323,9 @@ def shell_check(tmp_path, function: str, *args: str) -> subprocess.CompletedProc
     checks = tmp_path / "_checks.sh"
     if not checks.exists():
         checks.write_text(render(Config(version="1.0"), TREE / "debian", "_checks.sh"))
-    return subprocess.run(["sh", "-c", f'. "$1"; shift; {function} "$@"', "sh", str(checks), *args],
-                          capture_output=True, text=True)
+    return subprocess.run(
+        ["sh", "-c", f'. "$1"; shift; {function} "$@"', "sh", str(checks), *args], capture_output=True, text=True
+    )
 
 
 def test_port_rule_is_the_same_in_shell_and_python(tmp_path):
@@ -294,17 +361,29 @@ NGINX_0_3 = "location = /_auth { proxy_pass http://auth/check; }\n"
 NGINX_0_6 = NGINX_0_3 + "include /data/upstream/settings.conf;\n"
 
 
-@pytest.mark.parametrize("services, nginx_text, message", [
-    ("proxy\npypiserver\n", None, "compose.yaml has no auth, upstream, indexer service: it is an edited copy"),
-    ("proxy\nauth\nupstream\nindexer\npypiserver\n", "location = /_auth { proxy_pass http://pypiserver/; }\n",
-     "nginx.conf does not ask the credential checker and does not serve the upstream and does not send"),
-    ("proxy\nauth\nupstream\nindexer\npypiserver\n", NGINX_0_3,
-     "nginx.conf does not serve the upstream and does not send the containers' key: it is"),
-    ("proxy\nauth\nupstream\nindexer\npypiserver\n", NGINX_0_6, "nginx.conf does not send the containers' key: it is"),
-    ("proxy\nauth\nupstream\nindexer\npypiserver\n", None, None),
-])
-def test_up_refuses_conffiles_kept_from_an_older_version(staged, tmp_path, monkeypatch,
-                                                          services, nginx_text, message):
+@pytest.mark.parametrize(
+    "services, nginx_text, message",
+    [
+        ("proxy\npypiserver\n", None, "compose.yaml has no auth, upstream, indexer service: it is an edited copy"),
+        (
+            "proxy\nauth\nupstream\nindexer\npypiserver\n",
+            "location = /_auth { proxy_pass http://pypiserver/; }\n",
+            "nginx.conf does not ask the credential checker and does not serve the upstream and does not send",
+        ),
+        (
+            "proxy\nauth\nupstream\nindexer\npypiserver\n",
+            NGINX_0_3,
+            "nginx.conf does not serve the upstream and does not send the containers' key: it is",
+        ),
+        (
+            "proxy\nauth\nupstream\nindexer\npypiserver\n",
+            NGINX_0_6,
+            "nginx.conf does not send the containers' key: it is",
+        ),
+        ("proxy\nauth\nupstream\nindexer\npypiserver\n", None, None),
+    ],
+)
+def test_up_refuses_conffiles_kept_from_an_older_version(staged, tmp_path, monkeypatch, services, nginx_text, message):
     nginx = tmp_path / "nginx.conf"
     current = (staged() / "root/etc/pypi-appliance/nginx.conf").read_text()
     nginx.write_text(nginx_text or current)
@@ -324,12 +403,35 @@ def test_up_refuses_conffiles_kept_from_an_older_version(staged, tmp_path, monke
 
 
 def test_upstream_rule_is_the_same_in_shell_and_python(tmp_path):
-    values = ["", "none", "https://pypi.org/simple/", "https://pypi.org/simple", "http://mirror.example:8080/root/pypi/+simple/",
-              "https://user:secret@private.example/simple/", "ftp://pypi.org/simple/", "pypi.org/simple/",
-              "https://pypi.org/simple/ x", "https://", "https://pypi.org/simple/?x=1", "https://pypi.org/s$(id)/"]
+    values = [
+        "",
+        "none",
+        "https://pypi.org/simple/",
+        "https://pypi.org/simple",
+        "http://mirror.example:8080/root/pypi/+simple/",
+        "https://user:secret@private.example/simple/",
+        "ftp://pypi.org/simple/",
+        "pypi.org/simple/",
+        "https://pypi.org/simple/ x",
+        "https://",
+        "https://pypi.org/simple/?x=1",
+        "https://pypi.org/s$(id)/",
+    ]
     for value in values:
         shell = shell_check(tmp_path, "check_upstream", value)
         python = upstream_refusal(value)
         assert (shell.returncode == 0) is (python is None), (value, shell.stdout, python)
         assert shell.stdout.strip() == (python or ""), (value, shell.stdout, python)
         assert "secret" not in shell.stdout + (python or "")
+
+
+@pytest.mark.parametrize("script", ["config", "preinst", "postinst", "postrm", "images/load"])
+def test_rendered_maintainer_scripts_pass_shellcheck(shipped_tree, script):
+    """The fast tier's shellcheck, before debhelper adds its snippets (the
+    package tier checks the scripts as built)."""
+    result = subprocess.run(
+        ["shellcheck", "--shell=sh", "--exclude=SC1091", str(shipped_tree / "debian" / script)],
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr

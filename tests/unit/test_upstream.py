@@ -27,13 +27,14 @@ HTML_PAGE = f"""<!DOCTYPE html><html><body>
 <a href="https://files.example/p/demo-2.0-py3-none-any.whl#sha256={H_WHEEL}" data-requires-python="&gt;=3.9"
    data-core-metadata="sha256={H_META}">demo-2.0-py3-none-any.whl</a>
 <a href="../../p/demo-1.0.tar.gz#sha256={H_SDIST}" data-yanked="broken build">demo-1.0.tar.gz</a>
-<a href="https://files.example/p/bad-1.0.tar.gz#sha256={'0' * 64}">demo-0.1.tar.gz</a>
+<a href="https://files.example/p/bad-1.0.tar.gz#sha256={"0" * 64}">demo-0.1.tar.gz</a>
 </body></html>"""
 
 
 class Fake(http.server.BaseHTTPRequestHandler):
     """An upstream: HTML pages on /simple/, files on /p/ (the test's own host
     stands in for files.example), a JSON page for 'jsonproj'; records each path."""
+
     seen: list[str] = []
     auth: list[str | None] = []
 
@@ -41,35 +42,90 @@ class Fake(http.server.BaseHTTPRequestHandler):
         Fake.seen.append(self.path)
         Fake.auth.append(self.headers.get("Authorization"))
         body, kind = {
-            "/simple/demo/": (HTML_PAGE.replace("https://files.example", f"http://127.0.0.1:{self.server.server_port}")
-                              .encode(), "text/html"),
-            "/simple/jsonproj/": (json.dumps({"meta": {"api-version": "1.1"}, "name": "jsonproj", "files": [
-                {"filename": "jsonproj-3.0-py3-none-any.whl", "url": "/p/demo-2.0-py3-none-any.whl",
-                 "hashes": {"sha256": H_WHEEL}, "core-metadata": {"sha256": H_META}, "yanked": False,
-                 "size": len(WHEEL), "upload-time": "2026-01-01T00:00:00.000000Z"}]}).encode(),
-                "application/vnd.pypi.simple.v1+json"),
+            "/simple/demo/": (
+                HTML_PAGE.replace("https://files.example", f"http://127.0.0.1:{self.server.server_port}").encode(),
+                "text/html",
+            ),
+            "/simple/jsonproj/": (
+                json.dumps(
+                    {
+                        "meta": {"api-version": "1.1"},
+                        "name": "jsonproj",
+                        "files": [
+                            {
+                                "filename": "jsonproj-3.0-py3-none-any.whl",
+                                "url": "/p/demo-2.0-py3-none-any.whl",
+                                "hashes": {"sha256": H_WHEEL},
+                                "core-metadata": {"sha256": H_META},
+                                "yanked": False,
+                                "size": len(WHEEL),
+                                "upload-time": "2026-01-01T00:00:00.000000Z",
+                            }
+                        ],
+                    }
+                ).encode(),
+                "application/vnd.pypi.simple.v1+json",
+            ),
             "/p/demo-2.0-py3-none-any.whl": (WHEEL, "application/octet-stream"),
             "/p/demo-2.0-py3-none-any.whl.metadata": (META, "application/octet-stream"),
             "/p/demo-1.0.tar.gz": (SDIST, "application/octet-stream"),
             "/p/bad-1.0.tar.gz": (b"not what the page says", "application/octet-stream"),
-            "/simple/hostile/": (json.dumps({"meta": {"api-version": "1.1"}, "name": "hostile", "files": [
-                {"filename": "hostile-1.0.tar.gz", "url": "file:///etc/passwd", "hashes": {"sha256": H_SDIST}},
-                {"filename": "hostile-1.1.tar.gz", "url": f"http://localhost:{self.server.server_port}/p/demo-1.0.tar.gz",
-                 "hashes": {"sha256": H_SDIST}},
-                {"filename": "hostile-1.2.tar.gz", "url": "/p/demo-1.0.tar.gz", "hashes": {}},
-                {"filename": "hostile-1.3.tar.gz", "url": "/p/demo-1.0.tar.gz", "hashes": "sha256"},
-                {"filename": "hostile-2.0-py3-none-any.whl", "url": "/p/away.whl", "hashes": {"sha256": H_WHEEL},
-                 "core-metadata": True},
-                {"filename": "hostile-2.1-py3-none-any.whl", "url": "/p/here.whl", "hashes": {"sha256": H_WHEEL}},
-            ]}).encode(), "application/vnd.pypi.simple.v1+json"),
-            "/simple/huge/": (json.dumps({"meta": {"api-version": "1.1"}, "name": "huge", "files": []}).encode()
-                              + b" " * 4096, "application/vnd.pypi.simple.v1+json"),
-            "/simple/many/": (json.dumps({"meta": {"api-version": "1.1"}, "name": "many", "files": [
-                {"filename": f"many-{n}.tar.gz", "url": f"file:///x/{n}", "hashes": {"sha256": H_SDIST}}
-                for n in range(50)]}).encode(), "application/vnd.pypi.simple.v1+json"),
+            "/simple/hostile/": (
+                json.dumps(
+                    {
+                        "meta": {"api-version": "1.1"},
+                        "name": "hostile",
+                        "files": [
+                            {
+                                "filename": "hostile-1.0.tar.gz",
+                                "url": "file:///etc/passwd",
+                                "hashes": {"sha256": H_SDIST},
+                            },
+                            {
+                                "filename": "hostile-1.1.tar.gz",
+                                "url": f"http://localhost:{self.server.server_port}/p/demo-1.0.tar.gz",
+                                "hashes": {"sha256": H_SDIST},
+                            },
+                            {"filename": "hostile-1.2.tar.gz", "url": "/p/demo-1.0.tar.gz", "hashes": {}},
+                            {"filename": "hostile-1.3.tar.gz", "url": "/p/demo-1.0.tar.gz", "hashes": "sha256"},
+                            {
+                                "filename": "hostile-2.0-py3-none-any.whl",
+                                "url": "/p/away.whl",
+                                "hashes": {"sha256": H_WHEEL},
+                                "core-metadata": True,
+                            },
+                            {
+                                "filename": "hostile-2.1-py3-none-any.whl",
+                                "url": "/p/here.whl",
+                                "hashes": {"sha256": H_WHEEL},
+                            },
+                        ],
+                    }
+                ).encode(),
+                "application/vnd.pypi.simple.v1+json",
+            ),
+            "/simple/huge/": (
+                json.dumps({"meta": {"api-version": "1.1"}, "name": "huge", "files": []}).encode() + b" " * 4096,
+                "application/vnd.pypi.simple.v1+json",
+            ),
+            "/simple/many/": (
+                json.dumps(
+                    {
+                        "meta": {"api-version": "1.1"},
+                        "name": "many",
+                        "files": [
+                            {"filename": f"many-{n}.tar.gz", "url": f"file:///x/{n}", "hashes": {"sha256": H_SDIST}}
+                            for n in range(50)
+                        ],
+                    }
+                ).encode(),
+                "application/vnd.pypi.simple.v1+json",
+            ),
         }.get(self.path, (None, None))
-        redirects = {"/p/away.whl": f"http://localhost:{self.server.server_port}/p/demo-2.0-py3-none-any.whl",
-                     "/p/here.whl": "/p/demo-2.0-py3-none-any.whl"}
+        redirects = {
+            "/p/away.whl": f"http://localhost:{self.server.server_port}/p/demo-2.0-py3-none-any.whl",
+            "/p/here.whl": "/p/demo-2.0-py3-none-any.whl",
+        }
         if self.path in redirects:
             self.send_response(302)
             self.send_header("Location", redirects[self.path])
@@ -130,8 +186,10 @@ def test_html_page_becomes_the_appliances(service):
     status, _, body = service("/simple/demo/", "html")
     text = body.decode()
     assert status == 200
-    assert (f'href="../../upstream/demo/{H_WHEEL}/demo-2.0-py3-none-any.whl#sha256={H_WHEEL}" '
-            'data-requires-python="&gt;=3.9"') in text
+    assert (
+        f'href="../../upstream/demo/{H_WHEEL}/demo-2.0-py3-none-any.whl#sha256={H_WHEEL}" '
+        'data-requires-python="&gt;=3.9"'
+    ) in text
     assert f'data-core-metadata="sha256={H_META}"' in text and 'data-yanked="broken build"' in text
     assert "files.example" not in text and "127.0.0.1" not in text
     # The credentials went to the upstream's host, for the pages.
@@ -167,12 +225,16 @@ def test_files_are_checked_against_the_page(service):
     # ...and URLs the page does not list cost the upstream nothing while it is kept.
     for n in range(5):
         assert service(f"/files/demo/{H_WHEEL}/guess-{n}.whl")[0] == 404
-    assert Fake.seen[len(before):] == []
+    assert Fake.seen[len(before) :] == []
 
 
 def test_missing_and_unreachable(service):
     status, headers, body = service("/simple/nothing-here/")
-    assert status == 404 and headers["X-Accel-Expires"] == "60" and b"no project nothing-here on this index, nor on its upstream http://127.0.0.1:" in body
+    assert (
+        status == 404
+        and headers["X-Accel-Expires"] == "60"
+        and b"no project nothing-here on this index, nor on its upstream http://127.0.0.1:" in body
+    )
     down = upstream.Upstream("http://127.0.0.1:9/simple/", "ci:s3cret")
     started = time.monotonic()
     with pytest.raises(upstream.Refused) as refused:
@@ -183,8 +245,9 @@ def test_missing_and_unreachable(service):
 
 
 def test_another_upstream_starts_an_empty_cache(tmp_path):
-    conf = dataclasses.replace(read_conf("/nonexistent"), data_dir=str(tmp_path), upstream="https://a.example/simple/",
-                               upstream_cache_max="2g")
+    conf = dataclasses.replace(
+        read_conf("/nonexistent"), data_dir=str(tmp_path), upstream="https://a.example/simple/", upstream_cache_max="2g"
+    )
     cache.write_settings(conf)
     text = (tmp_path / "upstream/settings.conf").read_text()
     assert "geo $from_upstream { default 1; }" in text and "keys_zone=upstream_files_0:16m max_size=2g" in text
@@ -232,8 +295,9 @@ def test_the_credentials_never_follow_a_redirect_elsewhere(service):
         assert response.read() == WHEEL  # followed: localhost is a file host here
     assert Fake.seen[-2:] == ["/p/away.whl", "/p/demo-2.0-py3-none-any.whl"]
     assert Fake.auth[-2].startswith("Basic ") and Fake.auth[-1] is None
-    assert other.why_not("https://files.example/x.whl").endswith("neither the upstream's host nor in "
-                                                                 "PYPI_UPSTREAM_FILE_HOSTS")
+    assert other.why_not("https://files.example/x.whl").endswith(
+        "neither the upstream's host nor in PYPI_UPSTREAM_FILE_HOSTS"
+    )
     secure = upstream.Upstream("https://index.example/simple/", file_hosts="files.example")
     assert secure.why_not("http://files.example/x.whl").endswith("is plain http under an https upstream")
     assert secure.why_not("https://files.example/x.whl") is None

@@ -77,8 +77,11 @@ def cmd_backup(args, conf: Settings):
     """Packages, htpasswd and config (and the CA with --with-ca), with a checksum manifest."""
     target = args.file or time.strftime(f"{PACKAGE}-backup-%Y%m%d-%H%M%S.tar.gz")
     data = conf.data_dir
-    sources = [(os.path.join(data, "auth", name), f"auth/{name}") for name in ("htpasswd", "roles")
-               if name == "htpasswd" or os.path.isfile(os.path.join(data, "auth", name))]
+    sources = [
+        (os.path.join(data, "auth", name), f"auth/{name}")
+        for name in ("htpasswd", "roles")
+        if name == "htpasswd" or os.path.isfile(os.path.join(data, "auth", name))
+    ]
     for name in (f"{PACKAGE}.conf", "compose.yaml", "nginx.conf"):
         sources.append((os.path.join(os.path.dirname(CONF), name), f"config/{name}"))
     if args.with_ca:
@@ -127,28 +130,36 @@ def cmd_backup(args, conf: Settings):
     for why in skipped:
         print(f"{PACKAGE}: left out {why}", file=sys.stderr)
     if unlisted:
-        print(f"{PACKAGE}: left out {len(unlisted)} files the index does not list ('{PACKAGE} status' says why): "
-              + ", ".join(unlisted[:5]) + (", ..." if len(unlisted) > 5 else ""), file=sys.stderr)
+        print(
+            f"{PACKAGE}: left out {len(unlisted)} files the index does not list ('{PACKAGE} status' says why): "
+            + ", ".join(unlisted[:5])
+            + (", ..." if len(unlisted) > 5 else ""),
+            file=sys.stderr,
+        )
     count = len(digests)
     print(f"backed up {count} package files{' and the CA' if args.with_ca else ''} to {target}", file=sys.stderr)
 
 
 def listed_files(index: Index) -> dict[str, str]:
     """Every file the index lists, with its sha256: what a backup takes."""
-    return {name: entry["sha256"] for project in index.projects()
-            for name, entry in index.load(project)["files"].items()}
+    return {
+        name: entry["sha256"] for project in index.projects() for name, entry in index.load(project)["files"].items()
+    }
 
 
 def audit_logs() -> list[tuple[str, str]]:
     """The audit log and its rotations, as (path, name in the archive)."""
     directory, base = os.path.split(audit.LOG)
-    names = sorted(n for n in os.listdir(directory) if n == base or n.startswith(f"{base}.")) \
-        if os.path.isdir(directory) else []
+    names = (
+        sorted(n for n in os.listdir(directory) if n == base or n.startswith(f"{base}."))
+        if os.path.isdir(directory)
+        else []
+    )
     return [(os.path.join(directory, n), f"log/{n}") for n in names]
 
 
 def audit_lines(paths) -> list[bytes]:
-    lines = []
+    lines: list[bytes] = []
     for path in paths:
         with (gzip.open if path.endswith(".gz") else open)(path, "rb") as f:
             lines += f.read().splitlines(keepends=True)
@@ -158,8 +169,11 @@ def audit_lines(paths) -> list[bytes]:
 def merge_audit_log(scratch) -> int:
     """The backup's audit lines this host's log lacks (after a purge: all of
     them) go into its log, in time order; returns how many."""
-    theirs = audit_lines(sorted(os.path.join(scratch, "log", n) for n in os.listdir(os.path.join(scratch, "log")))
-                         if os.path.isdir(os.path.join(scratch, "log")) else [])
+    theirs = audit_lines(
+        sorted(os.path.join(scratch, "log", n) for n in os.listdir(os.path.join(scratch, "log")))
+        if os.path.isdir(os.path.join(scratch, "log"))
+        else []
+    )
     current = audit_lines([audit.LOG]) if os.path.isfile(audit.LOG) else []
     known = set(current) | set(audit_lines([src for src, _ in audit_logs() if src != audit.LOG]))
     missing = [line for line in dict.fromkeys(theirs) if line not in known and line.endswith(b"\n")]
@@ -185,8 +199,11 @@ def settings_differences(scratch, conf: Settings) -> dict[str, str]:
     if not os.path.isfile(path):
         return {}
     theirs = read_conf(path)
-    return {key: getattr(theirs, field) for key, field in KEYS.items()
-            if key not in HOST_SETTINGS and getattr(theirs, field) != getattr(conf, field)}
+    return {
+        key: getattr(theirs, field)
+        for key, field in KEYS.items()
+        if key not in HOST_SETTINGS and getattr(theirs, field) != getattr(conf, field)
+    }
 
 
 def offer_settings(args, differences: dict[str, str], conf: Settings) -> None:
@@ -197,7 +214,11 @@ def offer_settings(args, differences: dict[str, str], conf: Settings) -> None:
     for key, value in differences.items():
         print(f"  {key}={value or '(empty)'} (here: {getattr(conf, KEYS[key]) or '(empty)'})", file=sys.stderr)
     command = f"{PACKAGE} write-config " + " ".join(shlex.quote(f"{k}={v}") for k, v in differences.items())
-    if not args.yes and sys.stdin.isatty() and input("Use the backup's settings? [y/N] ").strip().lower() in ("y", "yes"):
+    if (
+        not args.yes
+        and sys.stdin.isatty()
+        and input("Use the backup's settings? [y/N] ").strip().lower() in ("y", "yes")
+    ):
         write_conf(differences)
         audit.record("settings", by=audit.actor(), keys=",".join(differences), why="restore")
         print(f"set them in {CONF}; they take effect at the restart below", file=sys.stderr)
@@ -253,7 +274,7 @@ def replaced_by(conf: Settings, members):
     """What a restore of members would remove or change: (path, name in a safety archive, why)."""
     data = conf.data_dir
     packages = os.path.join(data, "packages")
-    losses = []
+    losses: list[tuple[str, str, str | None]] = []
     for name in sorted(Index(data).walk()[0]):
         live = os.path.join(packages, name)
         digest = members.get(f"packages/{name}")
@@ -330,7 +351,8 @@ def cmd_restore(args, conf: Settings):
         print(
             f"{args.file}: {count} package files, the password file and roles, the index's records (upload "
             f"times, yanks, held names){' and a CA' if with_ca else ''}; its audit lines are added to this "
-            "host's. Not restored: settings (below), the upstream's cache (fetched again).", file=sys.stderr
+            "host's. Not restored: settings (below), the upstream's cache (fetched again).",
+            file=sys.stderr,
         )
         differences = settings_differences(scratch, conf)
         if losses:

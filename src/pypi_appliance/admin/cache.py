@@ -150,7 +150,7 @@ def cached_files(conf: Settings, name: str | None = None) -> list[tuple[str, str
     return sorted(found)
 
 
-def human(size: int) -> str:
+def human(size: float) -> str:
     for unit in ("B", "kB", "MB", "GB"):
         if size < 1000 or unit == "GB":
             return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
@@ -171,8 +171,10 @@ def cmd_cache(args, conf: Settings):
     size, files, pages = usage(conf)
     hit, total, since = hits()
     print(f"upstream  {conf.upstream or '(none: PYPI_UPSTREAM is empty)'}")
-    print(f"cache     {human(size)} of {conf.upstream_cache_max} (PYPI_UPSTREAM_CACHE_MAX): {files} files, "
-          f"{pages} pages, in {root(conf)}")
+    print(
+        f"cache     {human(size)} of {conf.upstream_cache_max} (PYPI_UPSTREAM_CACHE_MAX): {files} files, "
+        f"{pages} pages, in {root(conf)}"
+    )
     ratio = f"{100 * hit / total:.0f}% of {total} file downloads since {since}" if total else "no file downloads yet"
     print(f"hits      {ratio}")
     return 0
@@ -190,6 +192,8 @@ def clear(conf: Settings):
     with open(LOG, "a", encoding="utf-8") as f:
         f.write(f"{CLEARED} {time.strftime('%Y-%m-%dT%H:%M:%S+00:00', time.gmtime())}\n")
     audit.record("cache-clear", by=audit.actor(), removed=removed)
-    print(f"{PACKAGE}: the upstream's cache is empty ({removed} files and pages removed); "
-          "the next request of each fetches it again")
+    print(
+        f"{PACKAGE}: the upstream's cache is empty ({removed} files and pages removed); "
+        "the next request of each fetches it again"
+    )
     return 0

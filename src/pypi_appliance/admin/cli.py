@@ -140,8 +140,11 @@ local networks (name constraints), so its key is no key to other sites.
 The service runs this on every start.""",
         root=True,
     )
-    tl.add_argument("--new-ca", action="store_true",
-                    help="make a new CA for this host's names now (after a rename); every client must trust it again")
+    tl.add_argument(
+        "--new-ca",
+        action="store_true",
+        help="make a new CA for this host's names now (after a rename); every client must trust it again",
+    )
 
     lg = command(
         sub, "logs", cmd_logs, "the servers' logs as text", "Show the containers' logs as plain text.", root=True
@@ -200,9 +203,7 @@ logged to the journal; kept in backups.""",
     )
     y.add_argument("release", metavar="PROJECT==VERSION")
     y.add_argument("--reason", metavar="TEXT", help="why, shown to pip's users")
-    uy = command(
-        sub, "unyank", cmd_unyank, "undo a yank", "List PROJECT==VERSION as installable again.", root=True
-    )
+    uy = command(sub, "unyank", cmd_unyank, "undo a yank", "List PROJECT==VERSION as installable again.", root=True)
     uy.add_argument("release", metavar="PROJECT==VERSION")
     rv = command(
         sub,
@@ -307,8 +308,9 @@ again when next asked for; the log of what was fetched keeps its lines, and
 the clear is in the audit log. Names this index holds are never in it.""",
         root=True,
     )
-    ca.add_argument("action", nargs="?", choices=["clear", "files"],
-                    help="clear: empty the cache; files: list the files it holds")
+    ca.add_argument(
+        "action", nargs="?", choices=["clear", "files"], help="clear: empty the cache; files: list the files it holds"
+    )
     ca.add_argument("name", nargs="?", help="with files: that project's only")
 
     accounts = command(
@@ -324,8 +326,9 @@ command line. Changes take effect at once, without a restart, also for
 credentials the front door has already checked.""",
     )
     usub = accounts.add_subparsers(dest="user_command", metavar="ACTION", required=True)
-    ls = command(usub, "list", cmd_user_list, "list accounts and their roles", "List the accounts: NAME ROLE.",
-                 root=True)
+    ls = command(
+        usub, "list", cmd_user_list, "list accounts and their roles", "List the accounts: NAME ROLE.", root=True
+    )
     ls.add_argument("--names", action="store_true", help="names only")
     a = command(usub, "add", cmd_user_add, "add an account", "Add an account.", root=True)
     a.add_argument("name")
@@ -336,11 +339,15 @@ credentials the front door has already checked.""",
         help="make a long random password, print it once with the shell lines that set up pip, uv and "
         "twine with it on a machine (the CA included)",
     )
-    a.add_argument("--host", metavar="HOST[:PORT]", help="with --generate: the name or address the machine uses "
-                   "(as for client-config)")
+    a.add_argument(
+        "--host",
+        metavar="HOST[:PORT]",
+        help="with --generate: the name or address the machine uses (as for client-config)",
+    )
     a.add_argument("--url", metavar="URL", help="with --generate: the URL the machine uses (as for client-config)")
-    p_ = command(usub, "passwd", cmd_user_passwd, "change an account's password", "Change an account's password.",
-                 root=True)
+    p_ = command(
+        usub, "passwd", cmd_user_passwd, "change an account's password", "Change an account's password.", root=True
+    )
     p_.add_argument("name").complete = USERS
     for parser_ in (a, p_):
         parser_.add_argument(

@@ -133,7 +133,8 @@ def cmd_client_config(args, conf: Settings):
         f"# Names this index does not hold come from its upstream, {conf.upstream}:\n"
         "# one index is enough. No extra-index-url: with two indexes a public name\n"
         "# can shadow yours (dependency confusion); here yours always win.\n"
-        if conf.upstream else ""
+        if conf.upstream
+        else ""
     )
     print(f"""\
 {reach}{trust}

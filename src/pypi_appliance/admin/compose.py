@@ -18,9 +18,11 @@ from pypi_appliance.core.fsutil import write_atomic
 COMPOSE_FILE = f"/etc/{PACKAGE}/compose.yaml"
 NGINX_FILE = os.environ.get("PYPI_APPLIANCE_NGINX_CONF", f"/etc/{PACKAGE}/nginx.conf")
 # What nginx.conf says since the credential checker (0.3.0) and the upstream (0.4.0) came.
-NEEDED = {"proxy_pass http://auth/check;": "does not ask the credential checker",
-          "include /data/upstream/settings.conf;": "does not serve the upstream",
-          "include /etc/nginx/internal-key.conf;": "does not send the containers' key"}
+NEEDED = {
+    "proxy_pass http://auth/check;": "does not ask the credential checker",
+    "include /data/upstream/settings.conf;": "does not serve the upstream",
+    "include /etc/nginx/internal-key.conf;": "does not send the containers' key",
+}
 
 
 def compose(conf: Settings, *args):
@@ -88,8 +90,10 @@ def check_conffiles(conf: Settings):
     if missing or old_nginx:
         name = COMPOSE_FILE if missing else NGINX_FILE
         what = f"has no {', '.join(missing)} service" if missing else " and ".join(old_nginx)
-        raise Fail(f"{name} {what}: it is an edited copy from an older version, which dpkg kept. Merge "
-                   f"{name}.dpkg-dist into it (or replace it with that), then systemctl restart {PACKAGE}")
+        raise Fail(
+            f"{name} {what}: it is an edited copy from an older version, which dpkg kept. Merge "
+            f"{name}.dpkg-dist into it (or replace it with that), then systemctl restart {PACKAGE}"
+        )
 
 
 def check_credentials(conf: Settings):
@@ -100,13 +104,16 @@ def check_credentials(conf: Settings):
     try:
         st = os.stat(path)
     except OSError as err:
-        raise Fail(f"PYPI_UPSTREAM_CREDENTIALS={path} in {CONF}: {err.strerror}; it names a file "
-                   "holding USER:PASSWORD") from None
+        raise Fail(
+            f"PYPI_UPSTREAM_CREDENTIALS={path} in {CONF}: {err.strerror}; it names a file holding USER:PASSWORD"
+        ) from None
     if not os.path.isabs(path) or not os.path.isfile(path):
         raise Fail(f"PYPI_UPSTREAM_CREDENTIALS={path} in {CONF} is not an absolute path to a file")
     if st.st_mode & 0o007 or st.st_gid != SERVER_GID or not st.st_mode & 0o040:
-        raise Fail(f"{path} (PYPI_UPSTREAM_CREDENTIALS) must be readable by the appliance and nobody else: "
-                   f"chgrp {SERVER_GID} {path} && chmod 0640 {path}")
+        raise Fail(
+            f"{path} (PYPI_UPSTREAM_CREDENTIALS) must be readable by the appliance and nobody else: "
+            f"chgrp {SERVER_GID} {path} && chmod 0640 {path}"
+        )
 
 
 FRONT_DOOR = f"/run/{PACKAGE}/front-door.conf"
@@ -135,8 +142,10 @@ def write_internal_key() -> None:
     """A new key at each start (pypi_appliance.internal): the containers' group
     reads it, nginx (as root) its map; in /run, so never on a disk."""
     key = secrets.token_urlsafe(32)
-    for path, text, gid, mode in ((INTERNAL_KEY, key + "\n", SERVER_GID, 0o640),
-                                  (f"{INTERNAL_KEY}.conf", f'map $host $internal_key {{ default "{key}"; }}\n', 0, 0o600)):
+    for path, text, gid, mode in (
+        (INTERNAL_KEY, key + "\n", SERVER_GID, 0o640),
+        (f"{INTERNAL_KEY}.conf", f'map $host $internal_key {{ default "{key}"; }}\n', 0, 0o600),
+    ):
         write_atomic(path, text, mode=mode, owner=(0, gid))
 
 

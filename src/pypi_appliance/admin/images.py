@@ -33,7 +33,7 @@ def named(compose_cmd) -> list[str]:
 
 def inspect(ref: str) -> dict | None:
     """Docker's id and registry digests for ref; None when it holds no such image."""
-    errors = []
+    errors: list[str] = []
     code, out = run(["docker", "image", "inspect", ref], errors)
     if code != 0:
         if any("no such image" in e.lower() for e in errors):
@@ -54,8 +54,10 @@ def shipped() -> dict[str, str]:
 
 def fix(missing: list[str]) -> str:
     arch = run(["dpkg", "--print-architecture"])[1] or "ARCH"
-    return (f"install {IMAGES['package']}_{BUILD['version']}_{arch}.deb (made with 'make deb IMAGES=1' on a "
-            f"machine with the images), or docker pull {' '.join(missing)}; then systemctl restart {PACKAGE}")
+    return (
+        f"install {IMAGES['package']}_{BUILD['version']}_{arch}.deb (made with 'make deb IMAGES=1' on a "
+        f"machine with the images), or docker pull {' '.join(missing)}; then systemctl restart {PACKAGE}"
+    )
 
 
 def ensure(compose_cmd) -> None:
@@ -71,12 +73,13 @@ def ensure(compose_cmd) -> None:
             if loaded != 0:
                 notes.append(f"{IMAGES['loader']} failed with exit status {loaded}, see journalctl -u {PACKAGE}")
         missing = [ref for ref in refs if inspect(ref) is None]
-        errors = {}  # why -> the images it stopped
+        errors: dict[str, list[str]] = {}  # why -> the images it stopped
         for ref in missing:
             print(f"pulling image {ref} (try {attempt} of {PULL_TRIES})", flush=True)
             try:
-                proc = subprocess.run(["docker", "pull", "-q", ref], capture_output=True, text=True,
-                                      timeout=PULL_TIMEOUT_SECONDS)
+                proc = subprocess.run(
+                    ["docker", "pull", "-q", ref], capture_output=True, text=True, timeout=PULL_TIMEOUT_SECONDS
+                )
                 if proc.returncode != 0:
                     errors.setdefault((proc.stderr.strip().splitlines() or ["pull failed"])[-1], []).append(ref)
             except subprocess.TimeoutExpired:
@@ -84,15 +87,21 @@ def ensure(compose_cmd) -> None:
         if not errors:
             _forget_failure()
             return
-        why = "; ".join([*notes, *(f"{', '.join(stopped)}: {error}" if len(errors) > 1 else error
-                                   for error, stopped in errors.items())])
+        why = "; ".join(
+            [
+                *notes,
+                *(f"{', '.join(stopped)}: {error}" if len(errors) > 1 else error for error, stopped in errors.items()),
+            ]
+        )
         if attempt < PULL_TRIES:
             print(f"could not pull ({why}); trying again in {PULL_WAIT_SECONDS} s", flush=True)
             time.sleep(PULL_WAIT_SECONDS)
     missing = [ref for ref in refs if inspect(ref) is None]
-    message = (f"gave up after {PULL_TRIES} tries: image{'s' if len(missing) > 1 else ''} {', '.join(missing)} "
-               f"{'are' if len(missing) > 1 else 'is'} not in Docker and could not be pulled ({why}). "
-               f"Fix: {fix(missing)}")
+    message = (
+        f"gave up after {PULL_TRIES} tries: image{'s' if len(missing) > 1 else ''} {', '.join(missing)} "
+        f"{'are' if len(missing) > 1 else 'is'} not in Docker and could not be pulled ({why}). "
+        f"Fix: {fix(missing)}"
+    )
     write_atomic(FAILURE, json.dumps({"missing": missing, "message": message}))
     raise ImagesMissing(message)
 

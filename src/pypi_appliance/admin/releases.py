@@ -137,10 +137,14 @@ def cmd_release_name(args, conf: Settings) -> None:
         raise Fail(f"{project} is not held by this index: the upstream answers for it already")
     if record["files"]:
         versions = sorted({e["version"] for e in record["files"].values()})
-        raise Fail(f"{project} still has {len(record['files'])} files ({', '.join(versions)}): remove them first "
-                   f"(pypi-appliance remove {project}=={versions[0]}); nothing was changed")
-    print(f"{project}: no files; the upstream will answer for it (its files of other contents stay refused here)",
-          file=sys.stderr)
+        raise Fail(
+            f"{project} still has {len(record['files'])} files ({', '.join(versions)}): remove them first "
+            f"(pypi-appliance remove {project}=={versions[0]}); nothing was changed"
+        )
+    print(
+        f"{project}: no files; the upstream will answer for it (its files of other contents stay refused here)",
+        file=sys.stderr,
+    )
     confirm(args, f"Let the upstream answer for {project}?")
     index = open_index(conf)
     with index.lock():
@@ -155,7 +159,7 @@ def cmd_release_name(args, conf: Settings) -> None:
     logged(f"released {project}: the upstream answers for it")
 
 
-def cmd_reindex(args, conf: Settings) -> None:
+def cmd_reindex(args, conf: Settings) -> int:
     index = open_index(conf)
     syncer = Syncer(index, log=lambda text: print(text, file=sys.stderr), rehash=True)
     changes = syncer.sync()

@@ -99,11 +99,15 @@ def check_choices(conf: Settings) -> None:
             raise Fail(f"{why} ({key} in {CONF})")
     if conf.access == "public-read" and conf.upstream and conf.upstream_credentials:
         # The appliance would be anyone's way into the private upstream, with its credentials.
-        raise Fail(f"PYPI_ACCESS=public-read with PYPI_UPSTREAM_CREDENTIALS in {CONF} would let anyone read the "
-                   "private upstream with the appliance's credentials; set PYPI_ACCESS=private, or empty "
-                   "PYPI_UPSTREAM_CREDENTIALS for a public upstream")
+        raise Fail(
+            f"PYPI_ACCESS=public-read with PYPI_UPSTREAM_CREDENTIALS in {CONF} would let anyone read the "
+            "private upstream with the appliance's credentials; set PYPI_ACCESS=private, or empty "
+            "PYPI_UPSTREAM_CREDENTIALS for a public upstream"
+        )
     if not SIZE.fullmatch(conf.upstream_cache_max):
-        raise Fail(f"PYPI_UPSTREAM_CACHE_MAX={conf.upstream_cache_max} in {CONF} is not a size such as 10g, 500m or 1048576k")
+        raise Fail(
+            f"PYPI_UPSTREAM_CACHE_MAX={conf.upstream_cache_max} in {CONF} is not a size such as 10g, 500m or 1048576k"
+        )
 
 
 def upstream_refusal(value: str) -> str | None:
@@ -111,8 +115,10 @@ def upstream_refusal(value: str) -> str | None:
     if value in ("", "none"):
         return None
     if "@" in value:
-        return ("the upstream URL holds credentials (not shown); give the URL alone and put USER:PASSWORD in the "
-                f"file PYPI_UPSTREAM_CREDENTIALS names (in {CONF})")
+        return (
+            "the upstream URL holds credentials (not shown); give the URL alone and put USER:PASSWORD in the "
+            f"file PYPI_UPSTREAM_CREDENTIALS names (in {CONF})"
+        )
     if not UPSTREAM.fullmatch(value):
         return f"upstream '{value}' is not an http:// or https:// simple-API URL such as https://pypi.org/simple/"
     return None
@@ -132,8 +138,7 @@ def refusal(key: str, value: str) -> str | None:
             try:
                 ipaddress.ip_network(item.strip(), strict=False)
             except ValueError:
-                return (f"trusted proxy '{item.strip()}' is not an address or network such as 10.0.0.5 or "
-                        "172.16.0.0/12")
+                return f"trusted proxy '{item.strip()}' is not an address or network such as 10.0.0.5 or 172.16.0.0/12"
     elif key == "PYPI_UPSTREAM_FILE_HOSTS":
         for item in value.split(","):
             if not HOST.fullmatch(item.strip()):
@@ -184,5 +189,7 @@ def cmd_write_config(args, conf) -> None:
         updates[key] = value
     write_conf(updates)
     if not os.environ.get("DPKG_MAINTSCRIPT_PACKAGE"):  # the postinst restarts and says so itself
-        print(f"{PACKAGE}: set {', '.join(updates)} in {CONF}; they take effect at: systemctl restart {PACKAGE}",
-              file=sys.stderr)
+        print(
+            f"{PACKAGE}: set {', '.join(updates)} in {CONF}; they take effect at: systemctl restart {PACKAGE}",
+            file=sys.stderr,
+        )

@@ -76,11 +76,20 @@ def index_state(conf: Settings):
 def ask_service(service: str, port: int, path: str, timeout: int):
     """The JSON a container's internal endpoint answers (an error status's body
     too), asked from inside it with its own Python; None when it does not answer."""
-    code, out = run(["docker", "exec", f"{PACKAGE}-{service}-1", "python", "-c",
-                     "import sys, urllib.request as u, urllib.error as e\n"
-                     "try: print(u.urlopen(sys.argv[1], timeout=int(sys.argv[2])).read().decode())\n"
-                     "except e.HTTPError as err: print(err.read().decode())",
-                     f"http://127.0.0.1:{port}{path}", str(timeout)])
+    code, out = run(
+        [
+            "docker",
+            "exec",
+            f"{PACKAGE}-{service}-1",
+            "python",
+            "-c",
+            "import sys, urllib.request as u, urllib.error as e\n"
+            "try: print(u.urlopen(sys.argv[1], timeout=int(sys.argv[2])).read().decode())\n"
+            "except e.HTTPError as err: print(err.read().decode())",
+            f"http://127.0.0.1:{port}{path}",
+            str(timeout),
+        ]
+    )
     try:
         return json.loads(out) if code == 0 else None
     except ValueError:
@@ -113,6 +122,7 @@ def describe_throttled(found):
         if t.get("slowed"):
             return f"{t['client']} slowed for every account ({t['seconds_left']} s left)"
         return f"{t['client']} for {audit.value(t['account'])} ({t['seconds_left']} s left)"
+
     return ", ".join(one(t) for t in found)
 
 
@@ -149,8 +159,17 @@ def service_state():
     """The unit's state, seconds since it was started (None when not running), and
     whether its last start gave up on its images."""
     _, out = run(
-        ["systemctl", "show", f"{PACKAGE}.service", "-p", "ActiveState", "-p", "ExecMainStartTimestampMonotonic",
-         "-p", "ExecMainStatus"]
+        [
+            "systemctl",
+            "show",
+            f"{PACKAGE}.service",
+            "-p",
+            "ActiveState",
+            "-p",
+            "ExecMainStartTimestampMonotonic",
+            "-p",
+            "ExecMainStatus",
+        ]
     )
     props = dict(line.partition("=")[::2] for line in out.splitlines())
     started = int(props.get("ExecMainStartTimestampMonotonic") or 0)
@@ -202,12 +221,13 @@ def cmd_status(args, conf: Settings):
         detail = f"starting ({detail}); the containers are coming up, check again in a few seconds"
     elif healthy and unhealthy:
         state = "failing"
-        detail = (f"{detail}, but {', '.join(unhealthy)} fails its health check; "
-                  f"'{PACKAGE} logs' says why")
+        detail = f"{detail}, but {', '.join(unhealthy)} fails its health check; '{PACKAGE} logs' says why"
     elif healthy and reach and not reach[0]:
         state = "degraded"
-        detail = (f"{detail}, but the upstream fails: {reach[1]}; names this index holds are served, "
-                  "the upstream's answer 502 unless cached")
+        detail = (
+            f"{detail}, but the upstream fails: {reach[1]}; names this index holds are served, "
+            "the upstream's answer 502 unless cached"
+        )
     else:
         state = "ok" if healthy else "failing"
         if not healthy and service == "failed":
@@ -261,8 +281,10 @@ def cmd_status(args, conf: Settings):
             ("version", f"{PACKAGE} {report['version']}"),
             ("service", report["service"]),
             ("container", container_text),
-            ("health", {"ok": "ok: ", "failing": "FAILING: ", "degraded": "DEGRADED: ", "starting": ""}[state]
-             + detail),
+            (
+                "health",
+                {"ok": "ok: ", "failing": "FAILING: ", "degraded": "DEGRADED: ", "starting": ""}[state] + detail,
+            ),
             ("url", "\n".ljust(12).join(report["urls"])),
             ("tls", describe_tls(report["tls"])),
             ("access", ACCESS_TEXT.get(conf.access, f"{conf.access} (unknown: the service will not start)")),
@@ -277,10 +299,18 @@ def cmd_status(args, conf: Settings):
                 else "not made yet (the indexer makes it when the service starts)",
             ),
             ("throttled", describe_throttled(report["throttled"])),
-            ("images", "\n".ljust(12).join(f"{i['ref']} {i['origin']}" for i in report["images"])
-             if report["images"] else "unknown (Docker or docker compose did not answer)"),
-            ("upstream", f"{conf.upstream} for names this index does not hold ({PACKAGE} cache shows the cache)"
-             if conf.upstream else "none: only this index's packages (PYPI_UPSTREAM)"),
+            (
+                "images",
+                "\n".ljust(12).join(f"{i['ref']} {i['origin']}" for i in report["images"])
+                if report["images"]
+                else "unknown (Docker or docker compose did not answer)",
+            ),
+            (
+                "upstream",
+                f"{conf.upstream} for names this index does not hold ({PACKAGE} cache shows the cache)"
+                if conf.upstream
+                else "none: only this index's packages (PYPI_UPSTREAM)",
+            ),
             (
                 "data dir",
                 conf.data_dir
@@ -299,8 +329,10 @@ def held_text(names: list[str]) -> str:
     if not names:
         return ""
     shown = ", ".join(names[:5]) + (", ..." if len(names) > 5 else "")
-    return (f"; {plural(len(names), 'name')} with no files still this index's ({shown}): "
-            f"'{PACKAGE} release-name NAME' lets the upstream answer for one")
+    return (
+        f"; {plural(len(names), 'name')} with no files still this index's ({shown}): "
+        f"'{PACKAGE} release-name NAME' lets the upstream answer for one"
+    )
 
 
 def plural(n: int, word: str) -> str:

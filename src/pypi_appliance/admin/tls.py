@@ -69,8 +69,17 @@ def issue(tmp, key, *args):
 
 # Addresses a host may get from DHCP or a VPN without a new CA: the CA may
 # sign for any of them, and for this host's other addresses when it is made.
-LOCAL_NETWORKS = ("10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "100.64.0.0/10", "169.254.0.0/16",
-                  "127.0.0.0/8", "::1/128", "fc00::/7", "fe80::/10")
+LOCAL_NETWORKS = (
+    "10.0.0.0/8",
+    "172.16.0.0/12",
+    "192.168.0.0/16",
+    "100.64.0.0/10",
+    "169.254.0.0/16",
+    "127.0.0.0/8",
+    "::1/128",
+    "fc00::/7",
+    "fe80::/10",
+)
 
 
 def permitted(names):
@@ -86,8 +95,8 @@ def permitted(names):
 def name_constraints(names) -> str:
     dns, networks = permitted(names)
     return "nameConstraints=critical," + ",".join(
-        [f"permitted;DNS:{n}" for n in dns] +
-        [f"permitted;IP:{net.network_address}/{net.netmask}" for net in networks])
+        [f"permitted;DNS:{n}" for n in dns] + [f"permitted;IP:{net.network_address}/{net.netmask}" for net in networks]
+    )
 
 
 def ca_permits(path):
@@ -97,8 +106,10 @@ def ca_permits(path):
     if "Permitted" not in out:
         return None
     dns = re.findall(r"^\s*DNS:(\S+)$", out, re.M)
-    networks = [ipaddress.ip_network(f"{a}/{bin(int(ipaddress.ip_address(m))).count('1')}")
-                for a, m in re.findall(r"^\s*IP:([0-9A-Fa-f.:]+)/([0-9A-Fa-f.:]+)$", out, re.M)]
+    networks = [
+        ipaddress.ip_network(f"{a}/{bin(int(ipaddress.ip_address(m))).count('1')}")
+        for a, m in re.findall(r"^\s*IP:([0-9A-Fa-f.:]+)/([0-9A-Fa-f.:]+)$", out, re.M)
+    ]
     return dns, networks
 
 
@@ -215,14 +226,19 @@ def ensure_certificate(conf: Settings, new_ca=False):
         outside = [n for n in names if not allows(permits, n)]
         names = [n for n in names if allows(permits, n)]
         if outside:
-            done.append(f"the CA may not sign for {', '.join(outside)} (it was made for this host's names then); "
-                        f"'{PACKAGE} tls --new-ca' makes one for the names now, which every client must trust again")
+            done.append(
+                f"the CA may not sign for {', '.join(outside)} (it was made for this host's names then); "
+                f"'{PACKAGE} tls --new-ca' makes one for the names now, which every client must trust again"
+            )
         why = "a new CA" if new_ca else server_problem(paths, names)
         if why:
             issue_server(paths, names)
             first = why == "there was none"
-            done.append(f"issued the server certificate for {', '.join(names)}" if first else
-                        f"issued a new server certificate ({why}) for {', '.join(names)}")
+            done.append(
+                f"issued the server certificate for {', '.join(names)}"
+                if first
+                else f"issued a new server certificate ({why}) for {', '.join(names)}"
+            )
     finally:
         os.umask(umask)
     return done
@@ -245,8 +261,10 @@ def tls_state(conf: Settings):
             state["ca_fingerprint"] = cert_info(state["ca"])[2]
             permits = ca_permits(state["ca"])
             if permits is None:
-                state["ca_may_sign"] = (f"any name (a CA made before 0.7.0; '{PACKAGE} tls --new-ca' makes one "
-                                        "limited to this host's names, which every client must trust again)")
+                state["ca_may_sign"] = (
+                    f"any name (a CA made before 0.7.0; '{PACKAGE} tls --new-ca' makes one "
+                    "limited to this host's names, which every client must trust again)"
+                )
             else:
                 state["ca_may_sign"] = [*permits[0], *map(str, permits[1])]
         else:

@@ -70,8 +70,13 @@ def version_path(conf: Settings):
 def new_version(conf: Settings) -> None:
     """A new version of the password file for the front door's credential cache."""
     token = secrets.token_hex(8)
-    write_atomic(version_path(conf), f'map "" $passwords_version {{ default "{token}"; }}\n', mode=0o640,
-                 owner=(0, SERVER_GID), durable=True)
+    write_atomic(
+        version_path(conf),
+        f'map "" $passwords_version {{ default "{token}"; }}\n',
+        mode=0o640,
+        owner=(0, SERVER_GID),
+        durable=True,
+    )
 
 
 def ensure_version(conf: Settings) -> None:
@@ -84,15 +89,17 @@ def nginx_workers() -> dict[str, str]:
     """The front door's worker processes: pid -> title ("... is shutting down"
     once old); none when it is not running. Fail when it runs but they
     cannot be listed: its cached credentials would stay good (5 minutes)."""
-    errors = []
+    errors: list[str] = []
     code, out = run(["docker", "top", PROXY, "-eo", "pid,args"], errors)
     if code != 0:
         if run(["docker", "inspect", "-f", "{{.State.Running}}", PROXY])[1] != "true":
             return {}
-        raise Fail(f"the front door ({PROXY}) runs, but its processes could not be listed "
-                   f"({'; '.join(errors) or f'docker top exited {code}'}); the change is saved, and "
-                   f"'systemctl restart {PACKAGE}' makes it take effect now (credentials the front door "
-                   "has checked stay good up to 5 minutes until then)")
+        raise Fail(
+            f"the front door ({PROXY}) runs, but its processes could not be listed "
+            f"({'; '.join(errors) or f'docker top exited {code}'}); the change is saved, and "
+            f"'systemctl restart {PACKAGE}' makes it take effect now (credentials the front door "
+            "has checked stay good up to 5 minutes until then)"
+        )
     rows = (line.split(None, 1) for line in out.splitlines()[1:])
     return {row[0]: row[1] for row in rows if len(row) == 2 and "worker process" in row[1]}
 
@@ -104,16 +111,21 @@ def reload_front_door() -> None:
     if not old:
         return  # not running: it reads the version when it starts
     if run(["docker", "kill", "--signal", "HUP", PROXY])[0] != 0:
-        raise Fail(f"the front door ({PROXY}) did not take the signal to reload; the change is saved, and "
-                   f"'systemctl restart {PACKAGE}' makes it take effect now")
+        raise Fail(
+            f"the front door ({PROXY}) did not take the signal to reload; the change is saved, and "
+            f"'systemctl restart {PACKAGE}' makes it take effect now"
+        )
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline:
         now = nginx_workers()
         if all(pid not in now or "shutting down" in now[pid] for pid in old) and set(now) - set(old):
             return
         time.sleep(0.05)
-    print(f"{PACKAGE}: the front door did not reload within 10 s; "
-          f"'systemctl restart {PACKAGE}' makes the change take effect", file=sys.stderr)
+    print(
+        f"{PACKAGE}: the front door did not reload within 10 s; "
+        f"'systemctl restart {PACKAGE}' makes the change take effect",
+        file=sys.stderr,
+    )
 
 
 def save_users(conf: Settings, users, roles: dict[str, str]):
@@ -124,8 +136,13 @@ def save_users(conf: Settings, users, roles: dict[str, str]):
     if not os.path.isdir(directory):
         raise Fail(f"{directory} does not exist; run 'dpkg-reconfigure {PACKAGE}' to create the data dir")
     names = set(users.users())
-    write_atomic(roles_path(conf), format_roles({n: r for n, r in roles.items() if n in names}), mode=0o640,
-                 owner=(0, SERVER_GID), durable=True)
+    write_atomic(
+        roles_path(conf),
+        format_roles({n: r for n, r in roles.items() if n in names}),
+        mode=0o640,
+        owner=(0, SERVER_GID),
+        durable=True,
+    )
     write_atomic(htpasswd_path(conf), users.to_string(), mode=0o640, owner=(0, SERVER_GID), durable=True)
     new_version(conf)
     reload_front_door()

@@ -58,8 +58,10 @@ class Budget:
 
     def check_size(self, total: int) -> None:
         if total > self.unpacked:
-            raise Invalid(f"it unpacks to more than {_mib(self.unpacked)} (the index reads at most "
-                          f"{_mib(UNPACKED_MAX)} plus {EXPANSION} times the file's size)")
+            raise Invalid(
+                f"it unpacks to more than {_mib(self.unpacked)} (the index reads at most "
+                f"{_mib(UNPACKED_MAX)} plus {EXPANSION} times the file's size)"
+            )
 
     def check_time(self) -> None:
         if time.monotonic() > self.deadline:
@@ -87,10 +89,12 @@ def _zip_members(archive: zipfile.ZipFile, budget: Budget) -> list[zipfile.ZipIn
             raise Invalid(f"member {info.filename} appears twice")
         seen.add(info.filename)
         if info.compress_type not in ZIP_METHODS:
-            raise Invalid(f"member {info.filename} is compressed with method {info.compress_type}; "
-                          "wheels and zip archives here use stored or deflate")
+            raise Invalid(
+                f"member {info.filename} is compressed with method {info.compress_type}; "
+                "wheels and zip archives here use stored or deflate"
+            )
     ordered = sorted(members, key=lambda i: i.header_offset)
-    for one, other in zip(ordered, ordered[1:]):
+    for one, other in zip(ordered, ordered[1:], strict=False):
         if one.header_offset + one.compress_size >= other.header_offset:
             raise Invalid(f"members {one.filename} and {other.filename} overlap")
     budget.check_size(sum(i.file_size for i in members))
@@ -129,7 +133,8 @@ def _tar_metadata(path: str, budget: Budget) -> bytes:
                 budget.check_size(member.offset_data + member.size)
                 if found is None and member.isfile() and re.fullmatch(r"[^/]+/PKG-INFO", member.name):
                     budget.check_metadata(member.name, member.size)
-                    found = archive.extractfile(member).read()
+                    stream = archive.extractfile(member)
+                    found = stream.read() if stream is not None else b""
     except (tarfile.TarError, zlib.error, EOFError, OSError) as err:
         raise Invalid(f"not a whole archive ({err})") from None
     if found is None:
@@ -190,9 +195,12 @@ class Inspector:
 
     def start(self) -> None:
         root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-        code = f"import sys; sys.path.insert(0, {root!r}); from pypi_appliance.core.archives import inspector; inspector()"
-        self.child = subprocess.Popen([sys.executable, "-I", "-c", code], stdin=subprocess.PIPE,
-                                      stdout=subprocess.PIPE, close_fds=True)
+        code = (
+            f"import sys; sys.path.insert(0, {root!r}); from pypi_appliance.core.archives import inspector; inspector()"
+        )
+        self.child = subprocess.Popen(
+            [sys.executable, "-I", "-c", code], stdin=subprocess.PIPE, stdout=subprocess.PIPE, close_fds=True
+        )
 
     def stop(self) -> None:
         if getattr(self, "child", None) is not None:
@@ -215,8 +223,9 @@ class Inspector:
             line = b""
         if not line:
             self.stop()
-            raise Invalid(f"checking it took longer than {INSPECT_SECONDS} s or more than "
-                          f"{_mib(INSPECT_MEMORY)} of memory")
+            raise Invalid(
+                f"checking it took longer than {INSPECT_SECONDS} s or more than {_mib(INSPECT_MEMORY)} of memory"
+            )
         answer = json.loads(line)
         if "invalid" in answer:
             raise Invalid(answer["invalid"])

@@ -20,5 +20,7 @@ def defaults() -> dict:
     try:
         return json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
-        raise RuntimeError(f"{path} is missing: the package installs it; in a checkout, set "
-                           "PYPI_APPLIANCE_DEFAULTS to a file 'python -m builder defaults' writes") from None
+        raise RuntimeError(
+            f"{path} is missing: the package installs it; in a checkout, set "
+            "PYPI_APPLIANCE_DEFAULTS to a file 'python -m builder defaults' writes"
+        ) from None

@@ -11,8 +11,9 @@ from typing import IO
 
 
 @contextlib.contextmanager
-def atomic_file(path: str, mode: int = 0o644, owner: tuple[int, int] | None = None,
-                durable: bool = False) -> Iterator[IO[bytes]]:
+def atomic_file(
+    path: str, mode: int = 0o644, owner: tuple[int, int] | None = None, durable: bool = False
+) -> Iterator[IO[bytes]]:
     """A file object whose bytes replace path when the block ends, or vanish
     when it raises. Readers see the old file or the new one, never part of one.
 
@@ -40,8 +41,9 @@ def atomic_file(path: str, mode: int = 0o644, owner: tuple[int, int] | None = No
         raise
 
 
-def write_atomic(path: str, data: bytes | str, mode: int = 0o644, owner: tuple[int, int] | None = None,
-                 durable: bool = False) -> None:
+def write_atomic(
+    path: str, data: bytes | str, mode: int = 0o644, owner: tuple[int, int] | None = None, durable: bool = False
+) -> None:
     """write data to path through atomic_file (str as UTF-8)."""
     with atomic_file(path, mode, owner, durable) as f:
         f.write(data.encode() if isinstance(data, str) else data)

@@ -20,8 +20,9 @@ class Handler(internal.Guarded, http.server.BaseHTTPRequestHandler):
     # Nagle's algorithm each answer waited for nginx's delayed ACK (40 ms).
     disable_nagle_algorithm = True
 
-    def answer(self, status: int, body: bytes = b"", content_type: str | None = None,
-               headers: Iterable[tuple[str, str]] = ()) -> None:
+    def answer(
+        self, status: int, body: bytes = b"", content_type: str | None = None, headers: Iterable[tuple[str, str]] = ()
+    ) -> None:
         self.send_response(status)
         if content_type:
             self.send_header("Content-Type", content_type)

@@ -9,14 +9,17 @@ guesses unthrottled. Standard library only."""
 from __future__ import annotations
 
 import hmac
+import http.server
 import os
+from typing import TYPE_CHECKING
 
 HEADER = "X-Appliance-Key"
 # Inside the containers (compose.yaml mounts it); the helper writes it on the host.
 KEY_FILE = os.environ.get("PYPI_INTERNAL_KEY_FILE", "/run/internal-key")
 LOOPBACK = ("127.0.0.1", "::1", "::ffff:127.0.0.1")
-REFUSAL = (b"pypi-appliance: this port is the appliance's own; clients use the front door "
-           b"(pypi-appliance url prints it)\n")
+REFUSAL = (
+    b"pypi-appliance: this port is the appliance's own; clients use the front door (pypi-appliance url prints it)\n"
+)
 _cached: tuple[float, bytes] = (-1.0, b"")
 
 
@@ -41,7 +44,14 @@ def allowed(sent: str | None, peer: str) -> bool:
     return bool(expected) and hmac.compare_digest((sent or "").encode("latin-1", "replace"), expected)
 
 
-class Guarded:
+# For the type checker, what Guarded is mixed into.
+if TYPE_CHECKING:
+    _Handler = http.server.BaseHTTPRequestHandler
+else:
+    _Handler = object
+
+
+class Guarded(_Handler):
     """For the containers' http.server handlers: a request without the key
     (and not from the container itself) gets 403 before any handler runs."""
 

@@ -27,7 +27,9 @@ def read_roles(path: str) -> dict[str, str]:
 
 
 def format_roles(roles: dict[str, str]) -> bytes:
-    lines = ["# NAME ROLE: read (list and download) or publish (also upload, yank, remove).",
-             "# Changed by 'pypi-appliance user role'; an account without a line may only read."]
+    lines = [
+        "# NAME ROLE: read (list and download) or publish (also upload, yank, remove).",
+        "# Changed by 'pypi-appliance user role'; an account without a line may only read.",
+    ]
     lines += [f"{name} {role}" for name, role in sorted(roles.items())]
     return ("\n".join(lines) + "\n").encode()

@@ -40,8 +40,7 @@ def render_project(project: str, record: dict) -> tuple[bytes, bytes]:
         reason = record.get("yanked", {}).get(entry["version"])
         files.append(_file_json(name, entry, (reason or True) if reason is not None else False))
     versions = sorted({e["version"] for e in record["files"].values()}, key=version_key)
-    return render_page({"meta": {"api-version": API_VERSION}, "name": project, "versions": versions,
-                        "files": files})
+    return render_page({"meta": {"api-version": API_VERSION}, "name": project, "versions": versions, "files": files})
 
 
 def render_page(page: dict) -> tuple[bytes, bytes]:
@@ -62,7 +61,7 @@ def render_page(page: dict) -> tuple[bytes, bytes]:
         yanked = item.get("yanked", False)
         if yanked is not False:
             attrs.append(f'data-yanked="{html.escape(yanked if yanked is not True else "")}"')
-        links.append(f'<a {" ".join(attrs)}>{html.escape(item["filename"])}</a><br>\n')
+        links.append(f"<a {' '.join(attrs)}>{html.escape(item['filename'])}</a><br>\n")
     title = html.escape(f"Links for {page['name']}")
     body = (
         f'<!DOCTYPE html>\n<html><head><meta name="pypi:repository-version" content="{API_VERSION}">'

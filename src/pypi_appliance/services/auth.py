@@ -30,8 +30,12 @@ from pypi_appliance.core.roles import ROLES, may, read_roles
 
 # The config file's settings for it (builder/settings.py), which compose.yaml
 # passes with their defaults.
-SETTINGS = ("PYPI_AUTH_MAX_FAILURES", "PYPI_AUTH_THROTTLE_SECONDS", "PYPI_AUTH_THROTTLE_MAX_SECONDS",
-            "PYPI_AUTH_WORKERS")
+SETTINGS = (
+    "PYPI_AUTH_MAX_FAILURES",
+    "PYPI_AUTH_THROTTLE_SECONDS",
+    "PYPI_AUTH_THROTTLE_MAX_SECONDS",
+    "PYPI_AUTH_WORKERS",
+)
 # A bcrypt hash of a random password: unknown names cost what known ones do.
 DUMMY_HASH = None
 
@@ -44,7 +48,7 @@ class Accounts:
         self.roles_file = os.path.join(auth_dir, "roles")
         self.version = None
         self.users = None
-        self.roles = {}
+        self.roles: dict[str, str] = {}
         self.lock = threading.Lock()
 
     def _stamp(self):
@@ -93,11 +97,15 @@ class Throttle:
     def __init__(self, max_failures: int, period: float, period_max: float):
         self.max_failures, self.period, self.period_max = max_failures, period, period_max
         self.interval = period / max_failures
-        self.failures = collections.defaultdict(collections.deque)  # (address, account) -> times
-        self.until = {}
-        self.level = {}
-        self.spray = collections.defaultdict(collections.deque)  # address -> times, any account
-        self.slowed = {}  # address -> [quiet until, next check at]
+        self.failures: dict[tuple, collections.deque] = collections.defaultdict(
+            collections.deque
+        )  # (address, account) -> times
+        self.until: dict[tuple, float] = {}
+        self.level: dict[tuple, int] = {}
+        self.spray: dict[str, collections.deque] = collections.defaultdict(
+            collections.deque
+        )  # address -> times, any account
+        self.slowed: dict[str, list[float]] = {}  # address -> [quiet until, next check at]
         self.lock = threading.Lock()
 
     def length(self, level: int) -> float:
@@ -148,11 +156,15 @@ class Throttle:
     def _forget_quiet(self, now):
         """A spray of addresses or names: forget those quiet for a minute."""
         if len(self.failures) > self.KEPT:
-            self.failures = collections.defaultdict(collections.deque, {
-                k: t for k, t in self.failures.items() if t and t[-1] >= now - self.WINDOW or k in self.level})
+            self.failures = collections.defaultdict(
+                collections.deque,
+                {k: t for k, t in self.failures.items() if t and t[-1] >= now - self.WINDOW or k in self.level},
+            )
         if len(self.spray) > self.KEPT:
-            self.spray = collections.defaultdict(collections.deque, {
-                c: t for c, t in self.spray.items() if t and t[-1] >= now - self.WINDOW or c in self.slowed})
+            self.spray = collections.defaultdict(
+                collections.deque,
+                {c: t for c, t in self.spray.items() if t and t[-1] >= now - self.WINDOW or c in self.slowed},
+            )
 
     def failed(self, client: str, account, now: float) -> tuple[int, bool]:
         """Record a failure: (the seconds of the throttle it starts for the
@@ -185,10 +197,16 @@ class Throttle:
         """What is held back now: accounts from an address, and slowed
         addresses (account None: every account)."""
         with self.lock:
-            held = [{"client": c, "account": a, "seconds_left": int(until - now + 0.999), "level": self.level[(c, a)]}
-                    for (c, a), until in self.until.items() if until > now]
-            held += [{"client": c, "account": None, "seconds_left": int(quiet - now + 0.999), "slowed": True}
-                     for c, (quiet, _) in self.slowed.items() if quiet > now]
+            held = [
+                {"client": c, "account": a, "seconds_left": int(until - now + 0.999), "level": self.level[(c, a)]}
+                for (c, a), until in self.until.items()
+                if until > now
+            ]
+            held += [
+                {"client": c, "account": None, "seconds_left": int(quiet - now + 0.999), "slowed": True}
+                for c, (quiet, _) in self.slowed.items()
+                if quiet > now
+            ]
             return sorted(held, key=lambda t: (t["client"], t["account"] or ""))
 
 
@@ -206,16 +224,16 @@ class Checker:
 
     def __init__(self, accounts: Accounts, throttle: Throttle, workers: int):
         self.accounts, self.throttle = accounts, throttle
-        self.pending = []
+        self.pending: list[dict] = []
         self.order = itertools.count()
-        self.waiting = collections.Counter()
-        self.succeeded = {}  # address -> when a check from it last succeeded
+        self.waiting: collections.Counter = collections.Counter()
+        self.succeeded: dict[str, float] = {}  # address -> when a check from it last succeeded
         self.lock = threading.Lock()
         self.ready = threading.Condition(self.lock)
         # Good answers, by a salted hash of the header: a throttled address
         # keeps using credentials already known to be good.
         self.salt = secrets.token_bytes(16)
-        self.good = collections.OrderedDict()
+        self.good: collections.OrderedDict = collections.OrderedDict()
         for n in range(workers):
             threading.Thread(target=self._work, args=(n == 0 and workers > 1,), daemon=True).start()
 
@@ -279,8 +297,14 @@ class Checker:
             if self.waiting[client] >= self.PER_CLIENT or len(self.pending) >= self.MAX_WAITING:
                 return 401, name, "busy", 1
             self.waiting[client] += 1
-            job = {"users": users, "name": name, "password": password, "client": client,
-                   "order": next(self.order), "done": threading.Event()}
+            job = {
+                "users": users,
+                "name": name,
+                "password": password,
+                "client": client,
+                "order": next(self.order),
+                "done": threading.Event(),
+            }
             self.pending.append(job)
             self.ready.notify_all()
         try:
@@ -294,8 +318,9 @@ class Checker:
             with self.lock:
                 self.succeeded[client] = time.monotonic()
                 if len(self.succeeded) > 10_000:
-                    self.succeeded = {c: t for c, t in self.succeeded.items()
-                                      if time.monotonic() - t < self.TRUSTED_SECONDS}
+                    self.succeeded = {
+                        c: t for c, t in self.succeeded.items() if time.monotonic() - t < self.TRUSTED_SECONDS
+                    }
                 self.good[key] = (name, users.get_hash(name))
                 if len(self.good) > 10_000:
                     self.good.popitem(last=False)
@@ -305,8 +330,9 @@ class Checker:
         if seconds:
             audit.record("throttled", client=client, account=name, seconds=seconds)
         if slowing:
-            audit.record("slowed", client=client, seconds=int(self.throttle.period),
-                         every=round(self.throttle.interval, 1))
+            audit.record(
+                "slowed", client=client, seconds=int(self.throttle.period), every=round(self.throttle.interval, 1)
+            )
         return 401, name, "wrong", 0
 
 
@@ -338,16 +364,18 @@ def handler(checker: Checker) -> type[httpd.Handler]:
                 return self.answer(401, headers=[("X-Appliance-Refusal", reason), ("Retry-After", str(retry))])
             role = checker.accounts.current()[2].get(name, ROLES[0])
             need = self.headers.get("X-Appliance-Need", ROLES[0])
-            self.answer(200 if may(role, need) else 403,
-                        headers=[("X-Appliance-User", name), ("X-Appliance-Role", role)])
+            self.answer(
+                200 if may(role, need) else 403, headers=[("X-Appliance-User", name), ("X-Appliance-Role", role)]
+            )
 
     return Handler
 
 
 def serve(data: str, port: int) -> None:
     env = {key: int(os.environ[key]) for key in SETTINGS}
-    throttle = Throttle(env["PYPI_AUTH_MAX_FAILURES"], env["PYPI_AUTH_THROTTLE_SECONDS"],
-                        env["PYPI_AUTH_THROTTLE_MAX_SECONDS"])
+    throttle = Throttle(
+        env["PYPI_AUTH_MAX_FAILURES"], env["PYPI_AUTH_THROTTLE_SECONDS"], env["PYPI_AUTH_THROTTLE_MAX_SECONDS"]
+    )
     checker = Checker(Accounts(os.path.join(data, "auth")), throttle, env["PYPI_AUTH_WORKERS"])
     # Listening first: a login that comes during the warm-up waits for it
     # instead of being refused.

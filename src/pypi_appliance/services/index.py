@@ -198,7 +198,7 @@ class Syncer:
         self.empty: set[str] = set()
         self.invalid: dict[str, tuple[tuple, str]] = {}
         self.dirs: dict[str, int] = {}
-        self.last = {}
+        self.last: dict = {}
         self.inspect = Inspector()
 
     def changed(self) -> bool:
@@ -265,8 +265,10 @@ class Syncer:
                     known = touched.get(project) or index.load(project)
                     was = known.get("gone", {}).get(name) or previous.get(name) or {}
                     if was.get("sha256", info["sha256"]) != info["sha256"]:
-                        raise Invalid(f"a file of this name was on this index with other contents (sha256 "
-                                      f"{was['sha256']}); a file name keeps its bytes, so publish a new version")
+                        raise Invalid(
+                            f"a file of this name was on this index with other contents (sha256 "
+                            f"{was['sha256']}); a file name keeps its bytes, so publish a new version"
+                        )
                     index.learn(name, stat, info, record(project), previous)
                     self.listed[name] = (project, stat)
                     added.append(name)
@@ -285,8 +287,11 @@ class Syncer:
                 index.publish_root()
             self.rehash = False
             # Touched records are in hand; the others are read again, as the helper may have released one.
-            self.empty = {p for p in self.empty | set(touched)
-                          if not (r := touched.get(p) or index.load(p))["files"] and index.held(r)}
+            self.empty = {
+                p
+                for p in self.empty | set(touched)
+                if not (r := touched.get(p) or index.load(p))["files"] and index.held(r)
+            }
             removed = [n for n in gone if n not in self.listed]
             for name in added:
                 self.log(f"listed: {name}")

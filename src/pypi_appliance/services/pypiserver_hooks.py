@@ -28,11 +28,13 @@ log = logging.getLogger("pypi-appliance")
 # backend works (the checker and the helper silence it the same way).
 logging.getLogger("passlib").setLevel(logging.ERROR)
 
+
 def refresh():
     """Ask the indexer for a pass over the packages dir: what it found invalid,
     or None when it did not answer."""
-    request = urllib.request.Request(f"{INDEXER}/refresh", data=b"", method="POST",
-                                     headers={internal.HEADER: internal.key().decode()})
+    request = urllib.request.Request(
+        f"{INDEXER}/refresh", data=b"", method="POST", headers={internal.HEADER: internal.key().decode()}
+    )
     try:
         with urllib.request.urlopen(request, timeout=REFRESH_SECONDS + 10) as response:
             return json.load(response).get("invalid", {})
@@ -60,8 +62,11 @@ def write_file(fh, destination):
     except OSError as err:
         if err.errno in (28, 122):  # ENOSPC, EDQUOT
             log.error("refused %s: no space left on the data dir", name)
-            raise HTTPError(507, f"{name} was not stored: no space left on the appliance's data dir. "
-                                 "Nothing was kept; free space there and upload again.") from None
+            raise HTTPError(
+                507,
+                f"{name} was not stored: no space left on the appliance's data dir. "
+                "Nothing was kept; free space there and upload again.",
+            ) from None
         raise
     finally:
         fh.seek(offset)
@@ -74,16 +79,18 @@ def write_file(fh, destination):
         os.unlink(destination)
         refresh()
         if invalid is None:
-            raise HTTPError(503, f"{name} was not stored: the index did not check it within {REFRESH_SECONDS} s. "
-                                 "Nothing was kept; upload it again (pypi-appliance status shows the indexer).")
+            raise HTTPError(
+                503,
+                f"{name} was not stored: the index did not check it within {REFRESH_SECONDS} s. "
+                "Nothing was kept; upload it again (pypi-appliance status shows the indexer).",
+            )
         raise HTTPError(400, f"{name} was not stored: {invalid[rel]}")
     audit.record("upload", **who(), file=rel, size=os.path.getsize(destination))
 
 
 def who():
     """The audit fields of the request's sender: its address and account."""
-    return {"client": request.environ.get("HTTP_X_REAL_IP", request.remote_addr),
-            "account": (request.auth or ("",))[0]}
+    return {"client": request.environ.get("HTTP_X_REAL_IP", request.remote_addr), "account": (request.auth or ("",))[0]}
 
 
 def sha256(fh):
@@ -115,8 +122,11 @@ def exists(self, filename):
         if same:
             rel = os.path.relpath(path, PACKAGES)
             audit.record("upload-identical", **who(), file=rel)
-            raise HTTPResponse(f"{filename} is already on this index with these contents; nothing changed\n",
-                               status=200, headers={"Content-Type": "text/plain; charset=utf-8"})
+            raise HTTPResponse(
+                f"{filename} is already on this index with these contents; nothing changed\n",
+                status=200,
+                headers={"Content-Type": "text/plain; charset=utf-8"},
+            )
     return True
 
 
@@ -126,18 +136,23 @@ def refuse_removal(self, *args):
     first step (find_version, which nothing else calls) and the removal itself
     refuse. (The app exists before this file is read: pypi-server starts
     gunicorn; the backend is shared, the _app module is not.)"""
-    raise HTTPError(403, "Removing files through the index is turned off: an admin removes them on the host with "
-                         "'pypi-appliance remove NAME==VERSION' (asked, audited).")
+    raise HTTPError(
+        403,
+        "Removing files through the index is turned off: an admin removes them on the host with "
+        "'pypi-appliance remove NAME==VERSION' (asked, audited).",
+    )
 
 
 def guarded(self, environ, start_response):
     """Only the front door (and the container itself) may ask pypiserver:
     it serves every package without asking for a password (see internal)."""
-    if internal.allowed(environ.get("HTTP_" + internal.HEADER.upper().replace("-", "_")),
-                        environ.get("REMOTE_ADDR", "")):
+    if internal.allowed(
+        environ.get("HTTP_" + internal.HEADER.upper().replace("-", "_")), environ.get("REMOTE_ADDR", "")
+    ):
         return serve(self, environ, start_response)
-    start_response("403 Forbidden", [("Content-Type", "text/plain; charset=utf-8"),
-                                     ("Content-Length", str(len(internal.REFUSAL)))])
+    start_response(
+        "403 Forbidden", [("Content-Type", "text/plain; charset=utf-8"), ("Content-Length", str(len(internal.REFUSAL)))]
+    )
     return [internal.REFUSAL]
 
 

@@ -44,8 +44,7 @@ from pypi_appliance.core import httpd
 from pypi_appliance.core.names import normalize, version_key, version_of
 from pypi_appliance.core.simple import API_VERSION, render_page
 
-ACCEPT = ("application/vnd.pypi.simple.v1+json, application/vnd.pypi.simple.v1+html;q=0.2, "
-          "text/html;q=0.1")
+ACCEPT = "application/vnd.pypi.simple.v1+json, application/vnd.pypi.simple.v1+html;q=0.2, text/html;q=0.1"
 # Every wait on the upstream: a name never fetched fails within 10 s, not pip's 15 s x 5 retries.
 TIMEOUT = 5
 CHUNK = 1 << 16
@@ -108,8 +107,11 @@ def parse_page(body: bytes, content_type: str, base: str) -> list[dict]:
     files = []
     if "json" in content_type:
         for item in json.loads(body)["files"]:
-            entry = {key: item[key] for key in ("filename", "hashes", "requires-python", "size", "upload-time")
-                     if item.get(key) is not None}
+            entry = {
+                key: item[key]
+                for key in ("filename", "hashes", "requires-python", "size", "upload-time")
+                if item.get(key) is not None
+            }
             if not isinstance(entry.get("hashes"), dict):
                 entry["hashes"] = {}
             entry["url"] = urllib.parse.urljoin(base, item["url"])
@@ -124,8 +126,11 @@ def parse_page(body: bytes, content_type: str, base: str) -> list[dict]:
             continue
         url, _, fragment = urllib.parse.urljoin(base, attrs["href"]).partition("#")
         algorithm, sep, digest = fragment.partition("=")
-        entry = {"filename": text or urllib.parse.unquote(url.rsplit("/", 1)[-1]), "url": url,
-                 "hashes": {algorithm: digest} if sep else {}}
+        entry = {
+            "filename": text or urllib.parse.unquote(url.rsplit("/", 1)[-1]),
+            "url": url,
+            "hashes": {algorithm: digest} if sep else {},
+        }
         if attrs.get("data-requires-python"):
             entry["requires-python"] = attrs["data-requires-python"]
         yanked = attrs.get("data-yanked")
@@ -249,8 +254,11 @@ class Upstream:
             if err.code == 404:
                 raise Refused(404, f"{shown(url)} is not on the upstream either") from None
             if err.code in (401, 403):
-                raise Refused(502, f"the upstream refused the appliance ({err.code}) for {shown(url)}; "
-                                   "set its credentials with PYPI_UPSTREAM_CREDENTIALS") from None
+                raise Refused(
+                    502,
+                    f"the upstream refused the appliance ({err.code}) for {shown(url)}; "
+                    "set its credentials with PYPI_UPSTREAM_CREDENTIALS",
+                ) from None
             raise Refused(502, f"the upstream answered {err.code} for {shown(url)}") from None
         except TimeoutError:
             raise Refused(504, f"the upstream did not answer {shown(url)} within {TIMEOUT} s") from None
@@ -269,8 +277,11 @@ class Upstream:
             with self.open(url, ACCEPT) as response:
                 body = response.read(PAGE_MAX + 1)
                 if len(body) > PAGE_MAX:
-                    raise Refused(502, f"the upstream's page {shown(url)} is larger than {PAGE_MAX >> 20} MiB, "
-                                       "more than this appliance reads")
+                    raise Refused(
+                        502,
+                        f"the upstream's page {shown(url)} is larger than {PAGE_MAX >> 20} MiB, "
+                        "more than this appliance reads",
+                    )
                 files = self.kept(parse_page(body, response.headers.get("Content-Type", ""), response.url), url)
         except (ValueError, KeyError, TypeError, AttributeError) as err:
             raise Refused(502, f"the upstream's page {shown(url)} is not a simple-API page ({err})") from None
@@ -293,8 +304,7 @@ class Upstream:
             return False, str(refused)
         except urllib.error.HTTPError as err:
             if err.code in (401, 403):
-                return False, (f"{shown(self.url)} refused the appliance ({err.code}): "
-                               "check PYPI_UPSTREAM_CREDENTIALS")
+                return False, (f"{shown(self.url)} refused the appliance ({err.code}): check PYPI_UPSTREAM_CREDENTIALS")
             if err.code >= 500:
                 return False, f"{shown(self.url)} answered {err.code}"
             return True, f"{shown(self.url)} answered {err.code}"
@@ -314,7 +324,7 @@ class Upstream:
             if want == filename:
                 return entry["url"], file_key(entry)
             if entry["core-metadata"]:
-                return entry["url"] + ".metadata", sha256_of(entry["core-metadata"]).lower()
+                return entry["url"] + ".metadata", (sha256_of(entry["core-metadata"]) or "").lower()
         raise Refused(404, f"the upstream lists no {filename} with that hash for {project}")
 
 
@@ -333,12 +343,15 @@ def handler(upstream: Upstream) -> type[httpd.Handler]:
                     return self.answer(200, b"ok\n", "text/plain")
                 if self.path == "/reach":
                     ok, why = upstream.reach()
-                    return self.answer(200 if ok else 502, json.dumps({"ok": ok, "why": why}).encode(),
-                                       "application/json")
+                    return self.answer(
+                        200 if ok else 502, json.dumps({"ok": ok, "why": why}).encode(), "application/json"
+                    )
                 if len(parts) == 4 and parts[1] == "simple" and parts[3] == "":
                     return self.page(normalize(urllib.parse.unquote(parts[2])))
                 if len(parts) == 5 and parts[1] == "files":
-                    return self.file(normalize(urllib.parse.unquote(parts[2])), parts[3], urllib.parse.unquote(parts[4]))
+                    return self.file(
+                        normalize(urllib.parse.unquote(parts[2])), parts[3], urllib.parse.unquote(parts[4])
+                    )
                 self.answer(404, b"not found\n", "text/plain")
             except Refused as refused:
                 self.log_error("%s", refused)
@@ -350,13 +363,17 @@ def handler(upstream: Upstream) -> type[httpd.Handler]:
             except Refused as refused:
                 if refused.status != 404:
                     raise
-                raise Refused(404, f"no project {project} on this index, nor on its upstream "
-                                   f"{shown(upstream.url)}") from None
+                raise Refused(
+                    404, f"no project {project} on this index, nor on its upstream {shown(upstream.url)}"
+                ) from None
             html_page, json_page = render_page(appliance_page(project, files))
             as_json = self.headers.get("X-Appliance-Format") == "json"
-            self.answer(200, json_page if as_json else html_page,
-                        "application/vnd.pypi.simple.v1+json" if as_json else "text/html; charset=utf-8",
-                        [("X-Accel-Expires", str(upstream.page_seconds))])
+            self.answer(
+                200,
+                json_page if as_json else html_page,
+                "application/vnd.pypi.simple.v1+json" if as_json else "text/html; charset=utf-8",
+                [("X-Accel-Expires", str(upstream.page_seconds))],
+            )
 
         def file(self, project: str, key: str, filename: str):
             url, expected = upstream.entry(project, key, filename)
@@ -391,8 +408,12 @@ def serve(port: int) -> None:
     if path and os.path.getsize(path) > 0:
         with open(path, encoding="utf-8") as f:
             credentials = f.read().strip()
-    upstream = Upstream(url or "http://upstream.invalid/", credentials, int(os.environ.get("PYPI_UPSTREAM_PAGE_SECONDS", "300")),
-                        os.environ.get("PYPI_UPSTREAM_FILE_HOSTS", ""))
+    upstream = Upstream(
+        url or "http://upstream.invalid/",
+        credentials,
+        int(os.environ.get("PYPI_UPSTREAM_PAGE_SECONDS", "300")),
+        os.environ.get("PYPI_UPSTREAM_FILE_HOSTS", ""),
+    )
     server = httpd.server(handler(upstream), port)
     print(f"upstream {shown(url)} on port {port}" if url else f"no upstream set; idle on port {port}", flush=True)
     server.serve_forever()

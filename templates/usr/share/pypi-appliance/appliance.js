@@ -136,5 +136,5 @@ function refusal_text(body) {
     return text + '\n';
 }
 
-export default {utf8_authorization, negotiated_format, negotiate, simple_miss,
+export default {utf8_authorization, negotiated_format, negotiate, simple_miss, normalize, refusal_text,
                 upload_refusal_header, upload_refusal_body};

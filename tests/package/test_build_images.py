@@ -12,11 +12,24 @@ from tests.e2e import images
 
 def test_a_missing_image_fails_the_build_naming_it(tmp_path):
     out = tmp_path / "dist"
-    result = CliRunner().invoke(main, ["build", "--with-images", "--proxy-image", "nginx:0.0.0-nowhere",
-                                       "--output-dir", str(out), "--build-dir", str(tmp_path)])
+    result = CliRunner().invoke(
+        main,
+        [
+            "build",
+            "--with-images",
+            "--proxy-image",
+            "nginx:0.0.0-nowhere",
+            "--output-dir",
+            str(out),
+            "--build-dir",
+            str(tmp_path),
+        ],
+    )
     assert result.exit_code == 1, result.output
-    assert ("image 'nginx:0.0.0-nowhere' (named by the compose file) is not in this machine's Docker engine: "
-            "docker pull nginx:0.0.0-nowhere") in " ".join(result.output.split())
+    assert (
+        "image 'nginx:0.0.0-nowhere' (named by the compose file) is not in this machine's Docker engine: "
+        "docker pull nginx:0.0.0-nowhere"
+    ) in " ".join(result.output.split())
     assert not out.exists()
 
 
@@ -25,8 +38,11 @@ def test_an_image_of_another_digest_or_architecture_is_refused():
     pinned = f"{held}@sha256:{'0' * 64}"
     with pytest.raises(ConfigError, match=r"this engine's copy has digests none, not sha256:0{64}: docker pull"):
         build_images.find([pinned], "amd64")
-    with pytest.raises(ConfigError, match=rf"image '{held}' is for linux/amd64, but this machine builds arm64 "
-                                          r"packages \(Docker's linux/arm64\)"):
+    with pytest.raises(
+        ConfigError,
+        match=rf"image '{held}' is for linux/amd64, but this machine builds arm64 "
+        r"packages \(Docker's linux/arm64\)",
+    ):
         build_images.find([held], "arm64")
 
 
