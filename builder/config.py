@@ -19,9 +19,6 @@ USERNAME_PATTERN = r"[A-Za-z0-9][A-Za-z0-9._@+-]{0,63}"
 # uid and gid of the pypiserver user in its official image (the postinst owns
 # the packages dir by it; the helper gives it the password file's group).
 SERVER_ID = 9898
-# The compose file's services: the helper refuses to start a compose file
-# (an admin's copy kept from an older version) that lacks one.
-SERVICES = ("proxy", "auth", "upstream", "indexer", "pypiserver")
 # The audit log (helper, containers, logrotate, fail2ban, the postinst).
 AUDIT_LOG = f"/var/log/{PACKAGE}/audit.log"
 # bcrypt reads at most this many bytes of a password (config script and helper).

@@ -17,12 +17,12 @@ from builder.config import (
     BCRYPT_MAX_BYTES,
     PACKAGE,
     SERVER_ID,
-    SERVICES,
     SYSTEM_DIRS,
     USERNAME_PATTERN,
     Config,
 )
 from builder.images import GAVE_UP_STATUS, IMAGES_DIR, IMAGES_PACKAGE, LIST, LOADED
+from builder.services import BY_NAME, FRONT_PORT, MODULES, SERVICES
 from builder.settings import ACCESS_MODES, COUNTS, SETTINGS, SIZE_PATTERN, TLS_LISTENERS, UPSTREAM_PATTERN
 
 SUFFIX = ".j2"
@@ -62,6 +62,9 @@ def context(config: Config) -> dict:
         "audit_log": AUDIT_LOG,
         "upstream_pattern": UPSTREAM_PATTERN,
         "images": images,
+        "services": BY_NAME,
+        "front_port": FRONT_PORT,
+        "service_modules": MODULES,
         # What the admin helper reads at run time (/usr/share/pypi-appliance/defaults.json).
         "helper_defaults": {
             "package": config.package,
@@ -73,7 +76,9 @@ def context(config: Config) -> dict:
             "server_id": SERVER_ID,
             "bcrypt_max_bytes": BCRYPT_MAX_BYTES,
             "audit_log": AUDIT_LOG,
-            "services": list(SERVICES),
+            # The helper asks them by name and port (status), and refuses a
+            # compose file (an admin's copy kept from an older version) that lacks one.
+            "services": {s.name: {"port": s.port} for s in SERVICES},
             "upstream_pattern": UPSTREAM_PATTERN,
             "size_pattern": SIZE_PATTERN,
             "version": config.version,
@@ -128,13 +133,16 @@ def render_tree(config: Config, src: Path, dest: Path) -> list[Path]:
 
 def stage(config: Config, tree: Path, staging: Path) -> Path:
     """A fresh source tree at staging: debian/ from tree/debian, root/ from
-    tree/templates, and the product's Python package, src/, copied as it is
-    (debian/install puts it in /usr/share/PACKAGE)."""
+    tree/templates, and, copied as they are, the product's Python package
+    (src/, which debian/install puts in /usr/share/PACKAGE) and the manual."""
     if staging.exists():
         shutil.rmtree(staging)
     render_tree(config, tree / "debian", staging / "debian")
     render_tree(config, tree / "templates", staging / "root")
     shutil.copytree(tree / SOURCE, staging / SOURCE, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+    # The manual, installed in /usr/share/doc/PACKAGE (debian/PACKAGE.docs, debian/install).
+    shutil.copy2(tree / "README.md", staging / "README.md")
+    shutil.copytree(tree / "docs", staging / "docs")
     write_docs(staging)
     return staging
 

@@ -16,6 +16,7 @@ import time
 
 import pytest
 
+from builder.services import BY_NAME
 from tests.e2e.client import FLOODER, PASSWORD, USER, make_wheel, pip_install, twine_upload, upload_form
 
 pytestmark = pytest.mark.e2e
@@ -301,7 +302,7 @@ def test_a_checker_not_answering_gives_503_and_when_to_retry(system, installed):
     assert system.http("/simple/", user=USER, password=PASSWORD) == 200
     pid = system.sh("docker inspect -f '{{.State.Pid}}' pypi-appliance-proxy-1").stdout.strip()
     # The proxy's connections to the checker are refused, as while it starts.
-    rule = "OUTPUT -p tcp --dport 8083 -j REJECT --reject-with tcp-reset"
+    rule = f"OUTPUT -p tcp --dport {BY_NAME['auth'].port} -j REJECT --reject-with tcp-reset"
     system.sh(f"nsenter -t {pid} -n iptables -I {rule}")
     try:
         status, body, headers = system.fetch_all("/simple/", user=USER, password="not-known-yet")
@@ -419,11 +420,11 @@ def test_internal_locations_need_the_password_too(system, installed):
 
 
 INTERNAL_PORTS = {  # what a local user could ask without the front door
-    "pypiserver": ("GET", 8080, "/simple/"),
-    "pypiserver ": ("GET", 8080, "/packages/"),
-    "auth": ("GET", 8083, "/check"),
-    "indexer": ("POST", 8082, "/refresh"),
-    "upstream": ("GET", 8084, "/simple/appliance-probe/"),
+    "pypiserver": ("GET", BY_NAME["pypiserver"].port, "/simple/"),
+    "pypiserver ": ("GET", BY_NAME["pypiserver"].port, "/packages/"),
+    "auth": ("GET", BY_NAME["auth"].port, "/check"),
+    "indexer": ("POST", BY_NAME["indexer"].port, "/refresh"),
+    "upstream": ("GET", BY_NAME["upstream"].port, "/simple/appliance-probe/"),
 }
 
 

@@ -1,6 +1,6 @@
 // Unit tests of the front door's njs module (templates/usr/share/pypi-appliance/appliance.js),
 // run with the njs CLI, no nginx: njs -p templates/usr/share/pypi-appliance tests/njs/appliance_test.js
-// (tests/unit/test_njs.py runs it; tests/e2e runs it again on the front door's own njs).
+// (tests/unit/test_njs.py runs it; the system tier drives the module through the real front door).
 import fs from 'fs';
 import app from 'appliance.js';
 

@@ -1,5 +1,6 @@
 """piuparts: install, remove and purge in a clean trixie chroot, no systemd, no Docker."""
 
+import os
 import subprocess
 
 from tests.e2e.images import CACHE
@@ -38,7 +39,10 @@ def test_piuparts_install_and_purge_in_trixie(deb):
         "/var/log/pypi-appliance/audit.log",
     ]
     cmd += ["--basetgz", str(base)] if base.exists() else ["--save", str(base)]
-    result = subprocess.run([*cmd, str(deb)], capture_output=True, text=True, timeout=1200)
+    # piuparts passes its environment on to the chroot's maintainer scripts: the
+    # checkout's defaults (tests/conftest.py) must not stand in for the package's.
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PYPI_APPLIANCE_")}
+    result = subprocess.run([*cmd, str(deb)], capture_output=True, text=True, timeout=1200, env=env)
     tail = (result.stdout + result.stderr)[-4000:]
     assert result.returncode == 0, tail
     assert "PASS: All tests." in result.stdout + result.stderr, tail

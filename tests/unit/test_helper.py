@@ -84,8 +84,10 @@ def test_a_front_door_that_cannot_be_reloaded_is_an_error(helper, tmp_path):
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
     docker = bin_dir / "docker"
+    # The front door runs (compose's labels find it), but docker top fails.
     docker.write_text(
-        '#!/bin/sh\ncase $1 in top) echo "Error response from daemon: boom" >&2; exit 1;; inspect) echo true;; esac\n'
+        '#!/bin/sh\ncase "$*" in ps*com.docker.compose.service=proxy*) echo c0ffee;; '
+        'top\\ c0ffee*) echo "Error response from daemon: boom" >&2; exit 1;; esac\n'
     )
     docker.chmod(0o755)
     result = helper("user", "remove", "ci", path=bin_dir)
@@ -94,7 +96,7 @@ def test_a_front_door_that_cannot_be_reloaded_is_an_error(helper, tmp_path):
     assert "systemctl restart pypi-appliance" in result.stderr
     assert helper("user", "list", "--names").stdout.split() == ["admin"]
     # Not running: nothing to reload (it reads the passwords when it starts).
-    docker.write_text("#!/bin/sh\ncase $1 in top) exit 1;; inspect) echo false;; esac\n")
+    docker.write_text("#!/bin/sh\ncase $1 in ps) ;; *) exit 1;; esac\n")
     assert helper("user", "add", "--password-stdin", "ci", stdin="pw\n", path=bin_dir).returncode == 0
 
 

@@ -11,8 +11,9 @@ import pytest
 import yaml
 
 from builder.cli import TREE
-from builder.config import SERVICES, USERNAME_PATTERN, Config, ConfigError, check_data_dir, check_port
+from builder.config import USERNAME_PATTERN, Config, ConfigError, check_data_dir, check_port
 from builder.docs import leaves
+from builder.services import BY_NAME, FRONT_PORT, SERVICES
 from builder.settings import ACCESS_MODES, SETTINGS, TLS_LISTENERS, markdown_table
 from builder.stage import render, stage
 from pypi_appliance.admin import compose as compose_module
@@ -297,10 +298,10 @@ def test_access_modes_are_one_list(staged, tmp_path):
 
 
 def test_settings_are_declared_once(staged):
-    """builder/settings.py: the README's table, the debconf defaults and choices,
+    """builder/settings.py: the manual's table, the debconf defaults and choices,
     the helper's keys and defaults, and the TLS listeners all follow it."""
-    readme = (TREE / "README.md").read_text()
-    assert markdown_table() in readme, "README's settings table differs from builder/settings.py:\n" + markdown_table()
+    reference = (TREE / "docs/reference.md").read_text()
+    assert markdown_table() in reference, "docs/reference.md's settings table differs from builder/settings.py"
     tree = staged(port=9123, data_dir="/data/pypi")
     templates = (tree / "debian/templates").read_text()
     expected = {s.key: s.default for s in SETTINGS} | {"PYPI_PORT": "9123", "PYPI_DATA_DIR": "/data/pypi"}
@@ -351,8 +352,44 @@ def test_password_length_rule_is_the_same_in_shell_and_python(tmp_path):
         assert (shell.returncode == 0) is python, (len(password.encode()), shell.stdout)
 
 
-def test_the_compose_file_has_the_services_the_helper_requires(staged):
-    assert sorted(compose(staged())["services"]) == sorted(SERVICES)
+def test_the_services_table_drives_compose_nginx_and_the_helper(staged):
+    """builder/services.py is the one place a container's name, port, memory
+    limit and health check are written; the rendered files follow it."""
+    tree = staged()
+    doc = compose(tree)
+    assert sorted(doc["services"]) == sorted(s.name for s in SERVICES)
+    nginx = (tree / "root/etc/pypi-appliance/nginx.conf").read_text()
+    defaults = json.loads((tree / "root/usr/share/pypi-appliance/defaults.json").read_text())
+    for service in SERVICES:
+        rendered = doc["services"][service.name]
+        assert rendered["mem_limit"] == service.mem_limit
+        assert rendered["healthcheck"]["test"][-1].endswith(f"127.0.0.1:{service.port}/health', timeout=4)") or (
+            rendered["healthcheck"]["test"][-1] == f"http://127.0.0.1:{service.port}/health"
+        )
+        assert defaults["services"][service.name] == {"port": service.port}
+        if service.module:
+            assert rendered["entrypoint"][:3] == ["python", "-m", f"pypi_appliance.services.{service.module}"]
+            assert rendered["entrypoint"][-1] == str(service.port)
+            assert (TREE / "src/pypi_appliance/services" / f"{service.module}.py").is_file()
+        if service.name != "proxy":
+            assert f"server {service.name}:{service.port};" in nginx or service.name == "indexer"
+    assert f"listen 127.0.0.1:{BY_NAME['proxy'].port};" in nginx
+    assert doc["services"]["proxy"]["ports"][0]["target"] == FRONT_PORT
+    assert doc["services"]["pypiserver"]["environment"]["PYPI_INDEXER"] == f"http://indexer:{BY_NAME['indexer'].port}"
+
+
+def test_no_port_literal_outside_the_model():
+    """The containers' ports are the services table's alone (the host's port
+    is the PYPI_PORT setting's)."""
+    ports = {str(s.port) for s in SERVICES} | {str(FRONT_PORT)}
+    found = []
+    for top in ("templates", "src", "debian"):
+        for path in sorted((TREE / top).rglob("*")):
+            if path.is_file() and path.suffix not in (".po", ".pot", ".pyc"):
+                for n, line in enumerate(path.read_text(errors="replace").splitlines(), 1):
+                    if set(re.findall(r"(?<![0-9])([0-9]{4})(?![0-9])", line)) & ports:
+                        found.append(f"{path.relative_to(TREE)}:{n}: {line.strip()}")
+    assert found == []
 
 
 # An edited 0.3.0 nginx.conf: it asks the checker but has no upstream.

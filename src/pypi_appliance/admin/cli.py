@@ -320,7 +320,7 @@ the clear is in the audit log. Names this index holds are never in it.""",
         "manage accounts and their roles",
         f"""\
 Manage accounts. Each is {ROLES[0]} (list and download) or {ROLES[1]} (also
-upload, yank and remove). Passwords are read from a prompt (asked twice) or,
+upload). Yanking and removing are root's, on this host. Passwords are read from a prompt (asked twice) or,
 with --password-stdin, from the first line of standard input; never from the
 command line. Changes take effect at once, without a restart, also for
 credentials the front door has already checked.""",

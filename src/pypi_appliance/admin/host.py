@@ -12,7 +12,7 @@ import subprocess
 import urllib.error
 import urllib.request
 
-from pypi_appliance.admin.settings import Settings
+from pypi_appliance.admin.settings import PACKAGE, Settings
 
 
 def run(cmd, errors=None):
@@ -26,6 +26,24 @@ def run(cmd, errors=None):
     if errors is not None and proc.stderr.strip():
         errors.append(proc.stderr.strip())
     return proc.returncode, proc.stdout.strip()
+
+
+def container(service: str) -> str | None:
+    """The running container of one of the appliance's compose services, found
+    by compose's own labels (project and service), never by guessing the name
+    compose gave it; None when none runs."""
+    code, out = run(
+        [
+            "docker",
+            "ps",
+            "-q",
+            "--filter",
+            f"label=com.docker.compose.project={PACKAGE}",
+            "--filter",
+            f"label=com.docker.compose.service={service}",
+        ]
+    )
+    return out.split()[0] if code == 0 and out.split() else None
 
 
 def host_addresses():

@@ -10,7 +10,7 @@ import time
 
 from pypi_appliance.admin import images
 from pypi_appliance.admin.compose import compose
-from pypi_appliance.admin.host import host_addresses, host_name, index_url, probe, run
+from pypi_appliance.admin.host import container, host_addresses, host_name, index_url, probe, run
 from pypi_appliance.admin.settings import BUILD, PACKAGE, NeedsRoot, Settings
 from pypi_appliance.admin.tls import tls_state
 from pypi_appliance.core import audit
@@ -73,14 +73,19 @@ def index_state(conf: Settings):
         return None
 
 
-def ask_service(service: str, port: int, path: str, timeout: int):
-    """The JSON a container's internal endpoint answers (an error status's body
-    too), asked from inside it with its own Python; None when it does not answer."""
+def ask_service(service: str, path: str, timeout: int):
+    """The JSON a compose service's internal endpoint answers (an error
+    status's body too), asked from inside its container with its own Python,
+    on the port the build gave it; None when it does not answer."""
+    found = container(service)
+    if found is None:
+        return None
+    port = BUILD["services"][service]["port"]
     code, out = run(
         [
             "docker",
             "exec",
-            f"{PACKAGE}-{service}-1",
+            found,
             "python",
             "-c",
             "import sys, urllib.request as u, urllib.error as e\n"
@@ -98,7 +103,7 @@ def ask_service(service: str, port: int, path: str, timeout: int):
 
 def throttled():
     """What the credential checker throttles now (None: it did not answer)."""
-    return ask_service("auth", 8083, "/throttled", 4)
+    return ask_service("auth", "/throttled", 4)
 
 
 def upstream_reach(conf: Settings):
@@ -106,7 +111,7 @@ def upstream_reach(conf: Settings):
     when there is no upstream."""
     if not conf.upstream:
         return None
-    answer = ask_service("upstream", 8084, "/reach", 9)
+    answer = ask_service("upstream", "/reach", 9)
     if answer is None:
         return False, "the upstream service did not answer"
     return answer["ok"], answer["why"]

@@ -10,13 +10,14 @@ import secrets
 import sys
 import time
 
-from pypi_appliance.admin.host import run
+from pypi_appliance.admin.host import container, run
 from pypi_appliance.admin.settings import BCRYPT_MAX_BYTES, CONF, PACKAGE, SERVER_GID, USERNAME, Fail, Settings
 from pypi_appliance.core import audit
 from pypi_appliance.core.fsutil import write_atomic
 from pypi_appliance.core.roles import ROLES, format_roles, read_roles
 
-PROXY = f"{PACKAGE}-proxy-1"
+# The front door's compose service.
+PROXY = "proxy"
 
 
 def htpasswd_path(conf: Settings):
@@ -90,10 +91,11 @@ def nginx_workers() -> dict[str, str]:
     once old); none when it is not running. Fail when it runs but they
     cannot be listed: its cached credentials would stay good (5 minutes)."""
     errors: list[str] = []
-    code, out = run(["docker", "top", PROXY, "-eo", "pid,args"], errors)
+    found = container(PROXY)
+    if found is None:
+        return {}
+    code, out = run(["docker", "top", found, "-eo", "pid,args"], errors)
     if code != 0:
-        if run(["docker", "inspect", "-f", "{{.State.Running}}", PROXY])[1] != "true":
-            return {}
         raise Fail(
             f"the front door ({PROXY}) runs, but its processes could not be listed "
             f"({'; '.join(errors) or f'docker top exited {code}'}); the change is saved, and "
@@ -110,7 +112,8 @@ def reload_front_door() -> None:
     old = [pid for pid, title in nginx_workers().items() if "shutting down" not in title]
     if not old:
         return  # not running: it reads the version when it starts
-    if run(["docker", "kill", "--signal", "HUP", PROXY])[0] != 0:
+    found = container(PROXY)
+    if found is None or run(["docker", "kill", "--signal", "HUP", found])[0] != 0:
         raise Fail(
             f"the front door ({PROXY}) did not take the signal to reload; the change is saved, and "
             f"'systemctl restart {PACKAGE}' makes it take effect now"

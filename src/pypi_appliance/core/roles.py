@@ -1,7 +1,8 @@
-"""What each account may do: read (list and download) or publish (also upload,
-yank and remove). DATA_DIR/auth/roles holds one "NAME ROLE" line per account;
-an account without a line may only read. Standard library only: the
-credential checker (auth.py) runs it in the server image."""
+"""What each account may do: read (list and download) or publish (also
+upload; yank and remove are the host admin's commands, not an account's).
+DATA_DIR/auth/roles holds one "NAME ROLE" line per account; an account
+without a line may only read. Standard library only: the credential checker
+(services/auth.py) runs it in the server image."""
 
 from __future__ import annotations
 
@@ -28,7 +29,7 @@ def read_roles(path: str) -> dict[str, str]:
 
 def format_roles(roles: dict[str, str]) -> bytes:
     lines = [
-        "# NAME ROLE: read (list and download) or publish (also upload, yank, remove).",
+        "# NAME ROLE: read (list and download) or publish (also upload).",
         "# Changed by 'pypi-appliance user role'; an account without a line may only read.",
     ]
     lines += [f"{name} {role}" for name, role in sorted(roles.items())]

@@ -6,7 +6,7 @@ addresses that keep failing, and an account that fails too often from an
 address is throttled there (429 with Retry-After at the front door) without
 any bcrypt work.
 
-Run as a compose service: python -m pypi_appliance.services.auth serve /data 8083
+Run as a compose service: python -m pypi_appliance.services.auth serve /data PORT
 Answers to GET /check: 200 (empty, cacheable) with X-Appliance-User and X-Appliance-Role; 403 when
 the account may not do what X-Appliance-Need asks; 401 with X-Appliance-Refusal
 (wrong, or throttled with Retry-After). GET /throttled lists what is throttled."""

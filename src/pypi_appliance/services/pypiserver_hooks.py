@@ -21,7 +21,7 @@ from pypi_appliance.services.index import REFRESH_SECONDS
 
 PACKAGES = "/data/packages"
 UPLOAD_PREFIX = ".upload-"  # the indexer and backups skip hidden files
-INDEXER = os.environ.get("PYPI_INDEXER", "http://indexer:8082")
+INDEXER = os.environ["PYPI_INDEXER"]  # compose.yaml: the indexer service's URL
 log = logging.getLogger("pypi-appliance")
 # passlib 1.7.4 reads bcrypt's version from bcrypt.__about__, which bcrypt 4
 # removed, and logs a traceback on every start that hides real errors: the
