@@ -21,9 +21,10 @@ import time
 from pathlib import Path
 from urllib.parse import quote
 
+from tests.dists import make_wheel
 from tests.e2e import fake_upstream as fake
 from tests.e2e import images
-from tests.e2e.client import FLOODER, make_wheel, preseed
+from tests.e2e.client import FLOODER, preseed
 from tests.e2e.system import System
 
 ROOT = Path(__file__).resolve().parents[1]

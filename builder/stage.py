@@ -69,6 +69,8 @@ def context(config: Config) -> dict:
         "helper_defaults": {
             "package": config.package,
             "settings": defaults(config),
+            # What each setting means: the helper's --help and the man page list them.
+            "meanings": {s.key: s.meaning for s in SETTINGS},
             "tls_modes": list(TLS_LISTENERS),
             "access_modes": list(ACCESS_MODES),
             "counts": list(COUNTS),

@@ -6,14 +6,14 @@ import os
 import subprocess
 import sys
 import urllib.parse
-import zipfile
 from pathlib import Path
+
+from tests.dists import PROJECT
 
 USER = "admin"
 # Breaks naive shell quoting, and non-ASCII: pip and twine send it Latin-1, curl UTF-8.
 PASSWORD = 'pä ss:"$\\wörd'
 NEW_PASSWORD = "n€w pass 'word' `x` \\ ; $(id)"
-PROJECT = "appliance-probe"
 REFUSED = (401,)  # wrong or missing credentials; 403 is for a known account without the right
 
 
@@ -28,33 +28,6 @@ def preseed(user: str, password: str, port: int | None = None, tls: str | None =
     if tls:
         lines.append(f"pypi-appliance pypi-appliance/tls select {tls}")
     return "\n".join(lines) + "\n"
-
-
-def make_wheel(
-    directory: Path, version: str = "1.0", project: str = PROJECT, metadata: str = "", payload: int = 0
-) -> Path:
-    """A minimal, valid pure-Python wheel, built without any network; metadata adds
-    METADATA lines, payload that many random (incompressible) bytes."""
-    name = project.replace("-", "_")
-    path = directory / f"{name}-{version}-py3-none-any.whl"
-    dist_info = f"{name}-{version}.dist-info"
-    files = {
-        f"{name}/__init__.py": f'VERSION = "{version}"\n',
-        f"{dist_info}/METADATA": f"Metadata-Version: 2.1\nName: {project}\nVersion: {version}\n"
-        f"Summary: probe package for pypi-appliance tests\n{metadata}",
-        f"{dist_info}/WHEEL": "Wheel-Version: 1.0\nGenerator: tests\nRoot-Is-Purelib: true\nTag: py3-none-any\n",
-    }
-    with zipfile.ZipFile(path, "w") as wheel:
-        for arcname, text in files.items():
-            wheel.writestr(arcname, text)
-        if payload:
-            with wheel.open(f"{name}/payload.bin", "w") as out:
-                for _ in range(0, payload, 2**20):
-                    out.write(os.urandom(min(2**20, payload)))
-            files[f"{name}/payload.bin"] = ""
-        record = "".join(f"{arcname},,\n" for arcname in files) + f"{dist_info}/RECORD,,\n"
-        wheel.writestr(f"{dist_info}/RECORD", record)
-    return path
 
 
 def upload_form(wheel: Path, filename: str | None = None) -> tuple[bytes, str]:

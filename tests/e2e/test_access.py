@@ -17,7 +17,8 @@ import time
 import pytest
 
 from builder.services import BY_NAME
-from tests.e2e.client import FLOODER, PASSWORD, USER, make_wheel, pip_install, twine_upload, upload_form
+from tests.dists import make_wheel
+from tests.e2e.client import FLOODER, PASSWORD, USER, pip_install, twine_upload, upload_form
 
 pytestmark = pytest.mark.e2e
 

@@ -6,7 +6,6 @@ import base64
 import hashlib
 import io
 import json
-import os
 import re
 import tarfile
 import threading
@@ -15,7 +14,8 @@ import zipfile
 
 import pytest
 
-from tests.e2e.client import PASSWORD, REFUSED, USER, make_wheel, pip_install, preseed, twine_upload, upload_form
+from tests.dists import make_wheel
+from tests.e2e.client import PASSWORD, REFUSED, USER, pip_install, preseed, twine_upload, upload_form
 
 # Its own project, so these tests and the core ones do not depend on each other's order.
 PROJECT = "restore-probe"
@@ -148,10 +148,7 @@ def read_archive(raw: bytes) -> dict[str, bytes]:
 
 def test_backup_during_an_upload_is_consistent(system, installed, tmp_path):
     # A large, incompressible wheel keeps the server writing while backups run.
-    big = tmp_path / "bulky-1.0-py3-none-any.whl"
-    with zipfile.ZipFile(big, "w") as wheel:
-        wheel.writestr("bulky/data.bin", os.urandom(48 * 2**20))
-        wheel.writestr("bulky-1.0.dist-info/METADATA", "Metadata-Version: 2.1\nName: bulky\nVersion: 1.0\n")
+    big = make_wheel(tmp_path, "1.0", project="bulky", payload=48 * 2**20)
     body, content_type = upload_form(big)
     # Once refused now and then with 400 "Missing ':action' field!": bottle's
     # request was shared between gevent's greenlets (pypiserver runs threads now).

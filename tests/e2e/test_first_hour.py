@@ -12,8 +12,9 @@ import time
 
 import pytest
 
+from tests.dists import make_wheel
 from tests.e2e import images
-from tests.e2e.client import PASSWORD, USER, client_env, make_wheel, twine_upload, upload_form
+from tests.e2e.client import PASSWORD, USER, client_env, twine_upload, upload_form
 
 pytestmark = pytest.mark.e2e
 

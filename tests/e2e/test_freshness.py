@@ -7,7 +7,8 @@ import time
 
 import pytest
 
-from tests.e2e.client import PASSWORD, REFUSED, USER, make_wheel, twine_upload
+from tests.dists import make_wheel
+from tests.e2e.client import PASSWORD, REFUSED, USER, twine_upload
 
 pytestmark = pytest.mark.e2e
 

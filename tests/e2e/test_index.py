@@ -20,7 +20,8 @@ from datetime import datetime
 
 import pytest
 
-from tests.e2e.client import PASSWORD, USER, client_env, index_url, make_wheel, tls_args, twine_upload, upload_form
+from tests.dists import make_wheel
+from tests.e2e.client import PASSWORD, USER, client_env, index_url, tls_args, twine_upload, upload_form
 
 pytestmark = pytest.mark.e2e
 

@@ -12,8 +12,9 @@ from pathlib import Path
 
 import pytest
 
+from tests.dists import make_wheel
 from tests.e2e import images
-from tests.e2e.client import PASSWORD, REFUSED, USER, make_wheel, pip_install, preseed, twine_upload, upload_form
+from tests.e2e.client import PASSWORD, REFUSED, USER, pip_install, preseed, twine_upload, upload_form
 
 pytestmark = pytest.mark.e2e
 

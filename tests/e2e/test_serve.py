@@ -9,13 +9,13 @@ import base64
 
 import pytest
 
+from tests.dists import make_wheel
 from tests.e2e.client import (
     NEW_PASSWORD,
     PASSWORD,
     PROJECT,
     REFUSED,
     USER,
-    make_wheel,
     pip_install,
     preseed,
     twine_upload,

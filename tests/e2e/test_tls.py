@@ -13,7 +13,8 @@ import urllib.request
 
 import pytest
 
-from tests.e2e.client import PASSWORD, REFUSED, USER, client_env, make_wheel
+from tests.dists import make_wheel
+from tests.e2e.client import PASSWORD, REFUSED, USER, client_env
 
 pytestmark = pytest.mark.e2e
 

@@ -10,7 +10,8 @@ import sys
 
 import pytest
 
-from tests.e2e.client import PASSWORD, USER, client_env, index_url, make_wheel, twine_upload, upload_form
+from tests.dists import make_wheel
+from tests.e2e.client import PASSWORD, USER, client_env, index_url, twine_upload, upload_form
 
 pytestmark = pytest.mark.e2e
 

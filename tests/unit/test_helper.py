@@ -9,12 +9,12 @@ import stat
 import subprocess
 import sys
 import tarfile
-import zipfile
 
 import pytest
 from passlib.apache import HtpasswdFile
 
 from builder.cli import TREE
+from tests.dists import wheel_bytes
 
 PASSWORD = 'pä ss:"$\\wörd'
 SOURCE = str(TREE / "src")
@@ -98,14 +98,6 @@ def test_a_front_door_that_cannot_be_reloaded_is_an_error(helper, tmp_path):
     # Not running: nothing to reload (it reads the passwords when it starts).
     docker.write_text("#!/bin/sh\ncase $1 in ps) ;; *) exit 1;; esac\n")
     assert helper("user", "add", "--password-stdin", "ci", stdin="pw\n", path=bin_dir).returncode == 0
-
-
-def wheel_bytes(name="probe", version="1.0"):
-    buffer = io.BytesIO()
-    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as wheel:
-        wheel.writestr(f"{name}/__init__.py", "x = 1\n" * 1000)
-        wheel.writestr(f"{name}-{version}.dist-info/METADATA", f"Name: {name}\nVersion: {version}\n")
-    return buffer.getvalue()
 
 
 def test_user_lifecycle(helper):

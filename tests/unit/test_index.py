@@ -19,7 +19,7 @@ from pypi_appliance.core.names import parse_release
 from pypi_appliance.core.simple import API_VERSION, render_project, render_root
 from pypi_appliance.services.index import Index, Syncer
 from tests import bombs
-from tests.e2e.client import make_wheel
+from tests.dists import make_sdist, make_wheel
 
 
 @pytest.fixture
@@ -27,21 +27,6 @@ def index(tmp_path):
     (tmp_path / "packages").mkdir()
     ix = Index(str(tmp_path))
     return ix, Syncer(ix, log=lambda text: None), tmp_path / "packages"
-
-
-def sdist(directory, name, version, pkg_info=True):
-    path = directory / f"{name}-{version}.tar.gz"
-    with tarfile.open(path, "w:gz") as archive:
-        members = {f"{name}-{version}/setup.py": b"from setuptools import setup\nsetup()\n"}
-        if pkg_info:
-            members[f"{name}-{version}/PKG-INFO"] = (
-                f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\nRequires-Python: >=3.9\n"
-            ).encode()
-        for member, data in members.items():
-            info = tarfile.TarInfo(member)
-            info.size = len(data)
-            archive.addfile(info, io.BytesIO(data))
-    return path
 
 
 def project_page(ix, project):
@@ -52,7 +37,7 @@ def project_page(ix, project):
 def test_whole_files_are_listed_and_broken_ones_say_why(index):
     ix, syncer, packages = index
     wheel = make_wheel(packages, "1.0", project="Good.Probe", metadata="Requires-Python: >=3.8\n")
-    good_sdist = sdist(packages, "good-probe", "1.1")
+    good_sdist = make_sdist(packages, "good-probe", "1.1")
     truncated = packages / "good_probe-2.0-py3-none-any.whl"
     truncated.write_bytes(wheel.read_bytes()[:-30])
     crc = packages / "good_probe-2.1-py3-none-any.whl"
@@ -71,7 +56,7 @@ def test_whole_files_are_listed_and_broken_ones_say_why(index):
     assert why["notes.txt"] == "not a wheel or source archive that pip can install"
     assert why["good_probe-3.0-py3-none-any.whl"] == "the file name says 'good_probe' but its metadata says 'other'"
     with pytest.raises(Invalid, match="no PKG-INFO"):
-        inspect(str(sdist(packages.parent, "bare", "1.0", pkg_info=False)), "bare-1.0.tar.gz")
+        inspect(str(make_sdist(packages.parent, "bare", "1.0", pkg_info=False)), "bare-1.0.tar.gz")
     page = project_page(ix, "good-probe")
     assert [f["filename"] for f in page["files"]] == [wheel.name, good_sdist.name]
     assert page["versions"] == ["1.0", "1.1"]

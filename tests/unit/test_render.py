@@ -182,6 +182,10 @@ def test_man_page_and_completion_come_from_the_parser(staged):
     # Each command's description and each option's help reach the man page.
     assert "Exits 0 when the index and every container answer their health checks" in " ".join(man.split())
     assert "\\-\\-with\\-ca" in man and "\\-\\-password\\-stdin" in man
+    # Every setting, from the model, with what it means (the PYPI_AUTH_* ones were once left out).
+    flat = " ".join(man.replace("\\-", "-").split())
+    for setting in SETTINGS:
+        assert f"{setting.key}: {' '.join(setting.meaning.replace('`', '').split())}" in flat, setting.key
     # Account names complete from the password file.
     assert "_shtab_pypi_appliance_user_remove_pos_0_COMPGEN=_pypi_appliance_users" in completion
     assert "pypi-appliance user list" in completion

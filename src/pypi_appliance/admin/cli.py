@@ -3,42 +3,43 @@
 from __future__ import annotations
 
 import argparse
+import importlib
 import os
 import sys
+import textwrap
 
 import pypi_appliance.admin
-from pypi_appliance.admin.backup import cmd_backup, cmd_restore
-from pypi_appliance.admin.cache import cmd_cache
-from pypi_appliance.admin.clients import CLIENT_BUNDLE, cmd_client_config, cmd_url
-from pypi_appliance.admin.compose import cmd_audit, cmd_down, cmd_logs, cmd_up
-from pypi_appliance.admin.releases import cmd_reindex, cmd_release_name, cmd_remove, cmd_unyank, cmd_yank
-from pypi_appliance.admin.settings import KEYS, PACKAGE, Fail, NeedsRoot, cmd_write_config, read_conf
-from pypi_appliance.admin.status import cmd_status
-from pypi_appliance.admin.tls import cmd_tls
-from pypi_appliance.admin.users import cmd_user_add, cmd_user_list, cmd_user_passwd, cmd_user_remove, cmd_user_role
+from pypi_appliance.admin.settings import BUILD, CLIENT_BUNDLE, KEYS, PACKAGE, Fail, NeedsRoot, read_conf
 from pypi_appliance.core.roles import ROLES
 
-# What argparse does not know: files and exit codes (in --help and the man page).
+# What argparse does not know: files and exit codes (in --help and the man
+# page); the settings and what each means come from the build (builder/settings.py).
+SETTINGS_TEXT = "\n".join(
+    textwrap.fill(
+        f"{key}: {meaning.replace('`', '')}",
+        width=78,
+        initial_indent="      ",
+        subsequent_indent="        ",
+        break_on_hyphens=False,
+    )
+    for key, meaning in BUILD["meanings"].items()
+)
 EPILOG = f"""\
 Every command but status, url and client-config must be run as root; run as
 another user, it says so and exits 4.
 
 files:
   /etc/{PACKAGE}/{PACKAGE}.conf
-      PYPI_PORT, PYPI_DATA_DIR, PYPI_ADMIN_USER, PYPI_ACCESS (private: listing
-      and downloads need a password; public-read: anyone may read), PYPI_TLS
-      (self-signed, provided or off), PYPI_TLS_CERT, PYPI_TLS_KEY and, optionally,
-      PYPI_TLS_NAMES: more names and addresses for the self-signed certificate,
-      comma separated. PYPI_UPSTREAM (an index for the names this one does not
-      hold), PYPI_UPSTREAM_CREDENTIALS, PYPI_UPSTREAM_FILE_HOSTS (the hosts
-      its pages may link files on), PYPI_UPSTREAM_PAGE_SECONDS and
-      PYPI_UPSTREAM_CACHE_MAX (see "cache").
+      One KEY=VALUE line per setting; after editing, systemctl restart {PACKAGE}.
+{SETTINGS_TEXT}
   /etc/{PACKAGE}/tls/
       The self-signed CA (ca.crt, and ca.key readable by root only) and the
       server certificate and key. Kept across upgrades; removed on purge (back
       it up with "backup --with-ca").
   /etc/{PACKAGE}/initial-admin-password
       The generated admin password, when none was given at install time.
+  /usr/share/doc/{PACKAGE}/
+      The manual: README.md and docs/.
 
 see also: dpkg-reconfigure(8), debconf-set-selections(1)"""
 
@@ -48,7 +49,9 @@ FILES = {"bash": "_shtab_compgen_files"}
 
 
 def command(sub, name, func, summary, description, root=False):
-    """One command: summary for the list, description for its --help and the man page."""
+    """One command: summary for the list, description for its --help and the
+    man page. func is "MODULE:FUNCTION" in pypi_appliance.admin, imported only
+    when the command runs (a command does not pay for the others' imports)."""
     p = sub.add_parser(
         name, help=summary, description=description, formatter_class=argparse.RawDescriptionHelpFormatter
     )
@@ -68,7 +71,7 @@ def parser():
     s = command(
         sub,
         "status",
-        cmd_status,
+        "status:cmd_status",
         "service, containers and health",
         """\
 Show the version, the service and container state, the health check, the
@@ -87,7 +90,7 @@ member of the docker group).""",
     c = command(
         sub,
         "client-config",
-        cmd_client_config,
+        "clients:cmd_client_config",
         "print the CA, pip.conf, .pypirc and uv settings for clients",
         """\
 Print what clients of this host need: the CA certificate and a one-line
@@ -121,14 +124,18 @@ trusted-host and a warning. The password is never printed.""",
     ).complete = FILES
 
     u = command(
-        sub, "url", cmd_url, "print the index URL for pip", "Print the index URL for pip, as client-config names it."
+        sub,
+        "url",
+        "clients:cmd_url",
+        "print the index URL for pip",
+        "Print the index URL for pip, as client-config names it.",
     )
     u.add_argument("--host", metavar="HOST[:PORT]", help="the name or address clients use (as for client-config)")
 
     tl = command(
         sub,
         "tls",
-        cmd_tls,
+        "tls:cmd_tls",
         "show the certificate; issue or renew the self-signed one as needed",
         """\
 Show the TLS mode and certificate. In self-signed mode, first make the CA if
@@ -147,7 +154,12 @@ The service runs this on every start.""",
     )
 
     lg = command(
-        sub, "logs", cmd_logs, "the servers' logs as text", "Show the containers' logs as plain text.", root=True
+        sub,
+        "logs",
+        "compose:cmd_logs",
+        "the servers' logs as text",
+        "Show the containers' logs as plain text.",
+        root=True,
     )
     lg.add_argument("-f", "--follow", action="store_true", help="keep printing new lines")
     lg.add_argument("-n", "--lines", type=int, default=100, metavar="N", help="lines to show (default 100)")
@@ -155,7 +167,7 @@ The service runs this on every start.""",
     b = command(
         sub,
         "backup",
-        cmd_backup,
+        "backup:cmd_backup",
         "archive packages, passwords and config with a checksum manifest",
         """\
 Write a tar.gz holding the packages, the password file and the configuration,
@@ -174,7 +186,7 @@ and renamed when complete; it is readable by root only.""",
     r = command(
         sub,
         "restore",
-        cmd_restore,
+        "backup:cmd_restore",
         "replace packages and passwords (and the CA) with a backup's",
         """\
 Check the archive against its manifest first and refuse a missing, corrupt or
@@ -192,7 +204,7 @@ archive holds one), and starts it again.""",
     y = command(
         sub,
         "yank",
-        cmd_yank,
+        "releases:cmd_yank",
         "mark a release yanked (PEP 592): pip skips it unless pinned exactly",
         """\
 Mark every file of PROJECT==VERSION yanked in the index (data-yanked in the
@@ -203,12 +215,14 @@ logged to the journal; kept in backups.""",
     )
     y.add_argument("release", metavar="PROJECT==VERSION")
     y.add_argument("--reason", metavar="TEXT", help="why, shown to pip's users")
-    uy = command(sub, "unyank", cmd_unyank, "undo a yank", "List PROJECT==VERSION as installable again.", root=True)
+    uy = command(
+        sub, "unyank", "releases:cmd_unyank", "undo a yank", "List PROJECT==VERSION as installable again.", root=True
+    )
     uy.add_argument("release", metavar="PROJECT==VERSION")
     rv = command(
         sub,
         "remove",
-        cmd_remove,
+        "releases:cmd_remove",
         "delete a release's files, or a file the index refused",
         """\
 Delete every file of PROJECT==VERSION from the packages dir and the index,
@@ -225,7 +239,7 @@ stays this index's: the upstream does not answer for it until
     rn = command(
         sub,
         "release-name",
-        cmd_release_name,
+        "releases:cmd_release_name",
         "let the upstream answer for a name this index no longer has files of",
         """\
 A name is this index's from its first upload, whatever happens to its files:
@@ -240,7 +254,7 @@ without one it needs --yes. Logged to the audit log.""",
     command(
         sub,
         "reindex",
-        cmd_reindex,
+        "releases:cmd_reindex",
         "rebuild the index from the packages dir",
         """\
 Read every file in the packages dir again (check it is whole, hash it, take
@@ -253,7 +267,7 @@ some file is not listed (it says which and why).""",
     command(
         sub,
         "up",
-        cmd_up,
+        "compose:cmd_up",
         "run the containers in the foreground (what the service runs)",
         f"Run the containers in the foreground, with their output as plain text: what {PACKAGE}.service runs.",
         root=True,
@@ -261,7 +275,7 @@ some file is not listed (it says which and why).""",
     command(
         sub,
         "down",
-        cmd_down,
+        "compose:cmd_down",
         "stop and remove the containers (what the service's stop runs)",
         f"Stop and remove the containers: what stopping {PACKAGE}.service runs.",
         root=True,
@@ -270,7 +284,7 @@ some file is not listed (it says which and why).""",
     w = command(
         sub,
         "write-config",
-        cmd_write_config,
+        "settings:cmd_write_config",
         "set KEY=VALUE lines in the config file (the postinst does)",
         f"Set settings in /etc/{PACKAGE}/{PACKAGE}.conf, keeping every other line and comment. It does "
         f"not restart the service: they take effect at 'systemctl restart {PACKAGE}'. "
@@ -282,7 +296,7 @@ some file is not listed (it says which and why).""",
     au = command(
         sub,
         "audit",
-        cmd_audit,
+        "compose:cmd_audit",
         "show the audit log",
         """\
 Show the audit log: one line per upload, yank, unyank, removal, account and
@@ -297,7 +311,7 @@ login-failed lines (see /etc/fail2ban/jail.d/pypi-appliance.conf).""",
     ca = command(
         sub,
         "cache",
-        cmd_cache,
+        "cache:cmd_cache",
         "show or clear the upstream's cache",
         """\
 Show the upstream's cache (PYPI_UPSTREAM): its size against
@@ -327,10 +341,10 @@ credentials the front door has already checked.""",
     )
     usub = accounts.add_subparsers(dest="user_command", metavar="ACTION", required=True)
     ls = command(
-        usub, "list", cmd_user_list, "list accounts and their roles", "List the accounts: NAME ROLE.", root=True
+        usub, "list", "users:cmd_user_list", "list accounts and their roles", "List the accounts: NAME ROLE.", root=True
     )
     ls.add_argument("--names", action="store_true", help="names only")
-    a = command(usub, "add", cmd_user_add, "add an account", "Add an account.", root=True)
+    a = command(usub, "add", "users:cmd_user_add", "add an account", "Add an account.", root=True)
     a.add_argument("name")
     a.add_argument("--role", choices=ROLES, default=ROLES[0], help=f"what it may do (default {ROLES[0]})")
     a.add_argument(
@@ -346,7 +360,12 @@ credentials the front door has already checked.""",
     )
     a.add_argument("--url", metavar="URL", help="with --generate: the URL the machine uses (as for client-config)")
     p_ = command(
-        usub, "passwd", cmd_user_passwd, "change an account's password", "Change an account's password.", root=True
+        usub,
+        "passwd",
+        "users:cmd_user_passwd",
+        "change an account's password",
+        "Change an account's password.",
+        root=True,
     )
     p_.add_argument("name").complete = USERS
     for parser_ in (a, p_):
@@ -356,13 +375,13 @@ credentials the front door has already checked.""",
     ro = command(
         usub,
         "role",
-        cmd_user_role,
+        "users:cmd_user_role",
         "set accounts' role",
         f"Set the role of one or more accounts: {ROLES[0]} or {ROLES[1]}. Takes effect at once.",
         root=True,
     )
     ro.add_argument("names_role", nargs="+", metavar="NAME... ROLE").complete = USERS
-    rm = command(usub, "remove", cmd_user_remove, "remove an account", "Remove an account.", root=True)
+    rm = command(usub, "remove", "users:cmd_user_remove", "remove an account", "Remove an account.", root=True)
     rm.add_argument("name").complete = USERS
     return p
 
@@ -373,7 +392,9 @@ def main(argv=None):
     try:
         if getattr(args, "root", False) and os.geteuid() != 0:
             raise NeedsRoot(f"'{name}' must be run as root: sudo {PACKAGE} {name}")
-        return args.func(args, read_conf()) or 0
+        module, _, function = args.func.partition(":")
+        run = getattr(importlib.import_module(f"pypi_appliance.admin.{module}"), function)
+        return run(args, read_conf()) or 0
     except NeedsRoot as err:
         print(f"{PACKAGE}: {err}", file=sys.stderr)
         return 4

@@ -9,12 +9,11 @@ import shlex
 import urllib.parse
 
 from pypi_appliance.admin.host import endpoint, host_name, is_ip, scheme
-from pypi_appliance.admin.settings import PACKAGE, Fail, Settings, refusal
+from pypi_appliance.admin.settings import CLIENT_BUNDLE, PACKAGE, Fail, Settings, refusal
 from pypi_appliance.admin.tls import cert_info, ensure_certificate, openssl, tls_paths
 
 # Where Debian and Ubuntu clients keep local CAs and their merged bundle.
 CLIENT_CA_DIR = "/usr/local/share/ca-certificates"
-CLIENT_BUNDLE = "/etc/ssl/certs/ca-certificates.crt"
 
 
 def cmd_url(args, conf: Settings):

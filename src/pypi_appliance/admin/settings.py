@@ -27,6 +27,8 @@ SIZE = re.compile(BUILD["size_pattern"])
 # gid of the pypiserver user inside the container: it must read the htpasswd file.
 SERVER_GID = BUILD["server_id"]
 BCRYPT_MAX_BYTES = BUILD["bcrypt_max_bytes"]
+# The system's CA bundle, which client-config's install-ca line adds the appliance's CA to.
+CLIENT_BUNDLE = "/etc/ssl/certs/ca-certificates.crt"
 
 
 class Fail(Exception):
