@@ -49,7 +49,15 @@ def context(config: Config) -> dict:
     }
     return {
         "defaults": defaults(config),
-        "auth_settings": [s.key for s in SETTINGS if s.key.startswith("PYPI_AUTH_")],
+        # Each service's settings from the config file, as compose environment
+        # (builder/settings.py: env): an empty list of hosts is a value; other
+        # settings left empty take their default.
+        "settings_env": {
+            name: [
+                (x.key, "-" if x.kind == "hosts" else ":-", defaults(config)[x.key]) for x in SETTINGS if name in x.env
+            ]
+            for name in BY_NAME
+        },
         "tls_modes": tuple(TLS_LISTENERS),
         "tls_listeners": TLS_LISTENERS,
         "config": config,

@@ -476,3 +476,17 @@ def test_rendered_maintainer_scripts_pass_shellcheck(shipped_tree, script):
         text=True,
     )
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_the_config_script_asks_in_the_models_order_and_priorities():
+    """debian/config.j2 is shell with checks between the questions, so it is
+    not generated: its questions, their order and priorities are the model's."""
+    script = (TREE / "debian/config.j2").read_text()
+    pattern = (
+        r"^\s*(?:ask|ask_choice) (high|medium|low|critical) \{\{ config.package \}\}/([a-z-]+)"
+        r"|^\s*db_input (high|medium|low) \{\{ config.package \}\}/(tls-key)\b"
+    )
+    asked = [(m.group(1) or m.group(3), m.group(2) or m.group(4)) for m in re.finditer(pattern, script, re.M)]
+    model = [s for s in SETTINGS if s.question]
+    assert [q for _, q in asked] == [s.question for s in model]
+    assert [p for p, _ in asked] == [s.priority for s in model]
