@@ -1,7 +1,8 @@
 """The core path: install the real .deb with preseeded answers in a systemd +
 Docker host, then upload with twine and install with pip from this host.
 
-The tests run in file order and share one installed system."""
+The tests share one installed system; each uploads what it reads, so any
+one runs alone or in any order."""
 
 from __future__ import annotations
 
@@ -98,7 +99,11 @@ def test_twine_upload_then_conflict(system, installed, tmp_path):
 
 
 def test_pip_installs_through_the_appliance(system, installed, tmp_path):
-    assert pip_install(system, tmp_path, PASSWORD) == "1.0"
+    (tmp_path / "dist").mkdir()
+    wheel = make_wheel(tmp_path / "dist", "1.0", project="pip-probe")
+    uploaded = twine_upload(system, wheel, PASSWORD)
+    assert uploaded.returncode == 0, uploaded.stdout + uploaded.stderr
+    assert pip_install(system, tmp_path, PASSWORD, project="pip-probe") == "1.0"
 
 
 def test_unknown_project_is_not_redirected(system, installed):
@@ -110,7 +115,7 @@ def test_status_reports_healthy(system, installed):
     assert result.returncode == 0, result.stdout + result.stderr
     assert "active" in result.stdout
     files = len(system.sh("ls /srv/pypi/packages").stdout.split())
-    assert f"{files} file{'s' if files != 1 else ''} in" in result.stdout and files >= 1, result.stdout
+    assert f"{files} file{'s' if files != 1 else ''} in" in result.stdout, result.stdout
     assert "https://" in result.stdout and ":8080/simple/" in result.stdout
     assert "self-signed, certificate valid until" in result.stdout and "WARNING" not in result.stdout
 

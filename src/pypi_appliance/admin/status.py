@@ -55,7 +55,10 @@ def health(conf: Settings):
 def package_stats(conf: Settings):
     """Files, projects (by file name: opening each would cost too much) and bytes in the packages dir."""
     directory = os.path.join(conf.data_dir, "packages")
-    files, _ = walk_packages(directory)
+    try:
+        files, _ = walk_packages(directory)
+    except PermissionError:  # a user who may not read it (0750): status goes on without the count
+        return 0, 0, 0
     projects = {project_of(os.path.basename(name)) for name in files}
     size = 0
     for name in files:
