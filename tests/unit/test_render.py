@@ -425,11 +425,16 @@ NGINX_0_6 = NGINX_0_3 + "include /data/upstream/settings.conf;\n"
     ],
 )
 def test_up_refuses_conffiles_kept_from_an_older_version(staged, tmp_path, monkeypatch, services, nginx_text, message):
+    tree = staged()
     nginx = tmp_path / "nginx.conf"
-    current = (staged() / "root/etc/pypi-appliance/nginx.conf").read_text()
+    current = (tree / "root/etc/pypi-appliance/nginx.conf").read_text()
     nginx.write_text(nginx_text or current)
     assert all(line in current for line in compose_module.NEEDED)
     monkeypatch.setattr(compose_module, "NGINX_FILE", str(nginx))
+    compose_file = tmp_path / "compose.yaml"
+    compose_file.write_text((tree / "root/etc/pypi-appliance/compose.yaml").read_text())
+    assert all(line in compose_file.read_text() for line in compose_module.COMPOSE_NEEDED)
+    monkeypatch.setattr(compose_module, "COMPOSE_FILE", str(compose_file))
     docker = tmp_path / "bin" / "docker"
     docker.parent.mkdir()
     docker.write_text(f"#!/bin/sh\nprintf '{services}'\n")
@@ -441,6 +446,33 @@ def test_up_refuses_conffiles_kept_from_an_older_version(staged, tmp_path, monke
         with pytest.raises(Fail, match=message) as refused:
             compose_module.check_conffiles(read_conf("/nonexistent"))
         assert ".dpkg-dist into it" in str(refused.value)
+
+
+# An edited 0.7.0 compose.yaml: every service, but the code by its old names.
+COMPOSE_0_7 = """services:
+  auth:
+    entrypoint: ["python", "-m", "pypi_appliance.auth", "serve", "/data", "8083"]
+"""
+
+
+def test_up_refuses_a_compose_file_from_before_the_services_moved(staged, tmp_path, monkeypatch):
+    tree = staged()
+    monkeypatch.setattr(compose_module, "NGINX_FILE", str(tree / "root/etc/pypi-appliance/nginx.conf"))
+    old = tmp_path / "compose.yaml"
+    old.write_text(COMPOSE_0_7)
+    monkeypatch.setattr(compose_module, "COMPOSE_FILE", str(old))
+    docker = tmp_path / "bin" / "docker"
+    docker.parent.mkdir()
+    docker.write_text("#!/bin/sh\nprintf 'proxy\\nauth\\nupstream\\nindexer\\npypiserver\\n'\n")
+    docker.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{docker.parent}:/usr/bin:/bin")
+    with pytest.raises(Fail) as refused:
+        compose_module.check_conffiles(read_conf("/nonexistent"))
+    assert str(refused.value) == (
+        f"{old} runs the services' code by its names from before 0.8.0 and does not tell pypiserver where the "
+        f"indexer is: it is an edited copy from an older version, which dpkg kept. Merge {old}.dpkg-dist into it "
+        "(or replace it with that), then systemctl restart pypi-appliance"
+    )
 
 
 def test_upstream_rule_is_the_same_in_shell_and_python(tmp_path):

@@ -23,6 +23,12 @@ NEEDED = {
     "include /data/upstream/settings.conf;": "does not serve the upstream",
     "include /etc/nginx/internal-key.conf;": "does not send the containers' key",
 }
+# What compose.yaml says since the services' code moved to pypi_appliance.services
+# and pypiserver's hook learnt the indexer's address from it (0.8.0).
+COMPOSE_NEEDED = {
+    "pypi_appliance.services.": "runs the services' code by its names from before 0.8.0",
+    "PYPI_INDEXER:": "does not tell pypiserver where the indexer is",
+}
 
 
 def compose(conf: Settings, *args):
@@ -84,12 +90,18 @@ def check_conffiles(conf: Settings):
     if proc.returncode != 0:
         raise Fail(f"{COMPOSE_FILE}: " + (proc.stderr.strip().splitlines() or ["unreadable"])[-1])
     missing = [s for s in BUILD["services"] if s not in proc.stdout.split()]
+    with open(COMPOSE_FILE, encoding="utf-8") as f:
+        text = f.read()
+    old_compose = [what for line, what in COMPOSE_NEEDED.items() if line not in text]
     with open(NGINX_FILE, encoding="utf-8") as f:
         text = f.read()
     old_nginx = [what for line, what in NEEDED.items() if line not in text]
-    if missing or old_nginx:
-        name = COMPOSE_FILE if missing else NGINX_FILE
-        what = f"has no {', '.join(missing)} service" if missing else " and ".join(old_nginx)
+    if missing or old_compose or old_nginx:
+        name = COMPOSE_FILE if missing or old_compose else NGINX_FILE
+        if missing:
+            what = f"has no {', '.join(missing)} service"
+        else:
+            what = " and ".join(old_compose or old_nginx)
         raise Fail(
             f"{name} {what}: it is an edited copy from an older version, which dpkg kept. Merge "
             f"{name}.dpkg-dist into it (or replace it with that), then systemctl restart {PACKAGE}"
