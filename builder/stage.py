@@ -47,15 +47,14 @@ def context(config: Config) -> dict:
         "loaded": LOADED,
         "gave_up_status": GAVE_UP_STATUS,
     }
+    chosen = defaults(config)
     return {
-        "defaults": defaults(config),
+        "defaults": chosen,
         # Each service's settings from the config file, as compose environment
         # (builder/settings.py: env): an empty list of hosts is a value; other
         # settings left empty take their default.
         "settings_env": {
-            name: [
-                (x.key, "-" if x.kind == "hosts" else ":-", defaults(config)[x.key]) for x in SETTINGS if name in x.env
-            ]
+            name: [(x.key, "-" if x.kind == "hosts" else ":-", chosen[x.key]) for x in SETTINGS if name in x.env]
             for name in BY_NAME
         },
         "tls_modes": tuple(TLS_LISTENERS),
@@ -76,7 +75,7 @@ def context(config: Config) -> dict:
         # What the admin helper reads at run time (/usr/share/pypi-appliance/defaults.json).
         "helper_defaults": {
             "package": config.package,
-            "settings": defaults(config),
+            "settings": chosen,
             # What each setting means: the helper's --help and the man page list them.
             "meanings": {s.key: s.meaning for s in SETTINGS},
             "tls_modes": list(TLS_LISTENERS),

@@ -10,7 +10,7 @@ import time
 
 from pypi_appliance.admin import images
 from pypi_appliance.admin.compose import compose
-from pypi_appliance.admin.host import container, host_addresses, host_name, index_url, probe, run
+from pypi_appliance.admin.host import host_addresses, host_name, index_url, probe, run
 from pypi_appliance.admin.settings import BUILD, PACKAGE, NeedsRoot, Settings
 from pypi_appliance.admin.tls import tls_state
 from pypi_appliance.core import audit
@@ -40,6 +40,8 @@ def containers():
         result.append(
             {
                 "name": c["Name"].lstrip("/"),
+                # Its compose service (compose's label), by which status asks it.
+                "service": (c["Config"].get("Labels") or {}).get("com.docker.compose.service"),
                 "state": state["Status"],
                 "health": state.get("Health", {}).get("Status", "none"),
             }
@@ -76,19 +78,20 @@ def index_state(conf: Settings):
         return None
 
 
-def ask_service(service: str, path: str, timeout: int):
+def ask_service(found, service: str, path: str, timeout: int):
     """The JSON a compose service's internal endpoint answers (an error
-    status's body too), asked from inside its container with its own Python,
-    on the port the build gave it; None when it does not answer."""
-    found = container(service)
-    if found is None:
+    status's body too), asked from inside its running container (of found,
+    what containers() listed) with its own Python, on the port the build gave
+    it; None when it does not answer."""
+    running = [c["name"] for c in found if c["service"] == service and c["state"] == "running"]
+    if not running:
         return None
     port = BUILD["services"][service]["port"]
     code, out = run(
         [
             "docker",
             "exec",
-            found,
+            running[0],
             "python",
             "-c",
             "import sys, urllib.request as u, urllib.error as e\n"
@@ -104,17 +107,17 @@ def ask_service(service: str, path: str, timeout: int):
         return None
 
 
-def throttled():
+def throttled(found):
     """What the credential checker throttles now (None: it did not answer)."""
-    return ask_service("auth", "/throttled", 4)
+    return ask_service(found, "auth", "/throttled", 4) if isinstance(found, list) else None
 
 
-def upstream_reach(conf: Settings):
+def upstream_reach(conf: Settings, found):
     """(reachable, why) of the upstream, asked of the upstream service; None
     when there is no upstream."""
     if not conf.upstream:
         return None
-    answer = ask_service("upstream", "/reach", 9)
+    answer = ask_service(found, "upstream", "/reach", 9) if isinstance(found, list) else None
     if answer is None:
         return False, "the upstream service did not answer"
     return answer["ok"], answer["why"]
@@ -223,7 +226,7 @@ def cmd_status(args, conf: Settings):
     found = containers()
     unhealthy = [c["name"] for c in found if c["health"] == "unhealthy"] if isinstance(found, list) else []
     coming = isinstance(found, list) and any(c["health"] == "starting" or c["state"] == "created" for c in found)
-    reach = upstream_reach(conf) if healthy and not unhealthy else None
+    reach = upstream_reach(conf, found) if healthy and not unhealthy else None
     if (not healthy and starting(service, age, found)) or (healthy and coming and not unhealthy):
         state = "starting"
         detail = f"starting ({detail}); the containers are coming up, check again in a few seconds"
@@ -262,7 +265,7 @@ def cmd_status(args, conf: Settings):
         "packages_bytes": used,
         "disk_free_bytes": disk.free if disk else None,
         "index": index_state(conf),
-        "throttled": throttled(),
+        "throttled": throttled(found),
         "upstream": conf.upstream or None,
         "upstream_reachable": reach[0] if reach else None,
         "images": images.origins(lambda *a: compose(conf, *a)),

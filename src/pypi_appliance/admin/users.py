@@ -86,14 +86,11 @@ def ensure_version(conf: Settings) -> None:
         new_version(conf)
 
 
-def nginx_workers() -> dict[str, str]:
-    """The front door's worker processes: pid -> title ("... is shutting down"
-    once old); none when it is not running. Fail when it runs but they
-    cannot be listed: its cached credentials would stay good (5 minutes)."""
+def nginx_workers(found: str) -> dict[str, str]:
+    """The worker processes of the front door's container found: pid -> title
+    ("... is shutting down" once old). Fail when they cannot be listed: its
+    cached credentials would stay good (5 minutes)."""
     errors: list[str] = []
-    found = container(PROXY)
-    if found is None:
-        return {}
     code, out = run(["docker", "top", found, "-eo", "pid,args"], errors)
     if code != 0:
         raise Fail(
@@ -109,18 +106,20 @@ def nginx_workers() -> dict[str, str]:
 def reload_front_door() -> None:
     """Reload nginx, and wait until the workers that knew the old passwords
     take no new connection: credentials checked with them stop working now."""
-    old = [pid for pid, title in nginx_workers().items() if "shutting down" not in title]
-    if not old:
+    found = container(PROXY)  # a reload keeps the container: found once
+    if found is None:
         return  # not running: it reads the version when it starts
-    found = container(PROXY)
-    if found is None or run(["docker", "kill", "--signal", "HUP", found])[0] != 0:
+    old = [pid for pid, title in nginx_workers(found).items() if "shutting down" not in title]
+    if not old:
+        return
+    if run(["docker", "kill", "--signal", "HUP", found])[0] != 0:
         raise Fail(
             f"the front door ({PROXY}) did not take the signal to reload; the change is saved, and "
             f"'systemctl restart {PACKAGE}' makes it take effect now"
         )
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline:
-        now = nginx_workers()
+        now = nginx_workers(found)
         if all(pid not in now or "shutting down" in now[pid] for pid in old) and set(now) - set(old):
             return
         time.sleep(0.05)

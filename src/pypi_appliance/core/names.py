@@ -35,11 +35,6 @@ def parse_release(spec: str) -> tuple[str, str]:
     return normalize(name.strip()), version.strip()
 
 
-def distribution(filename: str) -> bool:
-    """Whether pip could install a file of this name (a wheel or an sdist)."""
-    return filename.endswith(DISTRIBUTIONS)
-
-
 def project_of(filename: str) -> str:
     """The normalized project a distribution's file name belongs to (a wheel's
     first field; an sdist's name up to the version), for counting files where

@@ -164,25 +164,23 @@ def remove_cut_short() -> None:
             log.warning("removed %s, an upload cut short by a restart", name)
 
 
-PATCHED = (
-    (Bottle, "__call__"),
-    (pypiserver.backend, "write_file"),
-    (pypiserver.backend.SimpleFileBackend, "exists"),
-    (pypiserver.backend.BackendProxy, "find_version"),
-    (pypiserver.backend.BackendProxy, "remove_package"),
-)
 serve = Bottle.__call__
+# What install() replaces: (owner, name, the appliance's version).
+PATCHES = (
+    (Bottle, "__call__", guarded),  # the app exists already (see refuse_removal): its class is shared
+    (pypiserver.backend, "write_file", write_file),
+    (pypiserver.backend.SimpleFileBackend, "exists", exists),
+    (pypiserver.backend.BackendProxy, "find_version", refuse_removal),
+    (pypiserver.backend.BackendProxy, "remove_package", refuse_removal),
+)
 
 
 def install() -> None:
     """Patch pypiserver in place. A pypiserver whose names moved fails the
     start loudly here, not quietly at the first upload."""
-    missing = [f"{getattr(owner, '__name__', owner)}.{name}" for owner, name in PATCHED if not hasattr(owner, name)]
+    missing = [f"{getattr(owner, '__name__', owner)}.{name}" for owner, name, _ in PATCHES if not hasattr(owner, name)]
     if missing:
         raise RuntimeError(f"this pypiserver lacks {', '.join(missing)}: the appliance's hooks do not fit it")
     remove_cut_short()
-    Bottle.__call__ = guarded  # the app exists already (see refuse_removal): its class is shared
-    pypiserver.backend.write_file = write_file
-    pypiserver.backend.SimpleFileBackend.exists = exists
-    pypiserver.backend.BackendProxy.find_version = refuse_removal
-    pypiserver.backend.BackendProxy.remove_package = refuse_removal
+    for owner, name, replacement in PATCHES:
+        setattr(owner, name, replacement)
