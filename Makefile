@@ -2,8 +2,9 @@
 #             IMAGES=1 also builds pypi-appliance-images_<version>_<arch>.deb from this
 #             machine's Docker engine, for hosts that reach no registry)
 # make check  the fast tier, no Docker: ruff, mypy, vermin, shellcheck, njs and unit tests
-# make test   every test, fastest first: check, then the package checks (lintian,
-#             piuparts...), then the system-container e2e suite on the built .deb
+# make test   every test, fastest first: check, then the compose stack of the built
+#             .deb on this host's Docker engine, then the package checks (lintian,
+#             piuparts...), then the system-container e2e suite (systemd, dpkg, debconf)
 # All install what they need on a Debian host, as root or through sudo.
 
 PYTHON ?= python3
@@ -14,7 +15,7 @@ HOST_PACKAGES := python3-venv debhelper dpkg-dev
 # (with its passlib), shellcheck, and the njs CLI for the front door's module.
 CHECK_PACKAGES := shellcheck njs python3-passlib python3-bcrypt python3-jinja2 python3-click python3-shtab
 
-.PHONY: deb check test test-package test-system bench builder-deb clean
+.PHONY: deb check test test-stack test-package test-system bench builder-deb clean
 
 $(VENV)/.installed: setup.cfg setup.py
 	@$(PYTHON) -c 'import ensurepip, venv' 2>/dev/null || \
@@ -33,6 +34,9 @@ check: $(VENV)/.installed
 	$(VENV)/bin/mypy
 	$(VENV)/bin/pytest -q -n 2 tests/unit
 
+test-stack: deb
+	tests/run.sh $(VENV)/bin/pytest -ra tests/stack
+
 test-package: deb
 	tests/run.sh $(VENV)/bin/pytest -ra tests/package
 
@@ -40,9 +44,11 @@ test-system: deb
 	tests/run.sh $(VENV)/bin/pytest -ra tests/e2e
 
 # Fastest first, each tier with its own summary and time: a unit failure shows
-# in a minute or two, a package failure before the system tier starts.
+# in a minute or two, a front-door failure in five, a package failure before
+# the system tier starts.
 test: check deb
-	tests/run.sh sh -c '$(VENV)/bin/pytest -ra tests/package && $(VENV)/bin/pytest -ra tests/e2e'
+	tests/run.sh sh -c '$(VENV)/bin/pytest -ra tests/stack && $(VENV)/bin/pytest -ra tests/package && \
+		$(VENV)/bin/pytest -ra tests/e2e'
 
 # The builder itself as a Debian package, made with stdeb and the system Python.
 builder-deb:

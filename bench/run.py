@@ -21,11 +21,11 @@ import time
 from pathlib import Path
 from urllib.parse import quote
 
-from tests.dists import make_wheel
-from tests.e2e import fake_upstream as fake
-from tests.e2e import images
-from tests.e2e.client import FLOODER, preseed
-from tests.e2e.system import System
+from tests.support import fake_upstream as fake
+from tests.support import images
+from tests.support.client import FLOODER, preseed
+from tests.support.dists import make_wheel
+from tests.support.system import System
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results"

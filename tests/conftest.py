@@ -11,7 +11,7 @@ import pytest
 from builder import __version__
 from builder.config import Config
 from builder.stage import context
-from tests.e2e import images
+from tests.support import images
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -40,6 +40,12 @@ def deb() -> Path:
     if not path.exists():
         pytest.fail(f"{path} is missing: run 'make deb' first (make test does)")
     return path
+
+
+@pytest.fixture(scope="session")
+def server_images(deb) -> list[str]:
+    """Stand-ins for every image the package's compose file names, tagged with those names."""
+    return [images.stand_in(name) for name in images.compose_images(deb)]
 
 
 def build_with_images(out: Path, *options: str) -> list[Path]:
@@ -74,3 +80,19 @@ def images_deb(deb, tmp_path_factory) -> Path:
     built = build_with_images(tmp_path_factory.mktemp("images"))
     assert built[0].read_bytes() == deb.read_bytes(), "the images build made another main package"
     return built[1]
+
+
+TIMINGS: list[tuple[str, float]] = []
+
+
+@pytest.fixture(scope="session")
+def timings() -> list[tuple[str, float]]:
+    """Measured durations, reported at the end of the run (not asserted: see make bench)."""
+    return TIMINGS
+
+
+def pytest_terminal_summary(terminalreporter):
+    if TIMINGS:
+        terminalreporter.section("e2e timings")
+        for label, seconds in TIMINGS:
+            terminalreporter.write_line(f"{label:<60} {seconds:6.1f} s")

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e import images
-from tests.e2e.client import PASSWORD, USER, preseed
-from tests.e2e.system import System
+from tests.support import images
+from tests.support.client import PASSWORD, USER, preseed
+from tests.support.system import System
 
 HERE = Path(__file__).resolve().parent
 
@@ -39,12 +39,6 @@ def monkeypatch_session():
 
 
 @pytest.fixture(scope="session")
-def server_images(deb) -> list[str]:
-    """Stand-ins for every image the package's compose file names, tagged with those names."""
-    return [images.stand_in(name) for name in images.compose_images(deb)]
-
-
-@pytest.fixture(scope="session")
 def system(docker_services, docker_compose_project_name, server_images) -> System:
     name = f"{docker_compose_project_name}-system-1"
     host = System(name, port=docker_services.port_for("system", 8080))
@@ -54,28 +48,12 @@ def system(docker_services, docker_compose_project_name, server_images) -> Syste
 
 
 @pytest.fixture(scope="session")
-def installed(system, deb):
+def installed(system, deb, timings):
     system.put("/root/pypi-appliance.deb", deb.read_bytes())
     system.sh("debconf-set-selections", input=preseed(USER, PASSWORD))
     started = time.monotonic()
     result = system.sh("DEBIAN_FRONTEND=noninteractive apt-get install -y /root/pypi-appliance.deb 2>&1")
     system.trust()
     system.wait_http("/simple/", 200, timeout=120, user=USER, password=PASSWORD)
-    TIMINGS.append(("apt install to first authenticated 200", time.monotonic() - started))
+    timings.append(("apt install to first authenticated 200", time.monotonic() - started))
     return result.stdout
-
-
-TIMINGS: list[tuple[str, float]] = []
-
-
-@pytest.fixture(scope="session")
-def timings() -> list[tuple[str, float]]:
-    """Measured durations, reported at the end of the run (not asserted: see make bench)."""
-    return TIMINGS
-
-
-def pytest_terminal_summary(terminalreporter):
-    if TIMINGS:
-        terminalreporter.section("e2e timings")
-        for label, seconds in TIMINGS:
-            terminalreporter.write_line(f"{label:<60} {seconds:6.1f} s")

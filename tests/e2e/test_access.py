@@ -17,8 +17,8 @@ import time
 import pytest
 
 from builder.services import BY_NAME
-from tests.dists import make_wheel
-from tests.e2e.client import FLOODER, PASSWORD, USER, pip_install, twine_upload, upload_form
+from tests.support.client import FLOODER, PASSWORD, USER, upload_form
+from tests.support.dists import make_wheel
 
 pytestmark = pytest.mark.e2e
 
@@ -62,81 +62,6 @@ def flood(system, target, addresses, seconds, per_address=1):
     return future
 
 
-def audit_lines(system, event=None):
-    lines = system.sh(f"cat {AUDIT}").stdout.splitlines()
-    return [line for line in lines if event is None or line.split()[1] == event]
-
-
-def add_generated(system, name, role):
-    out = system.sh(f"pypi-appliance user add --generate --role {role} {name}").stdout
-    password = out.splitlines()[1]
-    assert len(password) >= 40
-    return password, out
-
-
-def test_roles_and_generated_credentials(system, installed, tmp_path):
-    password, out = add_generated(system, "reader", "read")
-    assert "PIP_INDEX_URL=" in out and "TWINE" not in out
-    assert system.sh("pypi-appliance user list").stdout.splitlines() == [f"{USER} publish", "reader read"]
-    assert password not in system.sh(f"cat /srv/pypi/auth/htpasswd /srv/pypi/auth/roles {AUDIT}").stdout
-    try:
-        wheel = make_wheel(tmp_path, "1.0", project="role-probe")
-        # A read account lists and downloads...
-        assert twine_upload(system, wheel, PASSWORD).returncode == 0
-        assert pip_install(system, tmp_path, password, user="reader", project="role-probe") == "1.0"
-        # ...and may not publish: 403, saying so, and nothing is stored.
-        body, content_type = upload_form(make_wheel(tmp_path, "2.0", project="role-probe"))
-        upload = {"method": "POST", "data": body, "headers": {"Content-Type": content_type}}
-        status, text, _ = system.fetch_all("/", user="reader", password=password, **upload)
-        assert status == 403, (status, text)
-        assert b"the account reader may list and download but not publish" in text
-        assert b"pypi-appliance user role reader publish" in text
-        assert system.sh("ls /srv/pypi/packages").stdout.split() == [wheel.name]
-
-        # Role changes apply at once, to a credential the front door has cached.
-        system.sh("pypi-appliance user role reader publish")
-        status, text, _ = system.fetch_all("/", user="reader", password=password, **upload)
-        assert status == 200, text
-        system.sh("pypi-appliance user role reader read")
-        body3, content_type3 = upload_form(make_wheel(tmp_path, "3.0", project="role-probe"))
-        assert (
-            system.fetch_all(
-                "/",
-                user="reader",
-                password=password,
-                method="POST",
-                data=body3,
-                headers={"Content-Type": content_type3},
-            )[0]
-            == 403
-        )
-        system.sh("pypi-appliance user remove reader")
-        assert system.http("/simple/", user="reader", password=password) == 401
-
-        # Each upload and change is in the audit log, with the account and address.
-        uploads = audit_lines(system, "upload")
-        assert [re.search(r"account=(\S+) file=(\S+)", line).groups() for line in uploads[-2:]] == [
-            (USER, wheel.name),
-            ("reader", "role_probe-2.0-py3-none-any.whl"),
-        ]
-        assert all(re.search(r" client=\d+\.\d+\.\d+\.\d+ ", line) for line in uploads)
-        changes = [line.split()[1:] for line in audit_lines(system) if line.split()[1].startswith("user-")]
-        assert changes[-4:] == [
-            ["user-add", "by=root", "account=reader", "role=read"],
-            ["user-role", "by=root", "account=reader", "role=publish"],
-            ["user-role", "by=root", "account=reader", "role=read"],
-            ["user-remove", "by=root", "account=reader"],
-        ]
-        tail = system.sh("pypi-appliance audit -n 2").stdout.splitlines()
-        assert tail == audit_lines(system)[-2:]
-    finally:
-        system.sh(
-            "pypi-appliance user remove reader 2>/dev/null; rm -f /srv/pypi/packages/role_probe-*; "
-            "pypi-appliance reindex >/dev/null 2>&1",
-            check=False,
-        )
-
-
 def test_generated_credentials_work_as_printed_on_another_machine(system, installed, tmp_path):
     """The shell lines of user add --generate --host, run as printed in a clean
     shell on another machine (the suite's host, with no CA variables): the CA
@@ -177,7 +102,7 @@ def test_guesses_from_many_addresses_starve_nothing(system, installed, clients, 
     # The admin's credential is checked anew (an account change resets what
     # the front door knows), and a new account is checked for the first time,
     # both while 16 addresses send wrong passwords.
-    password, _ = add_generated(system, "fresh", "read")
+    password, _ = system.add_generated("fresh", "read")
     try:
         running = flood(system, target, FLOOD, seconds=10)
         time.sleep(2)
@@ -231,7 +156,7 @@ def test_an_account_that_keeps_failing_from_an_address_is_throttled_there(system
     # machine's own address through Docker's DNAT.
     gateway = system.sh("ip route | awk '/^default/ {print $3}'").stdout.strip()
     assert system.http("/simple/", user="nobody", password="wrong") == 401
-    assert audit_lines(system, "login-failed")[-1].split()[2] == f"client={gateway}"
+    assert system.audit_lines("login-failed")[-1].split()[2] == f"client={gateway}"
 
     probe = (
         "import base64, http.client, ssl, sys\n"
@@ -262,7 +187,7 @@ def test_an_account_that_keeps_failing_from_an_address_is_throttled_there(system
     assert ask(other, "ci", "wrong")[0] == "401"
     # Another account from the guesser's address: its first login gets in,
     # and a wrong password for it is checked (401), not throttled.
-    password, _ = add_generated(system, "same-nat", "read")
+    password, _ = system.add_generated("same-nat", "read")
     try:
         assert ask(guesser, "same-nat", password)[0] == "200"
         assert ask(guesser, "same-nat", "wrong")[0] == "401"
@@ -275,14 +200,14 @@ def test_an_account_that_keeps_failing_from_an_address_is_throttled_there(system
     assert (guesser, "ci") in [(t["client"], t["account"]) for t in report["throttled"]]
     assert other not in status_text.split("throttled")[1]
 
-    failed = [line for line in audit_lines(system, "login-failed") if f"client={guesser} " in line]
+    failed = [line for line in system.audit_lines("login-failed") if f"client={guesser} " in line]
     assert len(failed) == 11
-    assert any(line.endswith(f"throttled client={guesser} account=ci seconds=60") for line in audit_lines(system))
+    assert any(line.endswith(f"throttled client={guesser} account=ci seconds=60") for line in system.audit_lines())
     assert "guess" not in system.sh(f"cat {AUDIT}").stdout
 
     # The shipped fail2ban filter (disabled) matches every failed login, by address.
     out = system.sh(f"fail2ban-regex -v {AUDIT} /etc/fail2ban/filter.d/pypi-appliance.conf").stdout
-    total = len(audit_lines(system, "login-failed"))
+    total = len(system.audit_lines("login-failed"))
     assert re.search(rf"Failregex: {total} total", out), out
     assert len(re.findall(rf"^\|\s+{re.escape(guesser)}\s", out, re.M)) == 11, out
     jail = system.sh("cat /etc/fail2ban/jail.d/pypi-appliance.conf").stdout
@@ -300,24 +225,7 @@ def test_audit_log_rotates_and_follows(system, installed):
         check=False,
     )
     assert re.search(r" login-failed client=\S+ account=ghost$", following.stdout.strip()), following.stdout
-    assert audit_lines(system)[-1].endswith("account=ghost")
-
-
-def test_a_checker_not_answering_gives_503_and_when_to_retry(system, installed):
-    # Known to nginx (cached) before the checker goes away.
-    assert system.http("/simple/", user=USER, password=PASSWORD) == 200
-    pid = system.sh("docker inspect -f '{{.State.Pid}}' pypi-appliance-proxy-1").stdout.strip()
-    # The proxy's connections to the checker are refused, as while it starts.
-    rule = f"OUTPUT -p tcp --dport {BY_NAME['auth'].port} -j REJECT --reject-with tcp-reset"
-    system.sh(f"nsenter -t {pid} -n iptables -I {rule}")
-    try:
-        status, body, headers = system.fetch_all("/simple/", user=USER, password="not-known-yet")
-        assert status == 503 and headers["Retry-After"] == "5", (status, body)
-        assert b"the credential checker is not answering" in body and b"pypi-appliance status" in body
-        assert system.http("/simple/", user=USER, password=PASSWORD) == 200
-    finally:
-        system.sh(f"nsenter -t {pid} -n iptables -D {rule}")
-    assert system.http("/simple/", user=USER, password="not-known-yet") == 401
+    assert system.audit_lines()[-1].endswith("account=ghost")
 
 
 # A reverse proxy on the system host (plain HTTP in, HTTPS to the appliance),
@@ -379,7 +287,7 @@ def test_behind_a_reverse_proxy_one_clients_failures_throttle_that_client_only(s
         system.report()  # exits 0: it probes the bound address
         config = system.sh("pypi-appliance client-config").stdout
         assert "index-url = https://pypi.example.test/simple/" in config and "Clients must reach" not in config
-        password, out = add_generated(system, "behind", "read")
+        password, out = system.add_generated("behind", "read")
         assert "@pypi.example.test/simple/" in out
         system.sh("systemd-run --unit reverse-proxy python3 /root/reverse-proxy.py 9444 " + own)
         run = lambda *args: system.sh("python3 /root/behind.py " + " ".join(args)).stdout.split()  # noqa: E731
@@ -393,7 +301,7 @@ def test_behind_a_reverse_proxy_one_clients_failures_throttle_that_client_only(s
         # Client 2, through the same proxy: a new wrong password is 401, its own 200.
         assert run("198.18.1.2", "behind", "also-wrong", "1") == ["401"]
         assert run("198.18.1.2", "behind", f"'{password}'", "1") == ["200"]
-        failed = [line for line in audit_lines(system, "login-failed") if "account=behind" in line]
+        failed = [line for line in system.audit_lines("login-failed") if "account=behind" in line]
         clients_seen = [re.search(r" client=(\S+) ", line).group(1) for line in failed]
         assert clients_seen.count("198.18.1.2") == 1 and set(clients_seen) == {"198.18.1.1", "198.18.1.2"}, failed
     finally:
@@ -404,25 +312,6 @@ def test_behind_a_reverse_proxy_one_clients_failures_throttle_that_client_only(s
             "systemctl restart pypi-appliance"
         )
         system.wait_http("/simple/", 200, user=USER, password=PASSWORD)
-
-
-def test_health_reaches_only_health(system, installed):
-    """/health needs no password: whatever path spelling nginx matched there,
-    pypiserver is asked for /health alone, and only to read."""
-    for path in ("/health", "/packages/x/../../health", "//health", "/simple/x/..%2f..%2fhealth"):
-        status, body, _ = system.fetch_all(path)
-        # Not pypiserver's /packages/ route answering "x/../../health does not exist".
-        assert status == 200 and b"does not exist" not in body, (path, status, body)
-    assert system.fetch_all("/health", method="POST", data=b"x" * 1000)[0] == 403
-
-
-def test_internal_locations_need_the_password_too(system, installed):
-    """/_index/ is internal: from outside nginx answers 404 through its
-    error_page, whose handler checks the password like every read."""
-    for path in ("/_index/html/Foo_Bar/", "/_index/json/nothing/?a=b", "/_upstream/json/x/"):
-        assert system.http(path) in (401, 404), path
-    status, _, headers = system.fetch_all("/_index/html/Foo_Bar/")
-    assert status == 401 and "Location" not in headers, (status, headers)
 
 
 INTERNAL_PORTS = {  # what a local user could ask without the front door

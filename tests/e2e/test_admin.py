@@ -14,8 +14,8 @@ import zipfile
 
 import pytest
 
-from tests.dists import make_wheel
-from tests.e2e.client import PASSWORD, REFUSED, USER, pip_install, preseed, twine_upload, upload_form
+from tests.support.client import PASSWORD, REFUSED, USER, pip_install, preseed, twine_upload, upload_form
+from tests.support.dists import make_wheel
 
 # Its own project, so these tests and the core ones do not depend on each other's order.
 PROJECT = "restore-probe"

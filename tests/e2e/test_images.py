@@ -16,10 +16,10 @@ import pytest
 from builder import __version__
 from builder.images import LOADED
 from tests.conftest import build_with_images
-from tests.e2e import images
-from tests.e2e.client import PASSWORD, USER, preseed
 from tests.e2e.conftest import HERE
-from tests.e2e.system import System
+from tests.support import images
+from tests.support.client import PASSWORD, USER, preseed
+from tests.support.system import System
 
 pytestmark = pytest.mark.e2e
 

@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.dists import make_wheel
-from tests.e2e import images
-from tests.e2e.client import PASSWORD, REFUSED, USER, pip_install, preseed, twine_upload, upload_form
+from tests.support import images
+from tests.support.client import PASSWORD, REFUSED, USER, pip_install, preseed, twine_upload, upload_form
+from tests.support.dists import make_wheel
 
 pytestmark = pytest.mark.e2e
 

@@ -10,11 +10,9 @@ import base64
 
 import pytest
 
-from tests.dists import make_wheel
-from tests.e2e.client import (
+from tests.support.client import (
     NEW_PASSWORD,
     PASSWORD,
-    PROJECT,
     REFUSED,
     USER,
     pip_install,
@@ -22,6 +20,7 @@ from tests.e2e.client import (
     twine_upload,
     upload_form,
 )
+from tests.support.dists import make_wheel
 
 pytestmark = pytest.mark.e2e
 
@@ -58,26 +57,6 @@ def test_installed_unit_passes_systemd_analyze_verify(system, installed):
     assert system.sh("systemctl is-active pypi-appliance").stdout.strip() == "active"
 
 
-def test_anonymous_listing_and_upload_are_refused(system, installed, tmp_path):
-    assert system.http("/simple/") == 401
-    assert system.http(f"/simple/{PROJECT}/") == 401
-    before = system.sh("ls -A /srv/pypi/packages").stdout
-    body, content_type = upload_form(make_wheel(tmp_path))
-    status = system.http("/", method="POST", data=body, headers={"Content-Type": content_type})
-    assert status in REFUSED
-    assert system.sh("ls -A /srv/pypi/packages").stdout == before
-
-
-def test_wrong_credentials_are_refused(system, installed):
-    assert system.http("/simple/", user=USER, password="wrong") in REFUSED
-    assert system.http("/simple/", user="nobody", password=PASSWORD) in REFUSED
-
-
-@pytest.mark.parametrize("encoding", ["utf-8", "latin-1"])
-def test_password_works_in_either_client_encoding(system, installed, encoding):
-    assert system.http("/simple/", user=USER, password=PASSWORD, encoding=encoding) == 200
-
-
 def test_twine_upload_then_conflict(system, installed, tmp_path):
     wheel = make_wheel(tmp_path)
     first = twine_upload(system, wheel, PASSWORD)
@@ -104,10 +83,6 @@ def test_pip_installs_through_the_appliance(system, installed, tmp_path):
     uploaded = twine_upload(system, wheel, PASSWORD)
     assert uploaded.returncode == 0, uploaded.stdout + uploaded.stderr
     assert pip_install(system, tmp_path, PASSWORD, project="pip-probe") == "1.0"
-
-
-def test_unknown_project_is_not_redirected(system, installed):
-    assert system.http("/simple/requests/", user=USER, password=PASSWORD) == 404
 
 
 def test_status_reports_healthy(system, installed):

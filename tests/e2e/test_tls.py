@@ -13,8 +13,8 @@ import urllib.request
 
 import pytest
 
-from tests.dists import make_wheel
-from tests.e2e.client import PASSWORD, REFUSED, USER, client_env
+from tests.support.client import PASSWORD, REFUSED, USER, client_env
+from tests.support.dists import make_wheel
 
 pytestmark = pytest.mark.e2e
 

@@ -18,11 +18,11 @@ import time
 
 import pytest
 
-from tests.dists import make_wheel
-from tests.e2e import fake_upstream as fake
-from tests.e2e import images
-from tests.e2e.client import PASSWORD, USER, FormatProxy, client_env, index_url, pip_install, tls_args, twine_upload
 from tests.e2e.test_first_hour import reconfigure
+from tests.support import fake_upstream as fake
+from tests.support import images
+from tests.support.client import PASSWORD, USER, FormatProxy, client_env, index_url, pip_install, tls_args, twine_upload
+from tests.support.dists import make_wheel
 
 pytestmark = pytest.mark.e2e
 

@@ -7,7 +7,7 @@ from click.testing import CliRunner
 from builder import images as build_images
 from builder.cli import main
 from builder.config import ConfigError
-from tests.e2e import images
+from tests.support import images
 
 
 def test_a_missing_image_fails_the_build_naming_it(tmp_path):

@@ -10,7 +10,7 @@ import pytest
 from builder import __version__
 from builder.config import Config
 from builder.stage import stage
-from tests.e2e import images
+from tests.support import images
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -3,7 +3,7 @@
 import os
 import subprocess
 
-from tests.e2e.images import CACHE
+from tests.support.images import CACHE
 
 
 def test_piuparts_install_and_purge_in_trixie(deb):

@@ -14,10 +14,15 @@ import pytest
 from passlib.apache import HtpasswdFile
 
 from builder.cli import TREE
-from tests.dists import wheel_bytes
+from tests.support.dists import wheel_bytes
 
 PASSWORD = 'pä ss:"$\\wörd'
 SOURCE = str(TREE / "src")
+
+
+# The two differ in passlib and bcrypt (libpass in the venv, Debian's
+# python3-passlib), so what never touches a password runs on the venv's alone.
+ONE_PYTHON = pytest.mark.parametrize("helper", [sys.executable], ids=["venv"], indirect=True)
 
 
 # The venv's Python with libpass, and Debian's own python3 with python3-passlib,
@@ -29,7 +34,9 @@ def helper(tmp_path, request):
         pytest.fail(f"{request.param} lacks passlib/bcrypt: install python3-passlib python3-bcrypt")
     data = tmp_path / "data"
     (data / "auth").mkdir(parents=True)
-    conf = tmp_path / "pypi-appliance.conf"
+    # The package's host paths below a scratch root (PYPI_APPLIANCE_ROOT).
+    conf = tmp_path / "etc/pypi-appliance/pypi-appliance.conf"
+    conf.parent.mkdir(parents=True)
     conf.write_text(f"# comment\nPYPI_DATA_DIR={data}\nPYPI_PORT=9123\nPYPI_ADMIN_USER=admin\n")
 
     def run(*args, stdin=None, path=None):
@@ -42,8 +49,7 @@ def helper(tmp_path, request):
             env=dict(
                 os.environ,
                 PYTHONPATH=SOURCE,
-                PYPI_APPLIANCE_CONF=str(conf),
-                PYPI_APPLIANCE_TLS_DIR=str(tmp_path / "tls"),
+                PYPI_APPLIANCE_ROOT=str(tmp_path),
                 PYPI_AUDIT_LOG=str(tmp_path / "audit.log"),
                 SUDO_USER="alice",
                 PATH=f"{path}:{os.environ['PATH']}" if path else os.environ["PATH"],
@@ -68,7 +74,7 @@ def helper(tmp_path, request):
 
     run.sync = sync
     run.conf = conf
-    run.tls = tmp_path / "tls"
+    run.tls = conf.parent / "tls"
     run.htpasswd = data / "auth" / "htpasswd"
     run.data = data
     run.audit = tmp_path / "audit.log"
@@ -237,6 +243,7 @@ def test_every_command_has_help(helper):
         assert result.returncode == 0 and "usage:" in result.stdout, args
 
 
+@ONE_PYTHON
 def test_client_config_covers_uv(helper):
     out = helper("client-config", "--host", "10.1.2.3").stdout
     assert '[[tool.uv.index]]\nname = "pypi-appliance"\nurl = "https://10.1.2.3:9123/simple/"' in out
@@ -250,6 +257,7 @@ def openssl(*args):
     return subprocess.run(["openssl", *args], capture_output=True, text=True, check=True).stdout
 
 
+@ONE_PYTHON
 def test_tls_makes_a_ca_once_and_a_certificate_for_this_host(helper):
     first = helper("tls")
     assert first.returncode == 0, first.stderr
@@ -267,6 +275,7 @@ def test_tls_makes_a_ca_once_and_a_certificate_for_this_host(helper):
     assert (ca.read_bytes(), crt.read_bytes()) == before
 
 
+@ONE_PYTHON
 def test_tls_renews_a_certificate_near_expiry_with_the_same_ca(helper, tmp_path):
     helper("tls")
     ca = (helper.tls / "ca.crt").read_bytes()
@@ -333,6 +342,7 @@ def signed_by_the_ca(helper, tmp_path, san):
     )
 
 
+@ONE_PYTHON
 def test_the_ca_vouches_for_this_host_only(helper, tmp_path):
     """Clients put the CA in their system store: its name constraints keep
     its key from vouching for any other site."""
@@ -349,6 +359,7 @@ def test_the_ca_vouches_for_this_host_only(helper, tmp_path):
     assert re.search(r"^ca_may_sign\s+.*localhost.*127\.0\.0\.0/8", shown, re.M), shown
 
 
+@ONE_PYTHON
 def test_tls_covers_names_the_admin_adds(helper):
     helper("tls")
     ca = (helper.tls / "ca.crt").read_bytes()
@@ -372,6 +383,7 @@ def test_tls_covers_names_the_admin_adds(helper):
     assert helper("tls").stderr == ""
 
 
+@ONE_PYTHON
 def test_a_ca_made_before_name_constraints_is_kept_and_named(helper, tmp_path):
     """A CA from 0.6 or older (no constraints) stays: clients trust it. It
     keeps covering new names, and tls says what it may sign for."""
@@ -405,6 +417,7 @@ def test_a_ca_made_before_name_constraints_is_kept_and_named(helper, tmp_path):
     )
 
 
+@ONE_PYTHON
 def test_tls_refuses_a_ca_without_its_key(helper):
     helper("tls")
     (helper.tls / "ca.key").unlink()
@@ -412,6 +425,7 @@ def test_tls_refuses_a_ca_without_its_key(helper):
     assert result.returncode == 1 and "ca.key is missing" in result.stderr
 
 
+@ONE_PYTHON
 def test_client_config_prints_the_ca_and_an_install_ca_line(helper, tmp_path):
     helper("tls")
     out = helper("client-config", "--host", "pypi.example.org:443").stdout
@@ -440,6 +454,7 @@ def test_client_config_prints_the_ca_and_an_install_ca_line(helper, tmp_path):
     assert copy.read_text().strip() == ca
 
 
+@ONE_PYTHON
 def test_client_config_with_a_cert_path_writes_the_ca_there(helper, tmp_path):
     helper("tls")
     target = tmp_path / "clients" / "appliance-ca.pem"  # a folder the client does not have yet
@@ -452,6 +467,7 @@ def test_client_config_with_a_cert_path_writes_the_ca_there(helper, tmp_path):
     assert target.read_text().strip() == (helper.tls / "ca.crt").read_text().strip()
 
 
+@ONE_PYTHON
 def test_client_config_defaults_to_a_name_the_certificate_covers(helper):
     helper("tls")
     out = helper("client-config").stdout
@@ -661,6 +677,7 @@ def test_restore_refuses_a_damaged_archive_and_touches_nothing(populated, tmp_pa
     assert sorted(p.name for p in (populated.data / "packages").iterdir()) == before
 
 
+@ONE_PYTHON
 def test_an_unknown_tls_mode_is_named(helper):
     with helper.conf.open("a") as f:
         f.write("PYPI_TLS=sometimes\n")

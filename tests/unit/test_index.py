@@ -18,8 +18,8 @@ from pypi_appliance.core.archives import Invalid, inspect
 from pypi_appliance.core.names import parse_release
 from pypi_appliance.core.simple import API_VERSION, render_project, render_root
 from pypi_appliance.services.index import Index, Syncer
-from tests import bombs
-from tests.dists import make_sdist, make_wheel
+from tests.support import bombs
+from tests.support.dists import make_sdist, make_wheel
 
 
 @pytest.fixture

@@ -10,13 +10,13 @@ import sys
 
 from pypi_appliance.admin import images
 from pypi_appliance.admin.cache import write_settings
-from pypi_appliance.admin.settings import BUILD, CONF, PACKAGE, SERVER_GID, Fail, Settings, check_choices
+from pypi_appliance.admin.settings import BUILD, CONF, PACKAGE, ROOT, RUN_DIR, SERVER_GID, Fail, Settings, check_choices
 from pypi_appliance.admin.users import ensure_version
 from pypi_appliance.core import audit
 from pypi_appliance.core.fsutil import write_atomic
 
-COMPOSE_FILE = f"/etc/{PACKAGE}/compose.yaml"
-NGINX_FILE = os.environ.get("PYPI_APPLIANCE_NGINX_CONF", f"/etc/{PACKAGE}/nginx.conf")
+COMPOSE_FILE = f"{ROOT}/etc/{PACKAGE}/compose.yaml"
+NGINX_FILE = f"{ROOT}/etc/{PACKAGE}/nginx.conf"
 # What nginx.conf says since the credential checker (0.3.0) and the upstream (0.4.0) came.
 NEEDED = {
     "proxy_pass http://auth/check;": "does not ask the credential checker",
@@ -128,7 +128,7 @@ def check_credentials(conf: Settings):
         )
 
 
-FRONT_DOOR = f"/run/{PACKAGE}/front-door.conf"
+FRONT_DOOR = f"{RUN_DIR}/front-door.conf"
 
 
 def front_door_conf(conf: Settings) -> str:
@@ -147,7 +147,7 @@ def write_front_door(conf: Settings) -> None:
     write_atomic(FRONT_DOOR, front_door_conf(conf), mode=0o644)
 
 
-INTERNAL_KEY = f"/run/{PACKAGE}/internal-key"  # compose.yaml mounts it, and its .conf for nginx
+INTERNAL_KEY = f"{RUN_DIR}/internal-key"  # compose.yaml mounts it, and its .conf for nginx
 
 
 def write_internal_key() -> None:

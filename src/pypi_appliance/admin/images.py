@@ -9,12 +9,12 @@ import subprocess
 import time
 
 from pypi_appliance.admin.host import run
-from pypi_appliance.admin.settings import BUILD, PACKAGE, Fail
+from pypi_appliance.admin.settings import BUILD, PACKAGE, RUN_DIR, Fail
 from pypi_appliance.core.fsutil import write_atomic
 
 IMAGES = BUILD["images"]
 # Where the start says why it gave up, for status.
-FAILURE = f"/run/{PACKAGE}/images-missing.json"
+FAILURE = f"{RUN_DIR}/images-missing.json"
 PULL_TRIES = 3
 PULL_WAIT_SECONDS = 10
 PULL_TIMEOUT_SECONDS = 300

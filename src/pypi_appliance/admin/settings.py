@@ -15,8 +15,12 @@ from pypi_appliance.core.fsutil import write_atomic
 BUILD = build.defaults()
 
 PACKAGE = BUILD["package"]
-CONF = os.environ.get("PYPI_APPLIANCE_CONF", f"/etc/{PACKAGE}/{PACKAGE}.conf")
-TLS_DIR = os.environ.get("PYPI_APPLIANCE_TLS_DIR", f"/etc/{PACKAGE}/tls")
+# Empty on a host. The tests run the helper against an unpacked .deb (and
+# a scratch dir) with the package's host paths below PYPI_APPLIANCE_ROOT.
+ROOT = os.environ.get("PYPI_APPLIANCE_ROOT", "").rstrip("/")
+CONF = f"{ROOT}/etc/{PACKAGE}/{PACKAGE}.conf"
+TLS_DIR = f"{ROOT}/etc/{PACKAGE}/tls"
+RUN_DIR = f"{ROOT}/run/{PACKAGE}"
 # Who may read the index; uploads always need a password (see builder/config.py).
 ACCESS_MODES = tuple(BUILD["access_modes"])
 TLS_MODES = tuple(BUILD["tls_modes"])

@@ -8,7 +8,7 @@ import sys
 import urllib.parse
 from pathlib import Path
 
-from tests.dists import PROJECT
+from tests.support.dists import PROJECT
 
 USER = "admin"
 # Breaks naive shell quoting, and non-ASCII: pip and twine send it Latin-1, curl UTF-8.
