@@ -138,3 +138,16 @@ def test_password_works_in_either_client_encoding(stack, encoding):
 
 def test_unknown_project_is_not_redirected(stack):
     assert stack.http("/simple/requests/", user=USER, password=PASSWORD) == 404
+
+
+def test_an_account_guessed_at_is_throttled_with_retry_after(stack):
+    """PYPI_AUTH_MAX_FAILURES wrong passwords for one account from one address:
+    the next answer is 429 with Retry-After, naming the address; the admin's
+    known-good credential from the same address still gets in."""
+    answers = [stack.http("/simple/", user="guessed-at", password=f"guess{n}") for n in range(10)]
+    assert answers == [401] * 10
+    status, body, headers = stack.fetch_all("/simple/", user="guessed-at", password="guess10")
+    assert status == 429 and headers["Retry-After"] == "60", (status, headers)
+    assert b"too many failed or unchecked logins from " in body, body
+    assert stack.http("/simple/", user=USER, password=PASSWORD) == 200
+    assert "account=guessed-at" in stack.audit_lines("throttled")[-1].split()

@@ -60,23 +60,26 @@ def test_password_changes_apply_at_once(stack):
 
 
 def test_each_page_follows_its_own_files_in_any_spelling(stack, tmp_path):
-    assert index(stack)[0] == 200  # cached; its key is the names of fresh-probe's files
-    sibling = make_wheel(tmp_path, "2.0", project="Fresh.Probe-Sibling")
+    project = "spelling-probe"
+    first = make_wheel(tmp_path, "1.0", project=project)
+    assert twine_upload(stack, first, PASSWORD).returncode == 0
+    assert index(stack, project)[0] == 200  # cached; its key is the names of spelling-probe's files
+    sibling = make_wheel(tmp_path, "2.0", project="Spelling.Probe-Sibling")
     assert twine_upload(stack, sibling, PASSWORD).returncode == 0
     status, listing = stack.fetch("/simple/", user=USER, password=PASSWORD)
-    assert status == 200 and b"fresh-probe-sibling" in listing
-    status, body = index(stack, "fresh-probe-sibling")
+    assert status == 200 and b"spelling-probe-sibling" in listing
+    status, body = index(stack, "spelling-probe-sibling")
     assert status == 200 and sibling.name in body
     # Another spelling of the name, copied in by hand, is the same project.
-    odd = "FRESH_probe-3.0-py3-none-any.whl"
+    odd = "SPELLING_probe-3.0-py3-none-any.whl"
     stack.sh(
-        f"cp {stack.packages}/fresh_probe-1.0-py3-none-any.whl {stack.packages}/{odd} "
+        f"cp {stack.packages}/{first.name} {stack.packages}/{odd} "
         f"&& chown {stack.server_id}:{stack.server_id} {stack.packages}/{odd}"
     )
     try:
-        status, body = within_a_second(stack, lambda body: odd in body)
+        status, body = within_a_second(stack, lambda body: odd in body, project)
         assert status == 200 and odd in body, body
     finally:
         stack.sh(f"rm -f {stack.packages}/{odd}")
-    status, body = within_a_second(stack, lambda body: odd not in body)
+    status, body = within_a_second(stack, lambda body: odd not in body, project)
     assert status == 200 and odd not in body

@@ -36,7 +36,19 @@ class Appliance:
     def audit_log(self) -> str:
         return f"{self.root}/var/log/pypi-appliance/audit.log"
 
+    @property
+    def scratch(self) -> str:
+        """A directory of the appliance's host for a test's files."""
+        return f"{self.root}/root"
+
     def sh(self, script: str, input: bytes | str | None = None, check: bool = True, timeout: float = 300):
+        raise NotImplementedError
+
+    def put(self, path: str, data: bytes) -> None:
+        raise NotImplementedError
+
+    def restart(self) -> None:
+        """Stop and start the appliance, until it answers again."""
         raise NotImplementedError
 
     def audit_lines(self, event: str | None = None) -> list[str]:

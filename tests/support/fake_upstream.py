@@ -1,5 +1,5 @@
 """An upstream index for the appliance to proxy (tests and bench): nginx, in
-the system's own Docker, serving a generated PEP 503/691 tree. Pages are on
+the appliance's Docker engine, serving a generated PEP 503/691 tree. Pages are on
 index.upstream.test (and, behind a password, private.upstream.test), files on
 files.upstream.test by absolute URLs, as PyPI's are on files.pythonhosted.org.
 It joins only the appliance's compose network: the suite's host cannot reach it."""
@@ -10,10 +10,15 @@ import hashlib
 import html
 import io
 import json
+import os
 import re
 import tarfile
 import time
 import zipfile
+from pathlib import Path
+
+from tests.support.client import PASSWORD, USER
+from tests.support.dists import make_wheel
 
 NAME = "upstream-test"
 NETWORK = "pypi-appliance_default"
@@ -23,6 +28,10 @@ INDEX = "http://index.upstream.test/simple/"
 PRIVATE = "http://private.upstream.test/simple/"
 FILES = f"http://{FILE_HOST}/packages"
 PRIVATE_USER, PRIVATE_PASSWORD = "mirror", "up s3cret"
+# Projects with one 100 kB sdist each and HTML pages only (the service reads
+# PEP 503 too), to fill a small cache.
+BIG = [f"big-{n}" for n in range(6)]
+BIG_SIZE = 100_000
 
 NGINX = r"""
 events {}
@@ -105,6 +114,25 @@ def add_project(tree: dict, name: str, files: dict[str, bytes], json_too: bool =
         ).encode()
 
 
+def projects(directory: Path) -> dict[str, bytes]:
+    """The suite's upstream: up-only (two releases), held-name, never-fetched,
+    private-only, a hostile page, and the BIG projects; wheels made in directory."""
+    tree: dict[str, bytes] = {}
+    add_project(
+        tree,
+        "up-only",
+        {w.name: w.read_bytes() for w in (make_wheel(directory, v, project="up-only") for v in ("1.0", "2.0"))},
+    )
+    for name, version in (("held-name", "9.9"), ("never-fetched", "1.0"), ("private-only", "1.0")):
+        wheel = make_wheel(directory, version, project=name)
+        add_project(tree, name, {wheel.name: wheel.read_bytes()})
+    up_only = next(path for path in tree if path.endswith("/up_only-1.0-py3-none-any.whl"))
+    add_hostile(tree, "hostile", up_only.removeprefix("files/packages/"), tree[up_only])
+    for name in BIG:
+        add_project(tree, name, {f"{name}-1.0.tar.gz": os.urandom(BIG_SIZE)}, json_too=False)
+    return tree
+
+
 def add_hostile(tree: dict, name: str, wheel_path: str, wheel: bytes) -> None:
     """A page (JSON) whose links the appliance must not follow: a file: URL,
     another host, no sha256; and two redirected downloads of a real wheel
@@ -123,8 +151,8 @@ def add_hostile(tree: dict, name: str, wheel_path: str, wheel: bytes) -> None:
     ).encode()
 
 
-def start(system, tree: dict, image: str) -> None:
-    """Copy the tree into the system and start the upstream (not yet on the appliance's network)."""
+def start(appliance, tree: dict, image: str) -> None:
+    """Copy the tree beside the appliance and start the upstream (not yet on the appliance's network)."""
     tree = {**tree, "nginx.conf": NGINX.encode(), "htpasswd": f"{PRIVATE_USER}:{{PLAIN}}{PRIVATE_PASSWORD}\n".encode()}
     archive = io.BytesIO()
     with tarfile.open(fileobj=archive, mode="w") as tar:
@@ -132,38 +160,66 @@ def start(system, tree: dict, image: str) -> None:
             info = tarfile.TarInfo(path)
             info.size, info.mode = len(data), 0o644
             tar.addfile(info, io.BytesIO(data))
-    system.put("/root/upstream.tar", archive.getvalue())
-    system.sh(
-        f"rm -rf /root/upstream && mkdir /root/upstream && tar -xf /root/upstream.tar -C /root/upstream && "
+    where = tree_dir(appliance)
+    appliance.put(f"{where}.tar", archive.getvalue())
+    appliance.sh(
+        f"rm -rf {where} && mkdir -p {where} && tar -xf {where}.tar -C {where} && "
         f"docker rm -f {NAME} >/dev/null 2>&1; docker network create {NAME} >/dev/null 2>&1; "
-        f"docker run -d --name {NAME} --network {NAME} -v /root/upstream:/srv:ro "
-        f"-v /root/upstream/nginx.conf:/etc/nginx/nginx.conf:ro {image} nginx -g 'daemon off;'"
+        f"docker run -d --name {NAME} --network {NAME} -v {where}:/srv:ro "
+        f"-v {where}/nginx.conf:/etc/nginx/nginx.conf:ro {image} nginx -g 'daemon off;'"
     )
 
 
-def stop(system) -> None:
-    system.sh(f"docker network disconnect {NETWORK} {NAME}", check=False)
-    system.sh(f"docker rm -f {NAME}; docker network rm {NAME}", check=False)
+def tree_dir(appliance) -> str:
+    """Where the upstream's pages and files are, on the appliance's host."""
+    return f"{appliance.scratch}/upstream"
 
 
-def proxy_image(system) -> str:
-    """The nginx image the installed compose file names (loaded in the system)."""
-    return system.sh("sed -n 's/^ *image: \\(nginx:.*\\)/\\1/p' /etc/pypi-appliance/compose.yaml").stdout.strip()
+def stop(appliance) -> None:
+    appliance.sh(f"docker network disconnect {NETWORK} {NAME}", check=False)
+    appliance.sh(f"docker rm -f {NAME}; docker network rm {NAME}", check=False)
 
 
-def restarting(system, action) -> None:
+def proxy_image(appliance) -> str:
+    """The nginx image the installed compose file names (in the appliance's engine)."""
+    compose = f"{appliance.root}/etc/pypi-appliance/compose.yaml"
+    return appliance.sh(f"sed -n 's/^ *image: \\(nginx:.*\\)/\\1/p' {compose}").stdout.strip()
+
+
+def restarting(appliance, action) -> None:
     """Run action (which restarts the appliance), the upstream leaving the
     appliance's network before (compose removes it) and joining it after."""
-    system.sh(f"docker network disconnect {NETWORK} {NAME}", check=False)
+    appliance.sh(f"docker network disconnect {NETWORK} {NAME}", check=False)
     action()
     deadline = time.monotonic() + 60
     aliases = " ".join(f"--alias {host}" for host in HOSTS)
-    while system.sh(f"docker network connect {aliases} {NETWORK} {NAME}", check=False).returncode != 0:
+    while appliance.sh(f"docker network connect {aliases} {NETWORK} {NAME}", check=False).returncode != 0:
         assert time.monotonic() < deadline, "the appliance's network did not come back"
         time.sleep(0.5)
 
 
-def asked(system) -> list[tuple[str, str, str]]:
+def asked(appliance) -> list[tuple[str, str, str]]:
     """(host, user, path) of every request the upstream got, in order."""
-    logs = system.sh(f"docker logs {NAME} 2>&1").stdout
+    logs = appliance.sh(f"docker logs {NAME} 2>&1").stdout
     return re.findall(r'^(\S+) "([^"]*)" "GET (\S+) HTTP', logs, re.M)
+
+
+def file_path(appliance, project: str, filename: str) -> str:
+    """The appliance's path for a file of the upstream's, from its page."""
+    status, body, _ = appliance.fetch_all(
+        f"/simple/{project}/", user=USER, password=PASSWORD, headers={"Accept": "application/vnd.pypi.simple.v1+json"}
+    )
+    assert status == 200, (status, body)
+    url = next(f["url"] for f in json.loads(body)["files"] if f["filename"] == filename)
+    assert url.startswith(f"../../upstream/{project}/"), url
+    return url.removeprefix("../..")
+
+
+def restart(appliance) -> None:
+    """Restart the appliance, the upstream joining its new network."""
+    restarting(appliance, appliance.restart)
+
+
+def asked_paths(appliance) -> list[str]:
+    """The paths the upstream was asked for, in order."""
+    return [path for _, _, path in asked(appliance)]

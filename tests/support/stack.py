@@ -54,6 +54,7 @@ class Stack(Appliance):
         )
         self.env.pop("PYPI_APPLIANCE_DEFAULTS", None)  # the unpacked package's own
         self.up_process: subprocess.Popen | None = None
+        self.admin = ("", "")
 
     @classmethod
     def unpack(cls, deb: Path, root: Path, compose_binary: Path) -> Stack:
@@ -78,6 +79,15 @@ class Stack(Appliance):
             raise AssertionError(f"{script!r} exited {proc.returncode}\nstdout:\n{proc.stdout}\nstderr:\n{proc.stderr}")
         return proc
 
+    def put(self, path: str, data: bytes) -> None:
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        with open(path, "wb") as f:
+            f.write(data)
+
+    def restart(self) -> None:
+        self.down()
+        self.up(*self.admin)
+
     def configure(self, user: str, password: str) -> None:
         """What the postinst does with its answers: the config file, the data
         and log dirs with their owners, the certificate, the admin."""
@@ -96,6 +106,7 @@ class Stack(Appliance):
             f"install -o root -g {sid} -m 0660 /dev/null {self.audit_log}"
         )
         self.sh(f"{PACKAGE} user add --role publish --password-stdin {user}", input=f"{password}\n")
+        self.admin = (user, password)
         self.trust()
 
     def up(self, user: str, password: str, timeout: float = 180) -> None:
@@ -124,3 +135,4 @@ class Stack(Appliance):
             except subprocess.TimeoutExpired:
                 self.up_process.kill()
                 self.up_process.wait()
+            self.up_process = None

@@ -8,6 +8,7 @@ import threading
 import time
 
 from tests.support.appliance import Appliance
+from tests.support.client import PASSWORD, USER
 
 
 class System(Appliance):
@@ -112,6 +113,10 @@ class System(Appliance):
     def put(self, path: str, data: bytes) -> None:
         # Streamed: docker cp into a tmpfs mount lands under the mount.
         self.sh(f"cat > '{path}'", input=data)
+
+    def restart(self) -> None:
+        self.sh("systemctl restart pypi-appliance")
+        self.wait_http("/simple/", 200, user=USER, password=PASSWORD)
 
     def refresh_port(self) -> None:
         """The published port may change when the container restarts."""

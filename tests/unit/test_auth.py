@@ -19,6 +19,7 @@ from passlib.hash import bcrypt
 
 from pypi_appliance.core import audit
 from pypi_appliance.services import auth
+from tests.support.serving import serving
 
 
 def basic(name, password):
@@ -38,7 +39,6 @@ def checker(tmp_path, monkeypatch):
     throttle = auth.Throttle(max_failures=3, period=2, period_max=8)
     check = auth.Checker(auth.Accounts(str(tmp_path / "auth")), throttle, workers=2)
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), auth.handler(check))
-    threading.Thread(target=server.serve_forever, daemon=True).start()
 
     def ask(header, client="10.0.0.1", need="read"):
         request = urllib.request.Request(
@@ -55,8 +55,8 @@ def checker(tmp_path, monkeypatch):
     ask.auth_dir = tmp_path / "auth"
     ask.audit = tmp_path / "audit.log"
     ask.url = f"http://127.0.0.1:{server.server_port}"
-    yield ask
-    server.shutdown()
+    with serving(server):
+        yield ask
 
 
 def test_roles(checker):

@@ -6,11 +6,11 @@ from __future__ import annotations
 import http.client
 import http.server
 import os
-import threading
 
 import pytest
 
 from pypi_appliance.core import internal
+from tests.support.serving import serving
 
 
 @pytest.fixture
@@ -30,7 +30,6 @@ def guarded(tmp_path, monkeypatch):
             pass
 
     server = http.server.ThreadingHTTPServer(("0.0.0.0", 0), Handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
 
     def ask(source: str, headers: dict) -> tuple[int, bytes]:
         # 127.0.0.2 is another address of this host: a peer that is not the container itself.
@@ -42,8 +41,8 @@ def guarded(tmp_path, monkeypatch):
         return response.status, response.read()
 
     ask.key = key
-    yield ask
-    server.shutdown()
+    with serving(server):
+        yield ask
 
 
 def test_only_the_key_or_the_container_itself_gets_an_answer(guarded):

@@ -10,7 +10,6 @@ import hashlib
 import http.client
 import http.server
 import json
-import threading
 import time
 
 import pytest
@@ -18,6 +17,7 @@ import pytest
 from pypi_appliance.admin import cache
 from pypi_appliance.admin.settings import read_conf
 from pypi_appliance.services import upstream
+from tests.support.serving import serving
 
 WHEEL = b"PK fake wheel bytes"
 SDIST = b"fake sdist bytes"
@@ -149,10 +149,8 @@ class Fake(http.server.BaseHTTPRequestHandler):
 def service():
     Fake.seen, Fake.auth = [], []
     fake = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Fake)
-    threading.Thread(target=fake.serve_forever, daemon=True).start()
     up = upstream.Upstream(f"http://127.0.0.1:{fake.server_port}/simple", "ci:s3cret", page_seconds=60)
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), upstream.handler(up))
-    threading.Thread(target=server.serve_forever, daemon=True).start()
 
     def get(path, fmt="html"):
         conn = http.client.HTTPConnection("127.0.0.1", server.server_port, timeout=10)
@@ -165,9 +163,8 @@ def service():
         return response.status, dict(response.headers), body
 
     get.upstream = up
-    yield get
-    server.shutdown()
-    fake.shutdown()
+    with serving(fake), serving(server):
+        yield get
 
 
 def test_html_page_becomes_the_appliances(service):

@@ -13,13 +13,13 @@ import sys
 import time
 import urllib.parse
 
-from pypi_appliance.admin.settings import BUILD, CONF, PACKAGE, Settings
+from pypi_appliance.admin.settings import CONF, PACKAGE, Settings
 from pypi_appliance.core import audit
 from pypi_appliance.core.fsutil import write_atomic
 from pypi_appliance.core.names import normalize
 
 HITS = {"HIT", "STALE", "UPDATING", "REVALIDATED"}
-LOG = os.path.join(os.path.dirname(BUILD["audit_log"]), "upstream-cache.log")
+LOG = os.path.join(os.path.dirname(audit.LOG), "upstream-cache.log")  # beside the audit log
 
 
 def root(conf: Settings) -> str:
