@@ -23,11 +23,13 @@ def stack(deb, server_images):
     # containers' user, which must reach it as it reaches /srv/pypi on a host.
     root = Path(tempfile.mkdtemp(prefix="pypi-appliance-stack."))
     root.chmod(0o755)
-    appliance = Stack.unpack(deb, root, images.compose_binary(images.system_image()))
     try:
-        appliance.configure(USER, PASSWORD)
-        appliance.up(USER, PASSWORD)
-        yield appliance
+        appliance = Stack.unpack(deb, root, images.compose_binary(images.system_image()))
+        try:
+            appliance.configure(USER, PASSWORD)
+            appliance.up(USER, PASSWORD)
+            yield appliance
+        finally:
+            appliance.down()
     finally:
-        appliance.down()
         shutil.rmtree(root)
