@@ -687,6 +687,20 @@ def test_restore_refuses_a_damaged_archive_and_touches_nothing(populated, tmp_pa
 
 
 @ONE_PYTHON
+def test_a_setting_change_is_audited_by_key_only(helper):
+    secret_path = "/etc/pypi-appliance/mirror-credentials"
+    done = helper("write-config", "PYPI_UPSTREAM_CREDENTIALS=" + secret_path, "PYPI_PORT=9123")
+    assert done.returncode == 0, done.stderr
+    again = helper("write-config", "PYPI_PORT=9123")  # as it is: nothing changed, nothing logged
+    assert again.returncode == 0, again.stderr
+    lines = helper.audit.read_text().splitlines()
+    assert [line.split()[1:] for line in lines] == [
+        ["settings", "by=alice", "keys=PYPI_UPSTREAM_CREDENTIALS", "why=write-config"]
+    ]
+    assert secret_path not in helper.audit.read_text()
+
+
+@ONE_PYTHON
 def test_an_unknown_tls_mode_is_named(helper):
     with helper.conf.open("a") as f:
         f.write("PYPI_TLS=sometimes\n")

@@ -4,6 +4,8 @@ import os
 import re
 import subprocess
 
+import pytest
+
 from builder.cli import TREE
 from builder.config import Config
 from builder.stage import render
@@ -11,6 +13,7 @@ from pypi_appliance.admin.host import endpoint, index_url
 from pypi_appliance.admin.settings import KEYS, Fail, Settings, read_conf, write_conf
 from pypi_appliance.admin.status import STARTING_SECONDS, starting
 from pypi_appliance.admin.users import ensure_version, new_version, version_path
+from pypi_appliance.core import audit
 
 
 def test_settings_are_typed_and_default_to_the_build(tmp_path):
@@ -49,10 +52,19 @@ def test_a_failing_health_check_is_starting_only_while_the_service_comes_up():
 TRICKY = {"PYPI_TLS_CERT": "/etc/ssl/a&b|c\\d e.pem", "PYPI_TLS_KEY": "/etc/ssl/k=1 #x.key", "PYPI_PORT": "9443"}
 
 
-def test_the_config_writer_keeps_other_lines_and_any_value(tmp_path):
+@pytest.fixture
+def audit_log(tmp_path, monkeypatch):
+    path = tmp_path / "audit.log"
+    monkeypatch.setattr(audit, "LOG", str(path))
+    monkeypatch.delenv("SUDO_USER", raising=False)
+    path.touch()
+    return path
+
+
+def test_the_config_writer_keeps_other_lines_and_any_value(tmp_path, audit_log):
     conf = tmp_path / "pypi-appliance.conf"
     conf.write_text("# the admin's note\nPYPI_PORT=8080\nEXTRA=kept\nPYPI_PORT=8081\n")
-    write_conf(TRICKY, str(conf))
+    write_conf(TRICKY, str(conf), why="test")
     lines = conf.read_text().splitlines()
     assert lines[:3] == ["# the admin's note", "PYPI_PORT=8080", "EXTRA=kept"]
     assert "PYPI_PORT=9443" in lines and lines.count("PYPI_PORT=8081") == 0
@@ -61,20 +73,27 @@ def test_the_config_writer_keeps_other_lines_and_any_value(tmp_path):
     before = conf.read_text()
     for bad in ({"PYPI_PORT": "1\nPYPI_TLS=off"}, {"NOT_A_SETTING": "x"}, {"PYPI_PORT": " 9443"}):
         try:
-            write_conf(bad, str(conf))
+            write_conf(bad, str(conf), why="test")
             raise AssertionError(f"accepted {bad}")
         except Fail:
             pass
     assert conf.read_text() == before and not list(tmp_path.glob(".settings.*"))
-    write_conf({"PYPI_PORT": "8080"}, str(tmp_path / "new.conf"))
+    write_conf({"PYPI_PORT": "8080"}, str(tmp_path / "new.conf"), why="test")
     assert (tmp_path / "new.conf").read_text().startswith("# pypi-appliance settings")
+    # Each write that changed something is one audit line naming the keys, never their values.
+    write_conf({"PYPI_PORT": "9443", "PYPI_TLS_KEY": TRICKY["PYPI_TLS_KEY"]}, str(conf), why="test")  # unchanged
+    events = [line.split()[1:] for line in audit_log.read_text().splitlines()]
+    assert events == [
+        ["settings", "by=root", 'keys="PYPI_TLS_CERT,PYPI_TLS_KEY,PYPI_PORT"', "why=test"],
+        ["settings", "by=root", "keys=PYPI_PORT", "why=test"],
+    ]
 
 
-def test_shell_and_python_read_the_config_file_alike(tmp_path):
+def test_shell_and_python_read_the_config_file_alike(tmp_path, audit_log):
     """The config script (before unpacking) reads the file with conf_get; the helper with read_conf."""
     conf = tmp_path / "pypi-appliance.conf"
     conf.write_text("PYPI_TLS=off\n# PYPI_TLS=provided\nPYPI_DATA_DIR=/srv/one\nPYPI_DATA_DIR=/srv/two\n")
-    write_conf(TRICKY, str(conf))
+    write_conf(TRICKY, str(conf), why="test")
     checks = tmp_path / "_checks.sh"
     checks.write_text(render(Config(version="1.0"), TREE / "debian", "_checks.sh"))
     settings = read_conf(str(conf))

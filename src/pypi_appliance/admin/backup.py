@@ -219,8 +219,7 @@ def offer_settings(args, differences: dict[str, str], conf: Settings) -> None:
         and sys.stdin.isatty()
         and input("Use the backup's settings? [y/N] ").strip().lower() in ("y", "yes")
     ):
-        write_conf(differences)
-        audit.record("settings", by=audit.actor(), keys=",".join(differences), why="restore")
+        write_conf(differences, why="restore")
         print(f"set them in {CONF}; they take effect at the restart below", file=sys.stderr)
         return
     print(f"To use the backup's: {command} && systemctl restart {PACKAGE}", file=sys.stderr)

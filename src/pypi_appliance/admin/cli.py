@@ -300,8 +300,9 @@ some file is not listed (it says which and why).""",
         "show the audit log",
         """\
 Show the audit log: one line per upload, yank, unyank, removal, account and
-role change, failed login, throttle and slowed address, with the time (UTC), the
-account, the client's address and the file. fail2ban can act on its
+role change, setting change (the keys, not their values), cache clear, restore,
+failed login, throttle and slowed address, with the time (UTC), the account,
+the client's address and the file. fail2ban can act on its
 login-failed lines (see /etc/fail2ban/jail.d/pypi-appliance.conf).""",
         root=True,
     )

@@ -9,7 +9,7 @@ import re
 import sys
 from dataclasses import dataclass
 
-from pypi_appliance.core import build
+from pypi_appliance.core import audit, build
 from pypi_appliance.core.fsutil import write_atomic
 
 BUILD = build.defaults()
@@ -164,9 +164,11 @@ HEADER = f"""\
 """
 
 
-def write_conf(updates: dict[str, str], path: str = CONF) -> None:
+def write_conf(updates: dict[str, str], path: str = CONF, *, why: str) -> None:
     """Set KEY=VALUE lines in the config file: a key's last line is changed in
-    place (or the line appended), every other line is kept; replaced atomically."""
+    place (or the line appended), every other line is kept; replaced atomically.
+    The keys whose value changed go to the audit log (their names: a value may
+    be a path the admin would rather not show)."""
     for key, value in updates.items():
         if key not in KEYS:
             raise Fail(f"unknown setting {key!r}; the settings are {', '.join(KEYS)}")
@@ -178,12 +180,17 @@ def write_conf(updates: dict[str, str], path: str = CONF) -> None:
     except FileNotFoundError:
         lines = HEADER.splitlines()
     last = {line.partition("=")[0].strip(): n for n, line in enumerate(lines) if "=" in line and line[:1] != "#"}
+    changed = []
     for key, value in updates.items():
         if key in last:
+            changed += [key] if lines[last[key]].partition("=")[2] != value else []
             lines[last[key]] = f"{key}={value}"
         else:
+            changed += [key]
             lines.append(f"{key}={value}")
     write_atomic(path, "\n".join(lines) + "\n", mode=0o644, durable=True)
+    if changed:
+        audit.record("settings", by=audit.actor(), keys=",".join(changed), why=why)
 
 
 def cmd_write_config(args, conf) -> None:
@@ -193,8 +200,9 @@ def cmd_write_config(args, conf) -> None:
         if not sep:
             raise Fail(f"{pair!r} is not KEY=VALUE")
         updates[key] = value
-    write_conf(updates)
-    if not os.environ.get("DPKG_MAINTSCRIPT_PACKAGE"):  # the postinst restarts and says so itself
+    from_dpkg = bool(os.environ.get("DPKG_MAINTSCRIPT_PACKAGE"))  # the postinst, with debconf's answers
+    write_conf(updates, why="debconf" if from_dpkg else "write-config")
+    if not from_dpkg:  # the postinst restarts and says so itself
         print(
             f"{PACKAGE}: set {', '.join(updates)} in {CONF}; they take effect at: systemctl restart {PACKAGE}",
             file=sys.stderr,
