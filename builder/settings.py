@@ -21,7 +21,22 @@ ACCESS_MODES = ("private", "public-read")
 # The kinds of value a setting holds: each has one check in the helper
 # (admin/settings.py check_choices) and, for the asked ones, one in the config
 # script (debian/_checks.sh), kept alike by parity tests.
-KINDS = ("text", "user", "port", "choice", "path", "file", "url", "address", "networks", "hosts", "count", "size")
+KINDS = (
+    "text",
+    "user",
+    "port",
+    "choice",
+    "path",
+    "file",
+    "url",
+    "address",
+    "networks",
+    "hosts",
+    "count",
+    "size",
+    "duration",
+    "moment",
+)
 
 
 @dataclass(frozen=True)
@@ -171,6 +186,33 @@ SETTINGS = (
         "10g",
         "the most disk the upstream's files take (k, m, g); the least recently used go first",
         kind="size",
+    ),
+    Setting(
+        "PYPI_UPSTREAM_MIN_AGE",
+        None,
+        "0",
+        "the cooldown: an upstream file is offered only once the upstream's own upload time is this old "
+        "(such as 7d, 36h; 0: off); files without an upload time are not offered while it is on",
+        kind="duration",
+        env=("upstream",),
+    ),
+    Setting(
+        "PYPI_UPSTREAM_NOT_AFTER",
+        None,
+        "",
+        "a line in the sand: nothing uploaded upstream after this ISO date or time (such as 2026-11-30 "
+        "or 2026-11-30T12:00:00Z) is offered, whatever the cooldown (empty: none)",
+        kind="moment",
+        env=("upstream",),
+    ),
+    Setting(
+        "PYPI_UPSTREAM_ONLY_LISTED",
+        None,
+        "no",
+        "`yes`: only names on the allow-list (`pypi-appliance upstream allow NAME`) come from the upstream",
+        ("yes", "no"),
+        kind="choice",
+        env=("upstream",),
     ),
     Setting(
         "PYPI_DATA_DIR",

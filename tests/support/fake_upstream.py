@@ -31,6 +31,13 @@ PRIVATE_USER, PRIVATE_PASSWORD = "mirror", "up s3cret"
 # Projects with one 100 kB sdist each and HTML pages only (the service reads
 # PEP 503 too), to fill a small cache.
 BIG = [f"big-{n}" for n in range(6)]
+# A project with PEP 700 upload times (JSON pages): one release old, one
+# uploaded a minute ago, one without a time.
+COOLED = {
+    "1.0": time.strftime("%Y-%m-%dT%H:%M:%S.000000Z", time.gmtime(time.time() - 30 * 86400)),
+    "2.0": time.strftime("%Y-%m-%dT%H:%M:%S.000000Z", time.gmtime(time.time() - 60)),
+    "3.0": None,
+}
 BIG_SIZE = 100_000
 
 NGINX = r"""
@@ -81,9 +88,11 @@ http {
 """
 
 
-def add_project(tree: dict, name: str, files: dict[str, bytes], json_too: bool = True) -> None:
+def add_project(
+    tree: dict, name: str, files: dict[str, bytes], json_too: bool = True, uploaded: dict | None = None
+) -> None:
     """A project's pages on the index host and its files (and wheels' metadata
-    files) on the files host."""
+    files) on the files host; uploaded: a file's PEP 700 upload-time (JSON only)."""
     entries, links = [], []
     for filename, data in files.items():
         digest = hashlib.sha256(data).hexdigest()
@@ -96,6 +105,8 @@ def add_project(tree: dict, name: str, files: dict[str, bytes], json_too: bool =
             "requires-python": ">=3.8",
             "yanked": False,
         }
+        if (uploaded or {}).get(filename):
+            entry["upload-time"] = uploaded[filename]
         attrs = f'href="{FILES}/{path}#sha256={digest}" data-requires-python="&gt;=3.8"'
         if filename.endswith(".whl"):
             with zipfile.ZipFile(io.BytesIO(data)) as wheel:
@@ -116,7 +127,8 @@ def add_project(tree: dict, name: str, files: dict[str, bytes], json_too: bool =
 
 def projects(directory: Path) -> dict[str, bytes]:
     """The suite's upstream: up-only (two releases), held-name, never-fetched,
-    private-only, a hostile page, and the BIG projects; wheels made in directory."""
+    private-only, cooled (upload times), a hostile page, and the BIG projects;
+    wheels made in directory."""
     tree: dict[str, bytes] = {}
     add_project(
         tree,
@@ -126,6 +138,13 @@ def projects(directory: Path) -> dict[str, bytes]:
     for name, version in (("held-name", "9.9"), ("never-fetched", "1.0"), ("private-only", "1.0")):
         wheel = make_wheel(directory, version, project=name)
         add_project(tree, name, {wheel.name: wheel.read_bytes()})
+    wheels = {v: make_wheel(directory, v, project="cooled") for v in COOLED}
+    add_project(
+        tree,
+        "cooled",
+        {w.name: w.read_bytes() for w in wheels.values()},
+        uploaded={wheels[v].name: when for v, when in COOLED.items()},
+    )
     up_only = next(path for path in tree if path.endswith("/up_only-1.0-py3-none-any.whl"))
     add_hostile(tree, "hostile", up_only.removeprefix("files/packages/"), tree[up_only])
     for name in BIG:

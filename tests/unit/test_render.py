@@ -400,6 +400,8 @@ def test_no_port_literal_outside_the_model():
 NGINX_0_3 = "location = /_auth { proxy_pass http://auth/check; }\n"
 # An edited 0.6.0 one: it serves the upstream, but sends the containers no key.
 NGINX_0_6 = NGINX_0_3 + "include /data/upstream/settings.conf;\n"
+# An edited 0.7.0 one: the key, but upstream files served without the rules.
+NGINX_0_7 = NGINX_0_6 + "include /etc/nginx/internal-key.conf;\n"
 
 
 @pytest.mark.parametrize(
@@ -414,12 +416,17 @@ NGINX_0_6 = NGINX_0_3 + "include /data/upstream/settings.conf;\n"
         (
             "proxy\nauth\nupstream\nindexer\npypiserver\n",
             NGINX_0_3,
-            "nginx.conf does not serve the upstream and does not send the containers' key: it is",
+            "nginx.conf does not serve the upstream and does not send the containers' key and does not apply",
         ),
         (
             "proxy\nauth\nupstream\nindexer\npypiserver\n",
             NGINX_0_6,
-            "nginx.conf does not send the containers' key: it is",
+            "nginx.conf does not send the containers' key and does not apply the upstream rules",
+        ),
+        (
+            "proxy\nauth\nupstream\nindexer\npypiserver\n",
+            NGINX_0_7,
+            r"nginx.conf does not apply the upstream rules to files \(cooldown, deny\): it is",
         ),
         ("proxy\nauth\nupstream\nindexer\npypiserver\n", None, None),
     ],
@@ -470,7 +477,8 @@ def test_up_refuses_a_compose_file_from_before_the_services_moved(staged, tmp_pa
         compose_module.check_conffiles(read_conf("/nonexistent"))
     assert str(refused.value) == (
         f"{old} runs the services' code by its names from before 0.8.0 and does not tell pypiserver where the "
-        f"indexer is: it is an edited copy from an older version, which dpkg kept. Merge {old}.dpkg-dist into it "
+        f"indexer is and does not give the upstream service its rules: it is an edited copy from an older version, "
+        f"which dpkg kept. Merge {old}.dpkg-dist into it "
         "(or replace it with that), then systemctl restart pypi-appliance"
     )
 

@@ -16,6 +16,7 @@ import pytest
 
 from pypi_appliance.admin import cache
 from pypi_appliance.admin.settings import read_conf
+from pypi_appliance.core import policy
 from pypi_appliance.services import upstream
 from tests.support.serving import serving
 
@@ -104,6 +105,7 @@ class Fake(http.server.BaseHTTPRequestHandler):
                 ).encode(),
                 "application/vnd.pypi.simple.v1+json",
             ),
+            "/simple/cooled/": (cooled_page(), "application/vnd.pypi.simple.v1+json"),
             "/simple/huge/": (
                 json.dumps({"meta": {"api-version": "1.1"}, "name": "huge", "files": []}).encode() + b" " * 4096,
                 "application/vnd.pypi.simple.v1+json",
@@ -143,6 +145,21 @@ class Fake(http.server.BaseHTTPRequestHandler):
 
     def log_message(self, *args):
         pass
+
+
+def cooled_page() -> bytes:
+    """A JSON page with upload times: 1.0 old, 2.0 a minute ago, 3.0 none (all the one wheel's bytes)."""
+    fresh = time.strftime("%Y-%m-%dT%H:%M:%S.000000Z", time.gmtime(time.time() - 60))
+    files = [
+        {
+            "filename": f"cooled-{version}-py3-none-any.whl",
+            "url": "/p/demo-2.0-py3-none-any.whl",
+            "hashes": {"sha256": H_WHEEL},
+            **({"upload-time": uploaded} if uploaded else {}),
+        }
+        for version, uploaded in (("1.0", "2020-01-01T00:00:00Z"), ("2.0", fresh), ("3.0", None))
+    ]
+    return json.dumps({"meta": {"api-version": "1.1"}, "name": "cooled", "files": files}).encode()
 
 
 @pytest.fixture
@@ -312,3 +329,106 @@ def test_a_page_larger_than_the_bound_is_refused(service, monkeypatch):
     monkeypatch.setattr(upstream, "PAGE_MAX", 4096)
     status, _, body = service("/simple/huge/", "json")
     assert status == 502 and b"is larger than 0 MiB, more than this appliance reads" in body, body
+
+
+def policed(service, tmp_path, rules=(), **settings):
+    """The service's upstream under a policy: the settings, and a rules file holding rules."""
+    path = tmp_path / "upstream-rules.json"
+    path.write_text(policy.rules_json(rules))
+    base = policy.Policy.from_settings(
+        settings.get("min_age", "0"), settings.get("not_after", ""), settings.get("only_listed", "no")
+    )
+    service.upstream.rules = upstream.Rules(base, str(path))
+    return path
+
+
+def cooled_files(service):
+    status, _, body = service("/simple/cooled/", "json")
+    assert status == 200, body
+    return [f["filename"] for f in json.loads(body)["files"]]
+
+
+def gate(service, version):
+    return service(f"/gate/cooled/{H_WHEEL}/cooled-{version}-py3-none-any.whl")
+
+
+def test_the_cooldown_offers_only_files_old_enough_and_dated(service, tmp_path):
+    assert cooled_files(service) == [f"cooled-{v}-py3-none-any.whl" for v in ("1.0", "2.0", "3.0")]
+    policed(service, tmp_path, min_age="7d")
+    assert cooled_files(service) == ["cooled-1.0-py3-none-any.whl"]
+    status, headers, body = gate(service, "1.0")
+    assert status == 200 and headers["X-Accel-Redirect"] == (
+        f"/_upstream_file/cooled/{H_WHEEL}/cooled-1.0-py3-none-any.whl"
+    )
+    # A held file's URL (a lock file names it) is refused with the reason and the time it comes.
+    status, _, body = gate(service, "2.0")
+    text = body.decode()
+    assert status == 403 and "cooled-2.0-py3-none-any.whl was uploaded upstream at" in text
+    assert "(PYPI_UPSTREAM_MIN_AGE=7d) holds it until" in text
+    assert "pypi-appliance upstream allow cooled==2.0 --reason TEXT" in text
+    # Its metadata file too; and the service's own file route, should nginx ever skip the gate.
+    assert service(f"/gate/cooled/{H_WHEEL}/cooled-2.0-py3-none-any.whl.metadata")[0] == 403
+    assert service(f"/files/cooled/{H_WHEEL}/cooled-2.0-py3-none-any.whl")[0] == 403
+    # No upload time: not offered while a cooldown is on (fail-closed).
+    status, _, body = gate(service, "3.0")
+    assert status == 403 and b"the upstream gives no upload time" in body
+    # The helper's view: each file, its state and until when.
+    status, _, body = service("/decisions/cooled")
+    states = {f["version"]: (f["state"], f["until"]) for f in json.loads(body)["files"]}
+    assert states["1.0"] == ("offered", None) and states["3.0"] == ("undated", None)
+    assert states["2.0"][0] == "held" and states["2.0"][1] > time.strftime("%Y-%m-%dT", time.gmtime())
+
+
+def test_a_cached_files_gate_asks_the_upstream_nothing(service, tmp_path):
+    policed(service, tmp_path, min_age="7d")
+    assert gate(service, "1.0")[0] == 200
+    service.upstream.page_seconds = 0  # every page expired
+    seen = len(Fake.seen)
+    for _ in range(3):
+        assert gate(service, "1.0")[0] == 200 and gate(service, "2.0")[0] == 403
+    assert Fake.seen[seen:] == []
+
+
+def test_not_after_break_glass_and_deny(service, tmp_path):
+    path = policed(service, tmp_path, not_after="2021-01-01")
+    assert cooled_files(service) == ["cooled-1.0-py3-none-any.whl"]
+    status, _, body = gate(service, "2.0")
+    assert status == 403 and b"after PYPI_UPSTREAM_NOT_AFTER=2021-01-01T00:00:00Z" in body
+    # Break-glass: the release is offered at once (the rules file is read again when it changes).
+    path.write_text(policy.rules_json([policy.Rule("allow", "cooled", "2.0", "CVE fix")]))
+    assert cooled_files(service) == ["cooled-1.0-py3-none-any.whl", "cooled-2.0-py3-none-any.whl"]
+    assert gate(service, "2.0")[0] == 200
+    # A release denied (a deny wins over the allow), the others kept.
+    path.write_text(
+        policy.rules_json(
+            [policy.Rule("allow", "cooled", "2.0", "CVE fix"), policy.Rule("deny", "cooled", "2.0", "bad")]
+        )
+    )
+    assert cooled_files(service) == ["cooled-1.0-py3-none-any.whl"]
+    status, _, body = gate(service, "2.0")
+    assert status == 404 and b"cooled==2.0 is denied by the rule 'deny cooled==2.0 (bad)'" in body
+    # A name denied by a glob: 404 with the reason, and the upstream is not asked.
+    path.write_text(policy.rules_json([policy.Rule("deny", "cool*", None, "typosquats")]))
+    seen = len(Fake.seen)
+    status, _, body = service("/simple/cooled/", "json")
+    assert status == 404 and b"cooled is denied by the rule 'deny cool* (typosquats)'" in body
+    assert gate(service, "1.0")[0] == 404
+    assert Fake.seen[seen:] == []
+
+
+def test_the_allow_list_mode(service, tmp_path):
+    path = policed(service, tmp_path, only_listed="yes")
+    status, _, body = service("/simple/cooled/", "json")
+    assert status == 404 and b"not on the allow-list (PYPI_UPSTREAM_ONLY_LISTED=yes)" in body
+    # One release allowed: that one only.
+    path.write_text(policy.rules_json([policy.Rule("allow", "cooled", "1.0", "needed")]))
+    assert cooled_files(service) == ["cooled-1.0-py3-none-any.whl"]
+    path.write_text(policy.rules_json([policy.Rule("allow", "co*")]))
+    assert len(cooled_files(service)) == 3
+
+
+def test_an_unreadable_rules_file_offers_nothing(service, tmp_path):
+    path = policed(service, tmp_path)
+    path.write_text("{not json")
+    status, _, body = service("/simple/cooled/", "json")
+    assert status == 503 and b"cannot be read" in body and b"nothing is offered" in body

@@ -28,7 +28,7 @@ from pypi_appliance.admin.settings import (
     write_conf,
 )
 from pypi_appliance.admin.tls import ensure_certificate, tls_paths
-from pypi_appliance.core import audit
+from pypi_appliance.core import audit, policy
 from pypi_appliance.core.fsutil import atomic_file
 from pypi_appliance.core.roles import ROLES, format_roles
 from pypi_appliance.services.index import Index
@@ -84,6 +84,8 @@ def cmd_backup(args, conf: Settings):
     ]
     for name in (f"{PACKAGE}.conf", "compose.yaml", "nginx.conf"):
         sources.append((os.path.join(os.path.dirname(CONF), name), f"config/{name}"))
+    if os.path.isfile(policy.rules_path(data)):
+        sources.append((policy.rules_path(data), RULES))
     if args.with_ca:
         missing = [src for src, _ in ca_sources() if not os.path.isfile(src)]
         if missing:
@@ -187,7 +189,8 @@ def merge_audit_log(scratch) -> int:
 
 # What restore puts back; config/ in an archive is for reference only. Of the
 # index, only the records: the indexer makes the pages from them and the files.
-RESTORED = ("packages", "auth", "tls", "index", "log")
+RESTORED = ("packages", "auth", "tls", "index", "log", "policy")
+RULES = f"policy/{policy.RULES_FILE}"  # the upstream's allow and deny rules
 BACKUP_CONF = f"config/{PACKAGE}.conf"
 # Settings that belong to the host, not to the index: a restore never offers them.
 HOST_SETTINGS = ("PYPI_DATA_DIR", "PYPI_BIND_ADDRESS", "PYPI_TLS_CERT", "PYPI_TLS_KEY", "PYPI_TLS_NAMES")
@@ -290,6 +293,11 @@ def replaced_by(conf: Settings, members):
             with open(live, "rb") as f:
                 if sha256(f) != members.get(f"auth/{name}"):
                     losses.append((live, f"auth/{name}", why))
+    live = policy.rules_path(data)
+    if os.path.isfile(live):
+        with open(live, "rb") as f:
+            if sha256(f) != members.get(RULES):
+                losses.append((live, RULES, "the upstream's allow and deny rules"))
     (crt, crt_arc), (key, key_arc) = ca_sources()
     if crt_arc in members and os.path.isfile(crt):
         with open(crt, "rb") as f:
@@ -349,8 +357,8 @@ def cmd_restore(args, conf: Settings):
         losses = replaced_by(conf, members)
         print(
             f"{args.file}: {count} package files, the password file and roles, the index's records (upload "
-            f"times, yanks, held names){' and a CA' if with_ca else ''}; its audit lines are added to this "
-            "host's. Not restored: settings (below), the upstream's cache (fetched again).",
+            f"times, yanks, held names), the upstream rules{' and a CA' if with_ca else ''}; its audit lines "
+            "are added to this host's. Not restored: settings (below), the upstream's cache (fetched again).",
             file=sys.stderr,
         )
         differences = settings_differences(scratch, conf)
@@ -396,11 +404,17 @@ def cmd_restore(args, conf: Settings):
         for name in ("htpasswd", "roles"):
             os.chown(os.path.join(new_auth, name), 0, SERVER_GID)
             os.chmod(os.path.join(new_auth, name), 0o640)
+        new_policy = os.path.join(scratch, "policy")  # root's, read by the upstream service
+        os.makedirs(new_policy, exist_ok=True)
+        os.chmod(new_policy, 0o755)
+        for name in os.listdir(new_policy):
+            os.chown(os.path.join(new_policy, name), 0, 0)
+            os.chmod(os.path.join(new_policy, name), 0o644)
         # The containers hold the old directories open: stop, swap by rename, start.
         if state == "active":
             subprocess.run(["systemctl", "stop", f"{PACKAGE}.service"], check=True)
         try:
-            swap_in(data, scratch, ["packages", "auth", "index"])
+            swap_in(data, scratch, ["packages", "auth", "index", "policy"])
             # Before the start: the log is replaced by rename, and the containers append to it.
             added = merge_audit_log(scratch)
             if with_ca:

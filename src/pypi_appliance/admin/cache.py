@@ -7,6 +7,7 @@ nothing stops and nothing half-deleted is served."""
 
 from __future__ import annotations
 
+import hashlib
 import os
 import shutil
 import sys
@@ -14,7 +15,7 @@ import time
 import urllib.parse
 
 from pypi_appliance.admin.settings import CONF, PACKAGE, Settings
-from pypi_appliance.core import audit
+from pypi_appliance.core import audit, policy
 from pypi_appliance.core.fsutil import write_atomic
 from pypi_appliance.core.names import normalize
 
@@ -34,11 +35,24 @@ def generation(conf: Settings) -> int:
         return 0
 
 
+def policy_version(conf: Settings) -> str:
+    """What the upstream's pages depend on besides the upstream: the policy's
+    settings and rules (a key of nginx's page cache, so a change takes effect at once)."""
+    digest = hashlib.sha256(f"{conf.upstream_min_age}|{conf.upstream_not_after}|{conf.upstream_only_listed}|".encode())
+    try:
+        with open(policy.rules_path(conf.data_dir), "rb") as f:
+            digest.update(f.read())
+    except FileNotFoundError:
+        pass
+    return digest.hexdigest()[:16]
+
+
 def settings_conf(conf: Settings, n: int) -> str:
     return (
         f"# Written by {PACKAGE} at each start from PYPI_UPSTREAM and PYPI_UPSTREAM_CACHE_MAX\n"
-        f"# in {CONF}: edit those, not this.\n"
+        f"# in {CONF}, and at each change of the upstream rules: edit those, not this.\n"
         f"geo $from_upstream {{ default {1 if conf.upstream else 0}; }}\n"
+        f"geo $upstream_policy {{ default {policy_version(conf)}; }}\n"
         f"geo $upstream_pages_zone {{ default upstream_pages_{n}; }}\n"
         f"geo $upstream_files_zone {{ default upstream_files_{n}; }}\n"
         f"proxy_cache_path /data/upstream/pages-{n} levels=2 keys_zone=upstream_pages_{n}:8m max_size=1g "
@@ -52,6 +66,11 @@ def _write(conf: Settings, name: str, text: str) -> None:
     write_atomic(os.path.join(root(conf), name), text)
 
 
+def use_policy(conf: Settings) -> None:
+    """The front door told of a change of the upstream rules (at its reload)."""
+    _use(conf, generation(conf))
+
+
 def _use(conf: Settings, n: int) -> None:
     """Point the front door at generation n (it reads this at its next start or reload)."""
     _write(conf, "generation", f"{n}\n")
@@ -63,6 +82,7 @@ def write_settings(conf: Settings) -> None:
     at each start. Another upstream than the cache's starts an empty cache:
     its pages and files are not the old one's."""
     os.makedirs(root(conf), mode=0o755, exist_ok=True)
+    os.makedirs(os.path.dirname(policy.rules_path(conf.data_dir)), mode=0o755, exist_ok=True)
     n = generation(conf)
     try:
         with open(os.path.join(root(conf), "upstream"), encoding="utf-8") as f:
@@ -184,6 +204,7 @@ def clear(conf: Settings):
     from pypi_appliance.admin.users import reload_front_door
 
     os.makedirs(root(conf), mode=0o755, exist_ok=True)
+    os.makedirs(os.path.dirname(policy.rules_path(conf.data_dir)), mode=0o755, exist_ok=True)
     n = generation(conf) + 1
     _use(conf, n)
     reload_front_door()

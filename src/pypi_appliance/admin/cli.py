@@ -301,13 +301,84 @@ some file is not listed (it says which and why).""",
         """\
 Show the audit log: one line per upload, yank, unyank, removal, account and
 role change, setting change (the keys, not their values), cache clear, restore,
-failed login, throttle and slowed address, with the time (UTC), the account,
-the client's address and the file. fail2ban can act on its
-login-failed lines (see /etc/fail2ban/jail.d/pypi-appliance.conf).""",
+upstream rule (with its reason), failed login, throttle and slowed address,
+with the time (UTC), the account, the client's address and the file. fail2ban
+can act on its login-failed lines (see
+/etc/fail2ban/jail.d/pypi-appliance.conf). "audit note TEXT" adds a line of
+your own, with who wrote it.""",
         root=True,
     )
     au.add_argument("-f", "--follow", action="store_true", help="keep printing new lines")
     au.add_argument("-n", "--lines", type=int, default=20, metavar="N", help="lines to show (default 20)")
+    au.add_argument(
+        "action", nargs="?", choices=["note"], help="note TEXT: add a line of your own (an incident, a decision)"
+    )
+    au.add_argument("text", nargs="*", help="with note: its text")
+
+    upstream = command(
+        sub,
+        "upstream",
+        None,
+        "what the upstream may offer: cooldown, allow and deny rules, held releases",
+        """\
+What names this index does not hold may take from the upstream
+(PYPI_UPSTREAM). The cooldown (PYPI_UPSTREAM_MIN_AGE) offers a file only once
+the upstream's own upload time is that old, PYPI_UPSTREAM_NOT_AFTER nothing
+uploaded after a date, and with PYPI_UPSTREAM_ONLY_LISTED=yes only names on
+the allow-list come from it; files without an upload time are not offered
+while a cooldown or a date is on. Rules take effect at once, for pages and
+files already cached too, and each change goes to the audit log with its
+reason. A deny wins over an allow.""",
+    )
+    usub_ = upstream.add_subparsers(dest="upstream_command", metavar="ACTION", required=True)
+    command(
+        usub_,
+        "rules",
+        "upstream:cmd_upstream",
+        "list the settings and rules",
+        "List the cooldown, the date, the allow-list mode, and every allow and deny rule with who set it, "
+        "when and why.",
+        root=True,
+    )
+    ua = command(
+        usub_,
+        "allow",
+        "upstream:cmd_upstream",
+        "offer a release despite the cooldown, or put names on the allow-list",
+        """\
+NAME==VERSION: offer that release now, whatever the cooldown or
+PYPI_UPSTREAM_NOT_AFTER (a security fix needed today); it needs --reason, and
+the upstream must list the release. NAME or a glob (team-*): put it on the
+allow-list that PYPI_UPSTREAM_ONLY_LISTED=yes uses.""",
+        root=True,
+    )
+    ua.add_argument("target", metavar="NAME[==VERSION]|GLOB")
+    ud = command(
+        usub_,
+        "deny",
+        "upstream:cmd_upstream",
+        "never take a name, a glob of names or one release from the upstream",
+        """\
+NAME or a glob of normalized names (*-nightly, reqeusts): the upstream does
+not answer for it (404 with the reason), nothing of it is fetched, and files
+of it already cached are refused too. NAME==VERSION: that release only; the
+others stay.""",
+        root=True,
+    )
+    ud.add_argument("target", metavar="NAME[==VERSION]|GLOB")
+    for parser_ in (ua, ud):
+        parser_.add_argument("--reason", metavar="TEXT", help="why: kept with the rule and in the audit log")
+        parser_.add_argument("--remove", action="store_true", help="remove this rule instead")
+    uh = command(
+        usub_,
+        "held",
+        "upstream:cmd_upstream",
+        "what the upstream lists of a name and is not offered, and until when",
+        "Ask the upstream for NAME and list its releases that are not offered now: held by the cooldown (until "
+        "when), uploaded after PYPI_UPSTREAM_NOT_AFTER, without an upload time, or denied.",
+        root=True,
+    )
+    uh.add_argument("name", metavar="NAME")
 
     ca = command(
         sub,
@@ -389,7 +460,9 @@ credentials the front door has already checked.""",
 
 def main(argv=None):
     args = parser().parse_args(argv)
-    name = " ".join(filter(None, (args.command, getattr(args, "user_command", None))))
+    name = " ".join(
+        filter(None, (args.command, getattr(args, "user_command", None), getattr(args, "upstream_command", None)))
+    )
     try:
         if getattr(args, "root", False) and os.geteuid() != 0:
             raise NeedsRoot(f"'{name}' must be run as root: sudo {PACKAGE} {name}")

@@ -17,17 +17,20 @@ from pypi_appliance.core.fsutil import write_atomic
 
 COMPOSE_FILE = f"{ROOT}/etc/{PACKAGE}/compose.yaml"
 NGINX_FILE = f"{ROOT}/etc/{PACKAGE}/nginx.conf"
-# What nginx.conf says since the credential checker (0.3.0) and the upstream (0.4.0) came.
+# What nginx.conf says since the credential checker (0.3.0), the upstream
+# (0.4.0) and the upstream's rules (0.8.0) came.
 NEEDED = {
     "proxy_pass http://auth/check;": "does not ask the credential checker",
     "include /data/upstream/settings.conf;": "does not serve the upstream",
     "include /etc/nginx/internal-key.conf;": "does not send the containers' key",
+    "proxy_pass http://upstream_index/gate/": "does not apply the upstream rules to files (cooldown, deny)",
 }
 # What compose.yaml says since the services' code moved to pypi_appliance.services
 # and pypiserver's hook learnt the indexer's address from it (0.8.0).
 COMPOSE_NEEDED = {
     "pypi_appliance.services.": "runs the services' code by its names from before 0.8.0",
     "PYPI_INDEXER:": "does not tell pypiserver where the indexer is",
+    "/policy:/data/policy:ro": "does not give the upstream service its rules",
 }
 
 
@@ -76,6 +79,15 @@ def cmd_logs(args, conf: Settings):
 
 
 def cmd_audit(args, conf: Settings):
+    if args.action == "note":
+        text = " ".join(args.text).strip()
+        if not text:
+            raise Fail("a note needs its text: pypi-appliance audit note 'what happened'")
+        audit.record("note", by=audit.actor(), text=text)
+        print(f"{PACKAGE}: noted in {audit.LOG}")
+        return 0
+    if args.text:
+        raise Fail(f"unexpected {' '.join(args.text)!r}; to add a line: pypi-appliance audit note TEXT")
     if not os.path.exists(audit.LOG):
         print(f"{audit.LOG}: nothing logged yet", file=sys.stderr)
         return

@@ -9,7 +9,7 @@ import re
 import sys
 from dataclasses import dataclass
 
-from pypi_appliance.core import audit, build
+from pypi_appliance.core import audit, build, policy
 from pypi_appliance.core.fsutil import write_atomic
 
 BUILD = build.defaults()
@@ -65,6 +65,9 @@ class Settings:
     upstream_file_hosts: str
     upstream_page_seconds: str
     upstream_cache_max: str
+    upstream_min_age: str
+    upstream_not_after: str
+    upstream_only_listed: str
 
 
 # The config file's keys (builder/settings.py declares them) and the field each sets.
@@ -86,6 +89,21 @@ def read_conf(path: str = CONF) -> Settings:
     if values["upstream"] == "none":
         values["upstream"] = ""
     return Settings(**values)
+
+
+def yes_no(value: str) -> bool:
+    if value not in ("yes", "no"):
+        raise ValueError(f"'{value}' is not yes or no")
+    return value == "yes"
+
+
+# The upstream policy's settings, parsed as the upstream service parses them
+# (core.policy): checked before a start, and by write-config before writing.
+POLICY_CHECKS = {
+    "PYPI_UPSTREAM_MIN_AGE": policy.parse_duration,
+    "PYPI_UPSTREAM_NOT_AFTER": policy.parse_moment,
+    "PYPI_UPSTREAM_ONLY_LISTED": yes_no,
+}
 
 
 def check_choices(conf: Settings) -> None:
@@ -110,6 +128,11 @@ def check_choices(conf: Settings) -> None:
             "private upstream with the appliance's credentials; set PYPI_ACCESS=private, or empty "
             "PYPI_UPSTREAM_CREDENTIALS for a public upstream"
         )
+    for key, parse in POLICY_CHECKS.items():
+        try:
+            parse(getattr(conf, KEYS[key]))
+        except ValueError as err:
+            raise Fail(f"{key} in {CONF}: {err}") from None
     if not SIZE.fullmatch(conf.upstream_cache_max):
         raise Fail(
             f"PYPI_UPSTREAM_CACHE_MAX={conf.upstream_cache_max} in {CONF} is not a size such as 10g, 500m or 1048576k"
@@ -174,6 +197,11 @@ def write_conf(updates: dict[str, str], path: str = CONF, *, why: str) -> None:
             raise Fail(f"unknown setting {key!r}; the settings are {', '.join(KEYS)}")
         if "\n" in value or value != value.strip():
             raise Fail(f"{key}={value!r}: a value is one line without leading or trailing spaces")
+        if key in POLICY_CHECKS:
+            try:
+                POLICY_CHECKS[key](value)
+            except ValueError as err:
+                raise Fail(f"{key}: {err}; nothing was changed") from None
     try:
         with open(path, encoding="utf-8") as f:
             lines = f.read().splitlines()

@@ -11,6 +11,14 @@ by you alone, whatever the upstream has (no dependency confusion).
                              a file the upstream's page lists with that hash,
                              streamed and checked against it on the way
 
+    GET /gate/<project>/<hash>/<file>[.metadata]
+                             the policy's word on a file (core.policy: cooldown,
+                             NOT_AFTER, allow and deny rules), asked by nginx
+                             before every download, cached or not: where the
+                             file is (X-Accel-Redirect), or why not
+    GET /decisions/<project> every file the upstream lists and the policy's word
+                             on each (`pypi-appliance upstream held|allow`)
+
 The hash in the URL keys nginx's cache: a file the upstream replaces under the
 same name (a private upstream may) is fetched anew, never served stale.
 
@@ -39,8 +47,9 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
+from datetime import datetime, timezone
 
-from pypi_appliance.core import httpd
+from pypi_appliance.core import httpd, policy
 from pypi_appliance.core.names import normalize, version_key, version_of
 from pypi_appliance.core.simple import API_VERSION, render_page
 
@@ -190,10 +199,45 @@ def _redirects(upstream):
     return Redirects
 
 
+class Rules:
+    """The policy of the settings with the rules file's rules, read again when the file changes."""
+
+    def __init__(self, base: policy.Policy, path: str = ""):
+        self.base, self.path = base, path
+        self.seen: tuple | None = None
+        self.current = base
+        self.lock = threading.Lock()
+
+    def policy(self) -> policy.Policy:
+        """The policy now; Refused (503) while the rules file cannot be read: nothing is offered
+        by rules nobody can check (fail-closed)."""
+        if not self.path:
+            return self.base
+        try:
+            st = os.stat(self.path)
+            stamp = (st.st_mtime_ns, st.st_size, st.st_ino)
+        except FileNotFoundError:
+            stamp = None
+        with self.lock:
+            if stamp != self.seen:
+                try:
+                    rules = policy.read_rules(self.path)
+                except (OSError, ValueError, KeyError, TypeError) as err:
+                    raise Refused(
+                        503, f"the upstream rules {self.path} cannot be read ({err}); nothing is offered"
+                    ) from None
+                self.current = policy.Policy(self.base.min_age, self.base.not_after, self.base.only_listed, rules)
+                self.seen = stamp
+            return self.current
+
+
 class Upstream:
     """One upstream index, its credentials, and the pages fetched lately."""
 
-    def __init__(self, url: str, credentials: str = "", page_seconds: int = 300, file_hosts: str = ""):
+    def __init__(
+        self, url: str, credentials: str = "", page_seconds: int = 300, file_hosts: str = "", rules: Rules | None = None
+    ):
+        self.rules = rules or Rules(policy.Policy())
         self.url = url if url.endswith("/") else url + "/"
         self.host = host_key(self.url)
         self.hosts = {self.host, *(h.strip().lower() for h in file_hosts.split(",") if h.strip())}
@@ -266,11 +310,12 @@ class Upstream:
             reason = getattr(err, "reason", err)
             raise Refused(502, f"the upstream is unreachable for {shown(url)} ({reason})") from None
 
-    def files(self, project: str, fresh: bool = False) -> list[dict]:
-        """The upstream's files of project, from a page fetched within page_seconds."""
+    def files(self, project: str, fresh: bool = False, stale: bool = False) -> list[dict]:
+        """The upstream's files of project, from a page fetched within page_seconds
+        (stale: any page kept, a file's hash and upload time do not change)."""
         with self.lock:
             kept = self.pages.get(project)
-        if kept and not fresh and time.monotonic() - kept[0] < self.page_seconds:
+        if kept and not fresh and (stale or time.monotonic() - kept[0] < self.page_seconds):
             return kept[1]
         url = f"{self.url}{project}/"
         try:
@@ -313,6 +358,29 @@ class Upstream:
         except (urllib.error.URLError, OSError) as err:
             return False, f"{shown(self.url)} is unreachable ({getattr(err, 'reason', err)})"
 
+    def listed(self, project: str, key: str, filename: str) -> dict | None:
+        """The page's entry of a file (its .metadata's too), from any page kept
+        (no upstream request for a file asked for again), else a fresh one."""
+        want = filename.removesuffix(".metadata")
+        for stale in (True, False):
+            for entry in self.files(project, stale=stale):
+                if entry["filename"] == want and file_key(entry) == key.lower():
+                    return entry
+        return None
+
+    def decide(self, project: str, key: str, filename: str) -> policy.Decision:
+        """The policy's word on a file URL: by name, then by release and upload time."""
+        rules = self.rules.policy()
+        if decided := rules.name(project):
+            return decided
+        want = filename.removesuffix(".metadata")
+        if not rules.timed and not any(rule.version for rule in rules.rules):
+            return policy.OFFERED  # nothing to look up: cached files are served while the upstream is down
+        entry = self.listed(project, key, filename)
+        if entry is None:
+            raise Refused(404, f"the upstream lists no {filename} with that hash for {project}")
+        return rules.file(project, want, entry.get("upload-time"), datetime.now(timezone.utc))
+
     def entry(self, project: str, key: str, filename: str) -> tuple[str, str]:
         """The upstream URL and the sha256 the page gives for a file (or its .metadata)."""
         # The page every served URL came from (the same fetch filled both
@@ -348,6 +416,12 @@ def handler(upstream: Upstream) -> type[httpd.Handler]:
                     )
                 if len(parts) == 4 and parts[1] == "simple" and parts[3] == "":
                     return self.page(normalize(urllib.parse.unquote(parts[2])))
+                if len(parts) == 3 and parts[1] == "decisions":
+                    return self.decisions(normalize(urllib.parse.unquote(parts[2])))
+                if len(parts) == 5 and parts[1] == "gate":
+                    return self.gate(
+                        normalize(urllib.parse.unquote(parts[2])), parts[3], urllib.parse.unquote(parts[4])
+                    )
                 if len(parts) == 5 and parts[1] == "files":
                     return self.file(
                         normalize(urllib.parse.unquote(parts[2])), parts[3], urllib.parse.unquote(parts[4])
@@ -357,7 +431,45 @@ def handler(upstream: Upstream) -> type[httpd.Handler]:
                 self.log_error("%s", refused)
                 self.refuse(refused)
 
+        def gate(self, project: str, key: str, filename: str):
+            """Before every download of an upstream file, from nginx's cache or not."""
+            decided = upstream.decide(project, key, filename)
+            if not decided.offered:
+                self.log_error("%s/%s: not offered: %s", project, filename, decided.why)
+                return self.answer(decided.status, f"{PACKAGE}: {decided.why}\n".encode(), "text/plain; charset=utf-8")
+            where = f"/_upstream_file/{project}/{key}/{urllib.parse.quote(filename)}"
+            self.answer(200, b"", "application/octet-stream", [("X-Accel-Redirect", where)])
+
+        def decisions(self, project: str):
+            """Every file the upstream lists for project, and whether it is offered, for the helper."""
+            rules = upstream.rules.policy()
+            now = datetime.now(timezone.utc)
+            try:
+                files = [] if rules.name(project) else upstream.files(project, fresh=True)
+            except Refused as refused:
+                if refused.status != 404:
+                    raise
+                files = []
+            out = []
+            for entry in files:
+                decided = rules.file(project, entry["filename"], entry.get("upload-time"), now)
+                out.append(
+                    {
+                        "filename": entry["filename"],
+                        "version": version_of(project, entry["filename"]),
+                        "upload-time": entry.get("upload-time"),
+                        "state": decided.state,
+                        "why": decided.why,
+                        "until": policy.shown_time(decided.until) if decided.until else None,
+                    }
+                )
+            name = rules.name(project)
+            self.answer_json(200, {"project": project, "name": name.why if name else None, "files": out})
+
         def page(self, project: str):
+            rules = upstream.rules.policy()
+            if decided := rules.name(project):
+                raise Refused(decided.status, decided.why)  # never fetched
             try:
                 files = upstream.files(project, fresh=True)
             except Refused as refused:
@@ -366,6 +478,8 @@ def handler(upstream: Upstream) -> type[httpd.Handler]:
                 raise Refused(
                     404, f"no project {project} on this index, nor on its upstream {shown(upstream.url)}"
                 ) from None
+            now = datetime.now(timezone.utc)
+            files = [e for e in files if rules.file(project, e["filename"], e.get("upload-time"), now).offered]
             html_page, json_page = render_page(appliance_page(project, files))
             as_json = self.headers.get("X-Appliance-Format") == "json"
             self.answer(
@@ -376,6 +490,9 @@ def handler(upstream: Upstream) -> type[httpd.Handler]:
             )
 
         def file(self, project: str, key: str, filename: str):
+            decided = upstream.decide(project, key, filename)  # nginx asked the gate; a rule may have come since
+            if not decided.offered:
+                raise Refused(decided.status, decided.why)
             url, expected = upstream.entry(project, key, filename)
             digest = hashlib.sha256()
             with upstream.open(url) as response:
@@ -408,11 +525,20 @@ def serve(port: int) -> None:
     if path and os.path.getsize(path) > 0:
         with open(path, encoding="utf-8") as f:
             credentials = f.read().strip()
+    try:
+        base = policy.Policy.from_settings(
+            os.environ.get("PYPI_UPSTREAM_MIN_AGE", "0"),
+            os.environ.get("PYPI_UPSTREAM_NOT_AFTER", ""),
+            os.environ.get("PYPI_UPSTREAM_ONLY_LISTED", "no"),
+        )
+    except ValueError as err:
+        sys.exit(f"the upstream policy settings: {err}")  # the helper checks them before a start
     upstream = Upstream(
         url or "http://upstream.invalid/",
         credentials,
         int(os.environ.get("PYPI_UPSTREAM_PAGE_SECONDS", "300")),
         os.environ.get("PYPI_UPSTREAM_FILE_HOSTS", ""),
+        Rules(base, policy.rules_path("/data")),  # compose.yaml mounts DATA_DIR/policy there
     )
     server = httpd.server(handler(upstream), port)
     print(f"upstream {shown(url)} on port {port}" if url else f"no upstream set; idle on port {port}", flush=True)

@@ -1,0 +1,209 @@
+"""The one URL as a control point: what the upstream may offer (core.policy).
+
+The upstream serves PEP 691 JSON with upload times (tests/support/fake_upstream:
+cooled 1.0 a month old, 2.0 uploaded a minute ago, 3.0 without a time). With
+PYPI_UPSTREAM_MIN_AGE=7d pip and uv get 1.0; 2.0 is held (its file URL, as a
+lock file names it, refused with the reason, cached or not); 3.0 is not
+offered (fail-closed). Rules (upstream allow|deny) take effect at once, for
+pages and files already cached too, and each is in the audit log."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.support import fake_upstream as fake
+from tests.support.client import PASSWORD, USER, client_env, index_url, tls_args
+
+pytestmark = pytest.mark.stack
+
+JSON = {"Accept": "application/vnd.pypi.simple.v1+json"}
+POLICY = f"PYPI_UPSTREAM={fake.INDEX} PYPI_UPSTREAM_FILE_HOSTS={fake.FILE_HOST} PYPI_UPSTREAM_MIN_AGE=7d"
+DEFAULTS = (
+    "PYPI_UPSTREAM= PYPI_UPSTREAM_FILE_HOSTS=files.pythonhosted.org PYPI_UPSTREAM_MIN_AGE=0 "
+    "PYPI_UPSTREAM_NOT_AFTER= PYPI_UPSTREAM_ONLY_LISTED=no"
+)
+
+
+@pytest.fixture(scope="module")
+def cooled(stack, tmp_path_factory):
+    """The upstream on with a 7-day cooldown; the rules, settings and upstream gone after the module."""
+    tree = fake.projects(tmp_path_factory.mktemp("upstream"))
+    fake.start(stack, tree, fake.proxy_image(stack))
+    stack.sh(f"pypi-appliance write-config {POLICY}")
+    try:
+        fake.restart(stack)
+        yield tree
+    finally:
+        stack.sh(f"rm -f {stack.data_dir}/policy/upstream-rules.json")
+        stack.sh(f"pypi-appliance write-config {DEFAULTS}")
+        fake.restart(stack)
+        fake.stop(stack)
+
+
+def url(tree: dict, version: str) -> str:
+    """The appliance's URL of a cooled wheel, as the page names it (and a lock file would)."""
+    name = f"cooled-{version}-py3-none-any.whl"
+    data = next(data for path, data in tree.items() if path.endswith(f"/{name}"))
+    return f"/upstream/cooled/{hashlib.sha256(data).hexdigest()}/{name}"
+
+
+def page(stack) -> dict:
+    status, body, _ = stack.fetch_all("/simple/cooled/", user=USER, password=PASSWORD, headers=JSON)
+    assert status == 200, body
+    return json.loads(body)
+
+
+def get(stack, path: str) -> tuple[int, str, dict]:
+    status, body, headers = stack.fetch_all(path, user=USER, password=PASSWORD)
+    return status, body.decode("utf-8", "replace"), headers
+
+
+def install(stack, tmp_path: Path, spec: str, tool: str = "pip") -> subprocess.CompletedProcess:
+    target = tmp_path / f"{tool}-{spec}"
+    if tool == "pip":
+        command = [sys.executable, "-m", "pip", "install", "--no-deps", "--no-cache-dir", *tls_args(stack)]
+        env = client_env(PIP_INDEX_URL=index_url(stack, USER, PASSWORD))
+    else:
+        command = [sys.executable, "-m", "uv", "pip", "install", "--no-cache", "--index-url"]
+        command.append(index_url(stack, USER, PASSWORD))
+        env = client_env(SSL_CERT_FILE=stack.ca_file, UV_NO_CONFIG="1")
+    return subprocess.run(
+        [*command, "--target", str(target), spec], capture_output=True, text=True, timeout=180, env=env
+    )
+
+
+def installed(tmp_path: Path, spec: str, tool: str = "pip") -> str:
+    return (tmp_path / f"{tool}-{spec}" / "cooled" / "__init__.py").read_text()
+
+
+def upstream(stack, *args: str, check: bool = True) -> subprocess.CompletedProcess:
+    return stack.sh("pypi-appliance upstream " + " ".join(args), check=check)
+
+
+def test_the_cooldown_offers_the_old_release_only(stack, cooled, tmp_path):
+    # The page lists what is old enough, with the upstream's own upload time (PEP 700).
+    listed = page(stack)
+    assert [f["filename"] for f in listed["files"]] == ["cooled-1.0-py3-none-any.whl"]
+    assert listed["files"][0]["upload-time"] == fake.COOLED["1.0"] and listed["versions"] == ["1.0"]
+    for tool in ("pip", "uv"):
+        done = install(stack, tmp_path, "cooled", tool)
+        assert done.returncode == 0, done.stdout + done.stderr
+        assert installed(tmp_path, "cooled", tool) == 'VERSION = "1.0"\n'
+    # The fresh release is held: said by the helper, with until when; the undated one is not offered.
+    held = upstream(stack, "held cooled").stdout
+    assert "cooled==2.0  held until " in held and "(PYPI_UPSTREAM_MIN_AGE=7d)" in held
+    assert "cooled==3.0  not offered (undated)" in held and "cooled==1.0" not in held
+    # Asked for by its URL (a lock file carries it, and skips pip's own cooldown): refused, with why and when.
+    status, body, _ = get(stack, url(cooled, "2.0"))
+    assert status == 403 and "cooled-2.0-py3-none-any.whl was uploaded upstream at" in body
+    assert "holds it until" in body and "pypi-appliance upstream allow cooled==2.0 --reason TEXT" in body
+    assert get(stack, url(cooled, "2.0") + ".metadata")[0] == 403
+    status, body, _ = get(stack, url(cooled, "3.0"))
+    assert status == 403 and "the upstream gives no upload time" in body
+    assert not [
+        p for p in fake.asked_paths(stack) if p.endswith(("cooled-2.0-py3-none-any.whl", "cooled-3.0-py3-none-any.whl"))
+    ]
+    # A pin of the held release finds nothing to install.
+    done = install(stack, tmp_path, "cooled==2.0")
+    assert done.returncode != 0 and "cooled==2.0" in done.stderr
+
+
+def test_break_glass_offers_a_release_at_once_and_says_why(stack, cooled, tmp_path):
+    refused = upstream(stack, "allow cooled==2.0", check=False)
+    assert refused.returncode == 1 and "say why cooled==2.0 may skip the cooldown: --reason TEXT" in refused.stderr
+    refused = upstream(stack, "allow cooled==9.9 --reason 'a typo'", check=False)
+    assert refused.returncode == 1
+    assert "the upstream has no release cooled==9.9 (its latest: 1.0, 2.0, 3.0); nothing was allowed" in refused.stderr
+    assert page(stack)["versions"] == ["1.0"]  # kept by the front door, and about to be forgotten
+    upstream(stack, "allow cooled==2.0 --reason 'CVE-2026-1234 fix, needed today'")
+    assert [f["filename"] for f in page(stack)["files"]] == [
+        "cooled-1.0-py3-none-any.whl",
+        "cooled-2.0-py3-none-any.whl",
+    ]
+    done = install(stack, tmp_path, "cooled")
+    assert done.returncode == 0 and installed(tmp_path, "cooled") == 'VERSION = "2.0"\n', done.stderr
+    assert get(stack, url(cooled, "2.0"))[2]["X-Appliance-Upstream"] == "HIT"
+    [line] = stack.audit_lines("upstream-allow")
+    assert 'by=root rule=cooled==2.0 reason="CVE-2026-1234 fix, needed today"' in line
+    rules = upstream(stack, "rules").stdout
+    assert "PYPI_UPSTREAM_MIN_AGE=7d" in rules and "allow  cooled==2.0" in rules and "CVE-2026-1234" in rules
+    # Taken back: held again, though its file is in the cache now.
+    upstream(stack, "allow cooled==2.0 --remove")
+    status, body, _ = get(stack, url(cooled, "2.0"))
+    assert status == 403 and "holds it until" in body
+    assert [f["filename"] for f in page(stack)["files"]] == ["cooled-1.0-py3-none-any.whl"]
+    assert stack.audit_lines("upstream-allow-removed")
+
+
+def test_deny_a_release_a_cached_one_and_a_glob(stack, cooled, tmp_path):
+    assert get(stack, url(cooled, "1.0"))[0] == 200  # in the cache now
+    upstream(stack, "deny cooled==1.0 --reason 'compromised upload'")
+    status, body, _ = get(stack, url(cooled, "1.0"))
+    assert status == 404 and "cooled==1.0 is denied by the rule 'deny cooled==1.0 (compromised upload)'" in body
+    assert page(stack)["files"] == []
+    done = install(stack, tmp_path, "cooled", "uv")
+    assert done.returncode != 0
+    upstream(stack, "deny cooled==1.0 --remove")
+    assert get(stack, url(cooled, "1.0"))[2]["X-Appliance-Upstream"] == "HIT"
+    # A glob of names: 404 with the reason, and the upstream is not asked for them.
+    before = len(fake.asked_paths(stack))
+    upstream(stack, "deny 'cool*' --reason typosquats")
+    status, body, _ = stack.fetch_all("/simple/cooled/", user=USER, password=PASSWORD, headers=JSON)
+    assert status == 404 and b"cooled is denied by the rule 'deny cool* (typosquats)'" in body
+    assert get(stack, url(cooled, "1.0"))[0] == 404
+    assert "cooled is denied by the rule" in upstream(stack, "held cooled").stdout
+    assert fake.asked_paths(stack)[before:] == []
+    upstream(stack, "deny 'cool*' --remove")
+    # Bad input is named, and nothing is changed.
+    for target, said in (
+        ("'../etc'", "'../etc' is neither a project name nor a glob of names"),
+        ("'foo-*==1.0'", "a release is one project's, not a glob's"),
+        ("'foo==1 0'", "'1 0' is not a version"),
+    ):
+        refused = upstream(stack, f"deny {target}", check=False)
+        assert refused.returncode == 1 and said in refused.stderr, refused.stderr
+    refused = upstream(stack, "deny never-set --remove", check=False)
+    assert refused.returncode == 1 and "there is no rule 'deny never-set'" in refused.stderr
+    assert "no allow or deny rules" in upstream(stack, "rules").stdout
+
+
+def test_not_after_and_the_allow_list(stack, cooled, tmp_path):
+    for setting, said in (
+        ("PYPI_UPSTREAM_MIN_AGE=7", "'7' is not a duration such as 7d, 36h"),
+        ("PYPI_UPSTREAM_NOT_AFTER=30/11/2026", "'30/11/2026' is not an ISO 8601 date or time"),
+        ("PYPI_UPSTREAM_ONLY_LISTED=maybe", "'maybe' is not yes or no"),
+    ):
+        refused = stack.sh(f"pypi-appliance write-config {setting}", check=False)
+        assert refused.returncode == 1 and said in refused.stderr and "nothing was changed" in refused.stderr
+    line = fake.COOLED["1.0"][:10]  # the day of 1.0's upload: 2.0 came after it
+    stack.sh(f"pypi-appliance write-config PYPI_UPSTREAM_MIN_AGE=0 PYPI_UPSTREAM_NOT_AFTER={line}T23:59:59Z")
+    stack.sh("pypi-appliance write-config PYPI_UPSTREAM_ONLY_LISTED=yes")
+    fake.restart(stack)
+    try:
+        status, body, _ = stack.fetch_all("/simple/cooled/", user=USER, password=PASSWORD, headers=JSON)
+        assert status == 404 and b"cooled is not on the allow-list (PYPI_UPSTREAM_ONLY_LISTED=yes)" in body
+        assert stack.http("/simple/up-only/", user=USER, password=PASSWORD) == 404
+        upstream(stack, "allow cooled")
+        assert [f["filename"] for f in page(stack)["files"]] == ["cooled-1.0-py3-none-any.whl"]
+        status, body, _ = get(stack, url(cooled, "2.0"))
+        assert status == 403 and "after PYPI_UPSTREAM_NOT_AFTER=" in body
+        done = install(stack, tmp_path, "cooled")
+        assert done.returncode == 0 and installed(tmp_path, "cooled") == 'VERSION = "1.0"\n', done.stderr
+    finally:
+        stack.sh(f"rm -f {stack.data_dir}/policy/upstream-rules.json")
+        stack.sh(f"pypi-appliance write-config {POLICY} PYPI_UPSTREAM_NOT_AFTER= PYPI_UPSTREAM_ONLY_LISTED=no")
+        fake.restart(stack)
+
+
+def test_an_admins_note(stack):
+    stack.sh("pypi-appliance audit note 'incident 42: cooled 2.0 compromised upstream, denied'")
+    [line] = stack.audit_lines("note")
+    assert 'by=root text="incident 42: cooled 2.0 compromised upstream, denied"' in line
+    refused = stack.sh("pypi-appliance audit note ' '", check=False)
+    assert refused.returncode == 1 and "a note needs its text" in refused.stderr
