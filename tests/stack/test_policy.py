@@ -40,7 +40,7 @@ def cooled(stack, tmp_path_factory):
         fake.restart(stack)
         yield tree
     finally:
-        stack.sh(f"rm -f {stack.data_dir}/policy/upstream-rules.json")
+        stack.sh(f"rm -f {stack.root}{stack.data_dir}/policy/upstream-rules.json")
         stack.sh(f"pypi-appliance write-config {DEFAULTS}")
         fake.restart(stack)
         fake.stop(stack)
@@ -196,7 +196,7 @@ def test_not_after_and_the_allow_list(stack, cooled, tmp_path):
         done = install(stack, tmp_path, "cooled")
         assert done.returncode == 0 and installed(tmp_path, "cooled") == 'VERSION = "1.0"\n', done.stderr
     finally:
-        stack.sh(f"rm -f {stack.data_dir}/policy/upstream-rules.json")
+        stack.sh(f"rm -f {stack.root}{stack.data_dir}/policy/upstream-rules.json")
         stack.sh(f"pypi-appliance write-config {POLICY} PYPI_UPSTREAM_NOT_AFTER= PYPI_UPSTREAM_ONLY_LISTED=no")
         fake.restart(stack)
 
