@@ -328,7 +328,7 @@ def test_a_local_user_on_the_host_cannot_read_the_packages_or_the_log(system, in
     another local user lists no package, page or record, and reads no audit line."""
     modes = system.sh("stat -c '%U:%g %a' /srv/pypi /var/log/pypi-appliance").stdout.splitlines()
     assert modes == ["root:9898 750", "root:9898 750"], modes
-    for path in ("/srv/pypi/packages/", "/srv/pypi/index/", AUDIT, "/var/log/pypi-appliance/upstream-cache.log"):
+    for path in ("/srv/pypi/packages/", "/srv/pypi/index/", AUDIT, "/var/log/pypi-appliance/downloads.log"):
         tried = system.sh(f"runuser -u nobody -- cat {path} || runuser -u nobody -- ls {path}", check=False)
         assert tried.returncode != 0 and "Permission denied" in tried.stderr, (path, tried.stdout, tried.stderr)
 

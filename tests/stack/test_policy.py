@@ -11,14 +11,17 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
 
 from tests.support import fake_upstream as fake
-from tests.support.client import PASSWORD, USER, client_env, index_url, tls_args
+from tests.support.client import PASSWORD, USER, client_env, index_url, tls_args, twine_upload
+from tests.support.dists import make_wheel
 
 pytestmark = pytest.mark.stack
 
@@ -199,6 +202,39 @@ def test_not_after_and_the_allow_list(stack, cooled, tmp_path):
         stack.sh(f"rm -f {stack.root}{stack.data_dir}/policy/upstream-rules.json")
         stack.sh(f"pypi-appliance write-config {POLICY} PYPI_UPSTREAM_NOT_AFTER= PYPI_UPSTREAM_ONLY_LISTED=no")
         fake.restart(stack)
+
+
+def downloads(stack, *args: str, want: str) -> str:
+    """The downloads command's output once it shows want (the front door flushes its record each second)."""
+    deadline = time.monotonic() + 10
+    while True:
+        out = stack.sh("pypi-appliance downloads " + " ".join(args)).stdout
+        if want in out or time.monotonic() > deadline:
+            return out
+        time.sleep(0.25)
+
+
+def test_who_pulled_what_survives_a_cache_clear(stack, cooled, tmp_path):
+    done = install(stack, tmp_path, "cooled==1.0")
+    assert done.returncode == 0, done.stderr
+    wheel = make_wheel(tmp_path, "1.0", project="team-tool")
+    assert twine_upload(stack, wheel, PASSWORD).returncode == 0
+    assert stack.http(f"/packages/{wheel.name}", user=USER, password=PASSWORD) == 200
+    assert stack.http(f"/packages/{wheel.name}.metadata", user=USER, password=PASSWORD) == 200  # not a download
+    stack.sh("pypi-appliance cache clear")
+    out = downloads(stack, "cooled==1.0", want="cooled-1.0-py3-none-any.whl")
+    line = next(line for line in out.splitlines() if "cooled-1.0-py3-none-any.whl" in line)
+    assert re.search(
+        rf" {USER} +\d+\.\d+\.\d+\.\d+ +cooled +1\.0 +cooled-1\.0-py3-none-any\.whl \(upstream, cache ", line
+    )
+    out = downloads(stack, "team-tool", want=wheel.name)
+    assert [line for line in out.splitlines() if wheel.name in line and "(this index)" in line and f" {USER} " in line]
+    assert len([line for line in out.splitlines() if wheel.name in line]) == 1
+    mine = downloads(stack, f"--account {USER}", want=wheel.name)
+    assert "cooled-1.0-py3-none-any.whl" in mine and wheel.name in mine
+    refused = stack.sh("pypi-appliance downloads", check=False)
+    assert refused.returncode == 1 and "name a project (NAME or NAME==VERSION) or an account" in refused.stderr
+    assert stack.sh("pypi-appliance remove team-tool==1.0 --yes", check=False).returncode == 0
 
 
 def test_an_admins_note(stack):

@@ -14,13 +14,13 @@ import sys
 import time
 import urllib.parse
 
+from pypi_appliance.admin import downloads
 from pypi_appliance.admin.settings import CONF, PACKAGE, Settings
 from pypi_appliance.core import audit, policy
 from pypi_appliance.core.fsutil import write_atomic
 from pypi_appliance.core.names import normalize
 
 HITS = {"HIT", "STALE", "UPDATING", "REVALIDATED"}
-LOG = os.path.join(os.path.dirname(audit.LOG), "upstream-cache.log")  # beside the audit log
 
 
 def root(conf: Settings) -> str:
@@ -125,28 +125,29 @@ def usage(conf: Settings) -> tuple[int, int, int]:
 
 
 def hits() -> tuple[int, int, str]:
-    """File downloads served from the cache, all of them, and since when (the log's first line)."""
+    """Upstream file downloads served from the cache, all of them, and since
+    when: from the downloads record, counted from the last clear."""
     hit = total = 0
     since = ""
     try:
-        with open(LOG, encoding="utf-8", errors="replace") as f:
+        with open(downloads.LOG, encoding="utf-8", errors="replace") as f:
             for line in f:
                 if line.startswith(CLEARED):  # counted from the last clear; the lines stay as a record
                     hit = total = 0
                     since = ""
                     continue
                 fields = line.split()
-                if len(fields) < 3 or fields[1] == "-" or fields[2] != "200":
+                if len(fields) < 4 or fields[1] != "upstream" or fields[3] != "200":
                     continue
                 since = since or fields[0]
                 total += 1
-                hit += fields[1] in HITS
+                hit += fields[2] in HITS
     except FileNotFoundError:
         pass
     return hit, total, since
 
 
-CLEARED = "# cache cleared"
+CLEARED = f"{downloads.MARK} cache cleared"
 
 
 def cached_files(conf: Settings, name: str | None = None) -> list[tuple[str, str, int]]:
@@ -210,7 +211,7 @@ def clear(conf: Settings):
     reload_front_door()
     removed = remove_older(conf, n)
     # The log is a record of who got what when: cleared counts start anew, no line goes.
-    with open(LOG, "a", encoding="utf-8") as f:
+    with open(downloads.LOG, "a", encoding="utf-8") as f:
         f.write(f"{CLEARED} {time.strftime('%Y-%m-%dT%H:%M:%S+00:00', time.gmtime())}\n")
     audit.record("cache-clear", by=audit.actor(), removed=removed)
     print(

@@ -315,6 +315,23 @@ your own, with who wrote it.""",
     )
     au.add_argument("text", nargs="*", help="with note: its text")
 
+    dl = command(
+        sub,
+        "downloads",
+        "downloads:cmd_downloads",
+        "who downloaded a project or release, or what an account downloaded",
+        """\
+Answer "who got it": every download of NAME (or of NAME==VERSION), from this
+index or from the upstream, cached or not, with the time (UTC), the account,
+the client's address and the file; or with --account, everything that
+account downloaded. Read from /var/log/pypi-appliance/downloads.log and its
+rotations (a year, compressed), which 'cache clear' does not touch.""",
+        root=True,
+    )
+    dl.add_argument("release", nargs="?", metavar="NAME[==VERSION]")
+    dl.add_argument("--account", metavar="NAME", help="what this account downloaded")
+    dl.add_argument("--since", metavar="DATE", help="only from this ISO date or time on (such as 2026-12-01)")
+
     upstream = command(
         sub,
         "upstream",
