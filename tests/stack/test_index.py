@@ -50,7 +50,7 @@ def wheel_metadata(wheel) -> bytes:
 
 
 def check_pep_691_file(item):
-    """One file of a PEP 691 (api 1.1: PEP 700, PEP 714) project page: names and types."""
+    """One file of a PEP 691 (PEP 700, PEP 714) project page: names and types."""
     assert set(item) >= {"filename", "url", "hashes", "size", "upload-time", "yanked", "core-metadata"}
     assert isinstance(item["filename"], str) and isinstance(item["url"], str)
     assert isinstance(item["hashes"], dict) and re.fullmatch(r"[0-9a-f]{64}", item["hashes"]["sha256"])
@@ -63,12 +63,13 @@ def check_pep_691_file(item):
         assert isinstance(item["requires-python"], str)
 
 
-def test_pages_follow_pep_691_700_714_and_658(stack, tmp_path):
+def test_pages_follow_pep_691_700_714_658_and_792(stack, tmp_path):
     wheel = make_wheel(tmp_path, "1.0", project="Pep-Probe", metadata="Requires-Python: >=3.8, <4\n")
     before = datetime.utcnow()
     upload(stack, wheel)
     data = project_json(stack, "pep-probe")
-    assert data["meta"] == {"api-version": "1.1"} and data["name"] == "pep-probe"
+    assert data["meta"] == {"api-version": "1.4"} and data["name"] == "pep-probe"
+    assert data["project-status"] == {"status": "active"}  # PEP 792 (1.4)
     assert data["versions"] == ["1.0"]
     [item] = data["files"]
     check_pep_691_file(item)
@@ -89,7 +90,8 @@ def test_pages_follow_pep_691_700_714_and_658(stack, tmp_path):
     assert status == 200 and headers["content-type"].startswith("text/html")
     assert "accept" in headers["vary"].lower()
     html = body.decode()
-    assert '<meta name="pypi:repository-version" content="1.1">' in html
+    assert '<meta name="pypi:repository-version" content="1.4">' in html
+    assert '<meta name="pypi:project-status" content="active">' in html
     assert f'href="../../packages/{wheel.name}#sha256={digest}"' in html
     assert 'data-requires-python="&gt;=3.8, &lt;4"' in html
     assert f'data-core-metadata="sha256={hashlib.sha256(meta).hexdigest()}"' in html
@@ -99,7 +101,7 @@ def test_pages_follow_pep_691_700_714_and_658(stack, tmp_path):
     status, body, headers = page(stack, "/simple/", PIP_ACCEPT)
     assert status == 200 and headers["content-type"] == JSON
     root = json.loads(body)
-    assert root["meta"] == {"api-version": "1.1"} and {"name": "pep-probe"} in root["projects"]
+    assert root["meta"] == {"api-version": "1.4"} and {"name": "pep-probe"} in root["projects"]
     status, body, _ = page(stack, "/simple/")
     assert status == 200 and b'<a href="pep-probe/">pep-probe</a>' in body
 

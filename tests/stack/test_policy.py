@@ -20,7 +20,16 @@ from pathlib import Path
 import pytest
 
 from tests.support import fake_upstream as fake
-from tests.support.client import PASSWORD, USER, client_env, index_url, tls_args, twine_upload
+from tests.support.client import (
+    PASSWORD,
+    USER,
+    client_env,
+    index_url,
+    pip_install,
+    tls_args,
+    twine_upload,
+    upload_form,
+)
 from tests.support.dists import make_wheel
 
 pytestmark = pytest.mark.stack
@@ -235,6 +244,86 @@ def test_who_pulled_what_survives_a_cache_clear(stack, cooled, tmp_path):
     refused = stack.sh("pypi-appliance downloads", check=False)
     assert refused.returncode == 1 and "name a project (NAME or NAME==VERSION) or an account" in refused.stderr
     assert stack.sh("pypi-appliance remove team-tool==1.0 --yes", check=False).returncode == 0
+
+
+def post(stack, wheel: Path) -> tuple[int, str]:
+    body, content_type = upload_form(wheel)
+    status, answer, _ = stack.fetch_all(
+        "/", user=USER, password=PASSWORD, method="POST", data=body, headers={"Content-Type": content_type}
+    )
+    return status, answer.decode("utf-8", "replace")
+
+
+def state(stack, name: str, value: str, reason: str = "") -> None:
+    stack.sh(f"pypi-appliance project-status {name} {value}" + (f" --reason '{reason}'" if reason else ""))
+
+
+def test_project_states_of_a_name_held_here(stack, tmp_path):
+    wheel = make_wheel(tmp_path, "1.0", project="state-probe")
+    assert twine_upload(stack, wheel, PASSWORD).returncode == 0
+    path = f"/packages/{wheel.name}"
+    for value, reason in (("deprecated", "use state-probe-ng"), ("archived", "finished")):
+        state(stack, "State_Probe", value, reason)
+        listed = json.loads(stack.fetch_all("/simple/state-probe/", user=USER, password=PASSWORD, headers=JSON)[1])
+        assert (
+            listed["project-status"] == {"status": value, "reason": reason} and listed["meta"]["api-version"] == "1.4"
+        )
+        assert pip_install(stack, tmp_path / value, PASSWORD, project="state-probe") == "1.0"
+    # Archived: a new upload is refused, with why, and the refusal is in the audit log.
+    status, said = post(stack, make_wheel(tmp_path, "2.0", project="state-probe"))
+    assert status == 403 and "state-probe is archived on this index (finished), and takes no uploads" in said
+    assert "pypi-appliance project-status state-probe active" in said
+    assert [line for line in stack.audit_lines("upload-refused") if "state_probe-2.0" in line and "status=403" in line]
+    # Quarantined: no files listed, the file and its metadata gone with the reason, pip and uv find nothing.
+    state(stack, "state-probe", "quarantined", "malware found")
+    listed = json.loads(stack.fetch_all("/simple/state-probe/", user=USER, password=PASSWORD, headers=JSON)[1])
+    assert listed["files"] == [] and listed["project-status"]["status"] == "quarantined"
+    status, body, _ = get(stack, path)
+    assert status == 410 and "state-probe is quarantined on this index (malware found)" in body
+    assert get(stack, path + ".metadata")[0] == 410
+    # Without a login, nothing of it: not its state, not the reason.
+    for unseen in (path, path + ".metadata"):
+        status, body, headers = stack.fetch_all(unseen)
+        assert status == 401 and b"malware" not in body and "WWW-Authenticate" in headers, (unseen, status, body)
+    for tool in ("pip", "uv"):
+        assert install(stack, tmp_path, "state-probe", tool).returncode != 0
+    assert post(stack, make_wheel(tmp_path, "3.0", project="state-probe"))[0] == 403
+    shown = stack.sh("pypi-appliance project-status").stdout
+    assert "state-probe  quarantined" in shown and "malware found" in shown
+    # Active again: as before.
+    state(stack, "state-probe", "active")
+    assert get(stack, path)[0] == 200
+    assert pip_install(stack, tmp_path / "active", PASSWORD, project="state-probe") == "1.0"
+    assert len(stack.audit_lines("project-status")) >= 4
+    refused = stack.sh("pypi-appliance project-status 'state-*' archived", check=False)
+    assert refused.returncode == 1 and "a state is a project's: give its name" in refused.stderr
+
+
+def test_a_name_reserved_takes_no_upload(stack, tmp_path):
+    """The incident's hole: a good release uploaded under an upstream name opened
+    the name to every publish account. Archived before it is held, nobody publishes it."""
+    state(stack, "reserved-name", "archived", "we take it from upstream; nobody publishes it here")
+    status, said = post(stack, make_wheel(tmp_path, "2.0", project="reserved-name"))
+    assert status == 403 and "reserved-name is archived on this index" in said
+    assert stack.http("/simple/reserved-name/", user=USER, password=PASSWORD) == 404  # still not held
+    state(stack, "reserved-name", "active")
+
+
+def test_project_states_of_an_upstream_name(stack, cooled, tmp_path):
+    assert get(stack, url(cooled, "1.0"))[0] == 200  # cached
+    state(stack, "cooled", "quarantined", "compromised maintainer account")
+    listed = page(stack)
+    assert listed["files"] == []
+    assert listed["project-status"] == {"status": "quarantined", "reason": "compromised maintainer account"}
+    status, body, _ = get(stack, url(cooled, "1.0"))
+    assert status == 410 and "cooled is quarantined on this index (compromised maintainer account)" in body
+    assert install(stack, tmp_path, "cooled", "uv").returncode != 0
+    state(stack, "cooled", "deprecated")
+    assert page(stack)["project-status"] == {"status": "deprecated"}
+    done = install(stack, tmp_path, "cooled")
+    assert done.returncode == 0 and installed(tmp_path, "cooled") == 'VERSION = "1.0"\n', done.stderr
+    state(stack, "cooled", "active")
+    assert get(stack, url(cooled, "1.0"))[2]["X-Appliance-Upstream"] == "HIT"
 
 
 def test_an_admins_note(stack):

@@ -13,7 +13,7 @@ import time
 
 import pytest
 
-from pypi_appliance.core import archives
+from pypi_appliance.core import archives, policy
 from pypi_appliance.core.archives import Invalid, inspect
 from pypi_appliance.core.names import parse_release
 from pypi_appliance.core.simple import API_VERSION, render_project, render_root
@@ -170,7 +170,7 @@ def test_pages_carry_the_pep_fields_escaped():
     }
     page, data = render_project("a-b", record)
     doc = json.loads(data)
-    assert doc["meta"] == {"api-version": API_VERSION} and API_VERSION == "1.1"
+    assert doc["meta"] == {"api-version": API_VERSION} and API_VERSION == "1.4"
     assert doc["versions"] == ["0.9", "1.0"]
     wheel = next(f for f in doc["files"] if f["filename"].endswith(".whl"))
     assert wheel["core-metadata"] == {"sha256": "cd" * 32}
@@ -184,7 +184,7 @@ def test_pages_carry_the_pep_fields_escaped():
     assert html.count("data-core-metadata=") == 1
     assert re.search(r'href="\.\./\.\./packages/a_b-1\.0\.tar\.gz#sha256=(ef){32}"', html)
     page, data = render_root(["a-b", "c"])
-    assert json.loads(data) == {"meta": {"api-version": "1.1"}, "projects": [{"name": "a-b"}, {"name": "c"}]}
+    assert json.loads(data) == {"meta": {"api-version": "1.4"}, "projects": [{"name": "a-b"}, {"name": "c"}]}
     assert b'<a href="c/">c</a>' in page
 
 
@@ -210,7 +210,7 @@ def test_pages_of_an_older_shape_are_written_again(index):
     fresh = Syncer(ix, log=lambda text: None)  # a restarted indexer
     fresh.sync()
     assert "dist-info-metadata" not in project_page(ix, "shape-probe")["files"][0]
-    assert open(ix.shape_path()).read().strip() == "2"
+    assert open(ix.shape_path()).read().strip() == "3"
     before = os.stat(path).st_mtime_ns
     Syncer(ix, log=lambda text: None).sync()  # the current shape: nothing written again
     assert os.stat(path).st_mtime_ns == before
@@ -262,3 +262,35 @@ def test_a_file_that_breaks_the_inspector_is_that_file_s_alone(index):
     changes = syncer.sync()
     assert changes["added"] == [good.name]
     assert changes["invalid"][bomb.name] == "checking it needs more than 256 MiB of memory"
+
+
+def test_project_states_on_the_pages_and_the_markers_of_quarantined_files(index, tmp_path):
+    """PEP 792: the state in both formats; a quarantined project lists no file
+    and each of its files gets the marker the front door answers 410 with."""
+    ix, syncer, packages = index
+    make_wheel(packages, "1.0", project="state-probe")
+    syncer.sync()
+    assert project_page(ix, "state-probe")["project-status"] == {"status": "active"}
+    states = os.path.join(os.path.dirname(ix.root), "policy", policy.STATUS_FILE)
+    os.makedirs(os.path.dirname(states))
+    marker = os.path.join(ix.withheld, "packages", "state_probe-1.0-py3-none-any.whl")
+    for state, reason in (("deprecated", "use other-probe"), ("quarantined", "malware <script>"), ("archived", "")):
+        with open(states, "w") as f:
+            f.write(policy.statuses_json({"state-probe": {"status": state, "reason": reason}}))
+        ix.publish("state-probe", ix.load("state-probe"))
+        page = project_page(ix, "state-probe")
+        assert page["project-status"] == ({"status": state, "reason": reason} if reason else {"status": state})
+        html_page = open(os.path.join(ix.simple, "state-probe", "index.html")).read()
+        assert f'<meta name="pypi:project-status" content="{state}">' in html_page
+        assert "<script>" not in html_page
+        if state == "quarantined":
+            assert page["files"] == [] and page["versions"] == [] and "state_probe" not in html_page
+            assert 'content="malware &lt;script&gt;"' in html_page
+            assert "state-probe is quarantined on this index (malware <script>)" in open(marker).read()
+        else:
+            assert len(page["files"]) == 1 and not os.path.exists(marker)
+    # A states file nobody can read: quarantined, with why (nothing offered by states nobody can check).
+    with open(states, "w") as f:
+        f.write("{broken")
+    ix.publish("state-probe", ix.load("state-probe"))
+    assert project_page(ix, "state-probe")["project-status"]["status"] == "quarantined"

@@ -196,7 +196,7 @@ def test_html_page_becomes_the_appliances(service):
     assert wheel["core-metadata"] == {"sha256": H_META}
     assert not any("dist-info-metadata" in f for f in page["files"])  # PEP 714 (pip 22.3-23.1 crash)
     assert files["demo-1.0.tar.gz"]["yanked"] == "broken build" and files["demo-1.0.tar.gz"]["core-metadata"] is False
-    assert page["versions"] == ["0.1", "1.0", "2.0"] and page["meta"]["api-version"] == "1.1"
+    assert page["versions"] == ["0.1", "1.0", "2.0"] and page["meta"]["api-version"] == "1.4"
     status, _, body = service("/simple/demo/", "html")
     text = body.decode()
     assert status == 200
@@ -333,12 +333,13 @@ def test_a_page_larger_than_the_bound_is_refused(service, monkeypatch):
 
 def policed(service, tmp_path, rules=(), **settings):
     """The service's upstream under a policy: the settings, and a rules file holding rules."""
-    path = tmp_path / "upstream-rules.json"
+    path = tmp_path / "policy" / "upstream-rules.json"
+    path.parent.mkdir()
     path.write_text(policy.rules_json(rules))
     base = policy.Policy.from_settings(
         settings.get("min_age", "0"), settings.get("not_after", ""), settings.get("only_listed", "no")
     )
-    service.upstream.rules = upstream.Rules(base, str(path))
+    service.upstream.rules = upstream.Rules(base, str(tmp_path))
     return path
 
 
@@ -432,3 +433,23 @@ def test_an_unreadable_rules_file_offers_nothing(service, tmp_path):
     path.write_text("{not json")
     status, _, body = service("/simple/cooled/", "json")
     assert status == 503 and b"cannot be read" in body and b"nothing is offered" in body
+
+
+def test_project_states_of_upstream_names(service, tmp_path):
+    path = policed(service, tmp_path)
+    states = path.parent / policy.STATUS_FILE
+    states.write_text(policy.statuses_json({"cooled": {"status": "archived", "reason": "frozen"}}))
+    status, _, body = service("/simple/cooled/", "json")
+    page = json.loads(body)
+    assert page["project-status"] == {"status": "archived", "reason": "frozen"} and len(page["files"]) == 3
+    assert page["meta"]["api-version"] == "1.4"
+    assert gate(service, "1.0")[0] == 200
+    # Quarantined: listed as such, no files, file URLs gone with the reason; the upstream is not asked.
+    states.write_text(policy.statuses_json({"cooled": {"status": "quarantined", "reason": "malware"}}))
+    seen = len(Fake.seen)
+    status, _, body = service("/simple/cooled/", "html")
+    assert status == 200 and b'<meta name="pypi:project-status" content="quarantined">' in body
+    assert b'<meta name="pypi:project-status-reason" content="malware">' in body and b"cooled-1.0" not in body
+    status, _, body = gate(service, "1.0")
+    assert status == 410 and b"cooled is quarantined on this index (malware)" in body
+    assert Fake.seen[seen:] == []

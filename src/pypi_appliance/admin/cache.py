@@ -37,13 +37,15 @@ def generation(conf: Settings) -> int:
 
 def policy_version(conf: Settings) -> str:
     """What the upstream's pages depend on besides the upstream: the policy's
-    settings and rules (a key of nginx's page cache, so a change takes effect at once)."""
+    settings, rules and project states (a key of nginx's page cache, so a
+    change takes effect at once)."""
     digest = hashlib.sha256(f"{conf.upstream_min_age}|{conf.upstream_not_after}|{conf.upstream_only_listed}|".encode())
-    try:
-        with open(policy.rules_path(conf.data_dir), "rb") as f:
-            digest.update(f.read())
-    except FileNotFoundError:
-        pass
+    for path in (policy.rules_path(conf.data_dir), policy.status_path(conf.data_dir)):
+        try:
+            with open(path, "rb") as f:
+                digest.update(f.read() + b"\0")
+        except FileNotFoundError:
+            digest.update(b"\0")
     return digest.hexdigest()[:16]
 
 

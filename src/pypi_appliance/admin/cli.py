@@ -10,6 +10,7 @@ import textwrap
 
 import pypi_appliance.admin
 from pypi_appliance.admin.settings import BUILD, CLIENT_BUNDLE, KEYS, PACKAGE, Fail, NeedsRoot, read_conf
+from pypi_appliance.core.policy import STATUSES
 from pypi_appliance.core.roles import ROLES
 
 # What argparse does not know: files and exit codes (in --help and the man
@@ -251,6 +252,25 @@ without one it needs --yes. Logged to the audit log.""",
     )
     rn.add_argument("name", metavar="NAME")
     rn.add_argument("-y", "--yes", action="store_true", help="do not ask (required when not on a terminal)")
+    ps = command(
+        sub,
+        "project-status",
+        "releases:cmd_project_status",
+        "set a project's state (PEP 792): active, archived, deprecated, quarantined",
+        """\
+Set the state of a project, held here or taken from the upstream, as PEP 792
+defines it; its pages say it (project-status in JSON, a meta tag in HTML).
+archived: its files are offered, every upload of it is refused (a name not
+held yet is reserved: nobody can publish it). quarantined: its pages list no
+files, its files answer 410 with the reason (cached upstream files too), and
+every upload is refused. deprecated: as active, marked. active: as usual.
+Takes effect at once; in the audit log with the reason. Without STATE, show
+the project's state; without NAME, every state set.""",
+        root=True,
+    )
+    ps.add_argument("name", nargs="?", metavar="NAME")
+    ps.add_argument("state", nargs="?", choices=STATUSES, metavar="STATE")
+    ps.add_argument("--reason", metavar="TEXT", help="why: shown on its pages and kept in the audit log")
     command(
         sub,
         "reindex",

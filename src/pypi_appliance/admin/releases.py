@@ -1,5 +1,6 @@
-"""yank, unyank, remove and reindex: the admin's changes to the index, made
-with the indexer's own code and lock, as its user, and logged to the journal."""
+"""yank, unyank, remove, reindex and project-status: the admin's changes to
+the index, made with the indexer's own code and lock, as its user, and logged
+to the journal."""
 
 from __future__ import annotations
 
@@ -7,9 +8,11 @@ import contextlib
 import os
 import sys
 import syslog
+import time
 
 from pypi_appliance.admin.settings import PACKAGE, SERVER_GID, Fail, Settings
-from pypi_appliance.core import audit
+from pypi_appliance.core import audit, policy
+from pypi_appliance.core.fsutil import write_atomic
 from pypi_appliance.core.names import normalize, parse_release
 from pypi_appliance.services.index import Index, Syncer
 
@@ -169,3 +172,58 @@ def cmd_reindex(args, conf: Settings) -> int:
         + (f"; {len(last['invalid'])} not listed (not whole or not a distribution)" if last["invalid"] else "")
     )
     return 1 if changes["invalid"] else 0
+
+
+STATE_SAID = {
+    "active": "uploads and downloads as usual",
+    "archived": "its files are offered; every upload of it is refused",
+    "deprecated": "as active, marked deprecated on its pages",
+    "quarantined": "its pages list no files, its files answer 410 (cached ones too), every upload is refused",
+}
+
+
+def cmd_project_status(args, conf: Settings) -> None:
+    path = policy.status_path(conf.data_dir)
+    try:
+        states = policy.read_statuses(path)
+    except (ValueError, KeyError, TypeError, AttributeError) as err:
+        raise Fail(f"{path} is not a project states file ({err}); restore it from a backup") from None
+    if args.name is None:
+        for name, state in sorted(states.items()):
+            print(
+                f"{name}  {state['status']}  {state.get('at', '')} by {state.get('by', '')}: {state.get('reason', '')}"
+            )
+        if not states:
+            print("every project is active (no state set)")
+        return
+    try:
+        project, version = policy.parse_target(args.name)
+    except ValueError as err:
+        raise Fail(str(err)) from None
+    if version or "*" in project or "?" in project:
+        raise Fail(f"'{args.name}': a state is a project's: give its name, such as mypkg")
+    if args.state is None:
+        state = states.get(project, {"status": "active"})
+        print(f"{project}  {state['status']}" + (f": {state['reason']}" if state.get("reason") else ""))
+        return
+    if args.state == "active":
+        states.pop(project, None)
+    else:
+        stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+        states[project] = {"status": args.state, "reason": args.reason or "", "by": audit.actor(), "at": stamp}
+    os.makedirs(os.path.dirname(path), mode=0o755, exist_ok=True)
+    write_atomic(path, policy.statuses_json(states), mode=0o644, durable=True)
+    audit.record("project-status", by=audit.actor(), project=project, status=args.state, reason=args.reason or "")
+    logged(f"{project} is {args.state}: {STATE_SAID[args.state]}")
+    # The upstream's pages kept by the front door are keyed by the states; this index's are written again.
+    from pypi_appliance.admin import cache
+    from pypi_appliance.admin.users import reload_front_door
+
+    if os.path.isdir(cache.root(conf)):
+        cache.use_policy(conf)
+        reload_front_door()
+    index = open_index(conf)
+    with index.lock():
+        record = index.load(project)
+        if os.path.exists(index.record_path(project)):
+            index.publish(project, record)

@@ -28,6 +28,13 @@ from datetime import datetime, timedelta, timezone
 from pypi_appliance.core.names import normalize, version_of
 
 RULES_FILE = "upstream-rules.json"
+# PEP 792's project states, for names held here and upstream ones alike
+# (`pypi-appliance project-status`), kept in DATA_DIR/policy/project-status.json.
+STATUS_FILE = "project-status.json"
+STATUSES = ("active", "archived", "deprecated", "quarantined")
+# States that refuse every upload of the name, whoever asks (PEP 792: archived
+# and quarantined; a name not held yet is reserved by them).
+LOCKED = ("archived", "quarantined")
 UNITS = {"w": 7 * 86400, "d": 86400, "h": 3600, "m": 60, "s": 1}
 DURATION = re.compile(r"0|(?:[0-9]+[wdhms])+")
 # A normalized name, or a glob of them (* and ?); other spellings are normalized first.
@@ -129,8 +136,8 @@ class Decision:
     @property
     def status(self) -> int:
         """What a request for it answers: a name that is not the upstream's is not found;
-        a release held back is there, but forbidden for now."""
-        return 404 if self.state in ("denied", "unlisted") else 403
+        a quarantined one is gone; a release held back is there, but forbidden for now."""
+        return {"denied": 404, "unlisted": 404, "quarantined": 410}.get(self.state, 403)
 
 
 OFFERED = Decision(True, "offered")
@@ -142,6 +149,11 @@ class Policy:
     not_after: datetime | None = None
     only_listed: bool = False
     rules: tuple[Rule, ...] = field(default_factory=tuple)
+    statuses: dict = field(default_factory=dict)  # name: {"status": ..., "reason": ...}
+
+    def status(self, project: str) -> dict | None:
+        """The project's PEP 792 state when an admin set one."""
+        return self.statuses.get(project)
 
     @classmethod
     def from_settings(cls, min_age: str, not_after: str, only_listed: str, rules=()) -> Policy:
@@ -155,10 +167,12 @@ class Policy:
         return bool(self.min_age or self.not_after)
 
     def name(self, project: str) -> Decision | None:
-        """A decision for the whole name (denied, or not on the allow-list), or None."""
+        """A decision for the whole name (denied, quarantined, or not on the allow-list), or None."""
         for rule in self.rules:
             if rule.kind == "deny" and rule.version is None and rule.names(project):
                 return Decision(False, "denied", f"{project} is denied by the rule '{rule.said()}'")
+        if (self.status(project) or {}).get("status") == "quarantined":
+            return Decision(False, "quarantined", quarantined(project, self.status(project)))
         # A release allowed by name==version lists the name for that release only (file()).
         if self.only_listed and not any(rule.kind == "allow" and rule.names(project) for rule in self.rules):
             return Decision(
@@ -221,6 +235,58 @@ class Policy:
                 until,
             )
         return OFFERED
+
+
+def quarantined(project: str, status: dict | None) -> str:
+    reason = f" ({status['reason']})" if status and status.get("reason") else ""
+    return (
+        f"{project} is quarantined on this index{reason}: none of its files is offered; an admin "
+        f"changes it with: pypi-appliance project-status {project} active"
+    )
+
+
+def read_statuses(path: str) -> dict:
+    """The project states an admin set: {name: {"status", "reason", "by", "at"}}; {} for none yet.
+    A file that is there but not readable raises: the caller fails closed."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            data = json.load(f)
+    except FileNotFoundError:
+        return {}
+    projects = data["projects"]
+    for name, item in projects.items():
+        if item.get("status") not in STATUSES:
+            raise ValueError(f"{path}: {name}: status {item.get('status')!r} is not one of {', '.join(STATUSES)}")
+    return projects
+
+
+def statuses_json(statuses: dict) -> str:
+    return json.dumps({"projects": statuses}, indent=1, sort_keys=True) + "\n"
+
+
+def status_path(data_dir: str) -> str:
+    return os.path.join(data_dir, "policy", STATUS_FILE)
+
+
+class Watched:
+    """A file read again only when it changes (stat per use): the rules and
+    states, which the helper replaces whole."""
+
+    def __init__(self, path: str, read):
+        self.path, self.read = path, read
+        self.seen: tuple | None = ()
+        self.value = None
+
+    def get(self):
+        try:
+            st = os.stat(self.path)
+            stamp = (st.st_mtime_ns, st.st_size, st.st_ino)
+        except FileNotFoundError:
+            stamp = None
+        if stamp != self.seen:
+            self.value = self.read(self.path)
+            self.seen = stamp
+        return self.value
 
 
 def read_rules(path: str) -> tuple[Rule, ...]:

@@ -1,6 +1,6 @@
 """The simple repository API's pages: PEP 503 HTML and PEP 691 JSON, rendered
-from one PEP 691 dict (as warehouse does), with PEP 700's fields and PEP 714's
-metadata names. The indexer writes them; the upstream service renders the
+from one PEP 691 dict (as warehouse does), with PEP 700's fields, PEP 714's
+metadata names and PEP 792's project status (API version 1.4). The indexer writes them; the upstream service renders the
 upstream's pages through the same code. Standard library only."""
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from urllib.parse import quote
 
 from pypi_appliance.core.names import version_key
 
-API_VERSION = "1.1"
+API_VERSION = "1.4"
 
 
 def _file_json(name: str, entry: dict, yanked) -> dict:
@@ -32,15 +32,33 @@ def _file_json(name: str, entry: dict, yanked) -> dict:
     return item
 
 
-def render_project(project: str, record: dict) -> tuple[bytes, bytes]:
-    """A project's page: (PEP 503 HTML, PEP 691 JSON), API version 1.1."""
+def project_status(status: dict | None) -> dict:
+    """PEP 792's project-status: active unless an admin set another state."""
+    status = status or {}
+    out = {"status": status.get("status", "active")}
+    if status.get("reason"):
+        out["reason"] = status["reason"]
+    return out
+
+
+def render_project(project: str, record: dict, status: dict | None = None) -> tuple[bytes, bytes]:
+    """A project's page: (PEP 503 HTML, PEP 691 JSON); a quarantined project's lists no files."""
     files = []
-    for name in sorted(record["files"]):
+    quarantined = (status or {}).get("status") == "quarantined"
+    for name in [] if quarantined else sorted(record["files"]):
         entry = record["files"][name]
         reason = record.get("yanked", {}).get(entry["version"])
         files.append(_file_json(name, entry, (reason or True) if reason is not None else False))
-    versions = sorted({e["version"] for e in record["files"].values()}, key=version_key)
-    return render_page({"meta": {"api-version": API_VERSION}, "name": project, "versions": versions, "files": files})
+    versions = [] if quarantined else sorted({e["version"] for e in record["files"].values()}, key=version_key)
+    return render_page(
+        {
+            "meta": {"api-version": API_VERSION},
+            "name": project,
+            "versions": versions,
+            "files": files,
+            "project-status": project_status(status),
+        }
+    )
 
 
 def render_page(page: dict) -> tuple[bytes, bytes]:
@@ -63,8 +81,12 @@ def render_page(page: dict) -> tuple[bytes, bytes]:
             attrs.append(f'data-yanked="{html.escape(yanked if yanked is not True else "")}"')
         links.append(f"<a {' '.join(attrs)}>{html.escape(item['filename'])}</a><br>\n")
     title = html.escape(f"Links for {page['name']}")
+    status = page.get("project-status", {"status": "active"})
+    meta = f'<meta name="pypi:project-status" content="{html.escape(status["status"])}">'
+    if status.get("reason"):
+        meta += f'<meta name="pypi:project-status-reason" content="{html.escape(status["reason"])}">'
     body = (
-        f'<!DOCTYPE html>\n<html><head><meta name="pypi:repository-version" content="{API_VERSION}">'
+        f'<!DOCTYPE html>\n<html><head><meta name="pypi:repository-version" content="{API_VERSION}">{meta}'
         f"<title>{title}</title></head>\n<body><h1>{title}</h1>\n{''.join(links)}</body></html>\n"
     )
     return body.encode(), json.dumps(page, indent=None, separators=(",", ":")).encode() + b"\n"

@@ -26,7 +26,7 @@ import shutil
 import sys
 import threading
 
-from pypi_appliance.core import httpd
+from pypi_appliance.core import httpd, policy
 from pypi_appliance.core.archives import Inspector, Invalid
 from pypi_appliance.core.fsutil import walk_packages, write_atomic
 from pypi_appliance.core.names import now
@@ -34,7 +34,7 @@ from pypi_appliance.core.simple import render_project, render_root
 
 # The shape of the pages this version writes: pages written by a version with
 # another shape (a key pip cannot read) are written again at the first pass.
-PAGES_SHAPE = "2"
+PAGES_SHAPE = "3"  # 3: API 1.4, PEP 792's project-status
 REFRESH_SECONDS = 90  # an upload's answer waits this long for its pass
 
 
@@ -48,6 +48,10 @@ class Index:
         self.simple = os.path.join(self.root, "simple")
         self.metadata = os.path.join(self.root, "metadata")
         self.status_file = os.path.join(self.root, "status.json")
+        # Files of quarantined projects: a marker each, which the front door
+        # checks before serving one (it cannot tell a file's project).
+        self.withheld = os.path.join(self.root, "withheld")
+        self.states = policy.Watched(policy.status_path(data_dir), policy.read_statuses)
 
     @contextlib.contextmanager
     def lock(self):
@@ -94,10 +98,33 @@ class Index:
         if not self.held(record):
             shutil.rmtree(directory, ignore_errors=True)
             return
-        page, data = render_project(project, record)
+        status = self.status(project)
+        self.withhold(project, record, status)
+        page, data = render_project(project, record, status)
         # JSON first: a reader that finds the HTML finds the JSON too.
         write_atomic(os.path.join(directory, "index.json"), data)
         write_atomic(os.path.join(directory, "index.html"), page)
+
+    def status(self, project: str) -> dict | None:
+        """The project's PEP 792 state, when an admin set one. Unreadable: quarantined, with why
+        (no file offered by states nobody can check)."""
+        try:
+            return self.states.get().get(project)
+        except (OSError, ValueError, KeyError, TypeError, AttributeError) as err:
+            return {"status": "quarantined", "reason": f"the project states cannot be read: {err}"}
+
+    def withhold(self, project: str, record: dict, status: dict | None) -> None:
+        """A marker for each file of a quarantined project (holding why), none otherwise."""
+        text = None
+        if (status or {}).get("status") == "quarantined":
+            text = f"pypi-appliance: {policy.quarantined(project, status)}\n"
+        for name in list(record["files"]) + list(record.get("gone", {})):
+            marker = os.path.join(self.withheld, "packages", name)
+            if text is not None and name in record["files"]:
+                write_atomic(marker, text.encode())
+            else:
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(marker)
 
     def publish_root(self) -> None:
         listed = [p for p in self.projects() if os.path.isdir(os.path.join(self.simple, p))]

@@ -16,13 +16,15 @@ import urllib.request
 import pypiserver.backend
 from pypiserver.bottle_wrapper import Bottle, HTTPError, HTTPResponse, request
 
-from pypi_appliance.core import audit, internal
+from pypi_appliance.core import audit, internal, policy
+from pypi_appliance.core.names import normalize, project_of
 from pypi_appliance.services.index import REFRESH_SECONDS
 
 PACKAGES = "/data/packages"
 UPLOAD_PREFIX = ".upload-"  # the indexer and backups skip hidden files
 INDEXER = os.environ["PYPI_INDEXER"]  # compose.yaml: the indexer service's URL
 log = logging.getLogger("pypi-appliance")
+STATES = policy.Watched(policy.status_path("/data"), policy.read_statuses)  # compose.yaml mounts DATA_DIR/policy
 # passlib 1.7.4 reads bcrypt's version from bcrypt.__about__, which bcrypt 4
 # removed, and logs a traceback on every start that hides real errors: the
 # backend works (the checker and the helper silence it the same way).
@@ -43,10 +45,35 @@ def refresh():
         return None
 
 
+def refused(status: int, name: str, why: str) -> HTTPError:
+    """A refused upload: in the audit log, and why for the client."""
+    audit.record("upload-refused", **who(), file=name, status=status, why=why)
+    return HTTPError(status, why)
+
+
+def check_locked(name: str) -> None:
+    """An archived or quarantined name (PEP 792), or one reserved so, takes no upload, whoever sends it."""
+    try:
+        states = STATES.get()
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as err:
+        raise refused(503, name, f"{name} was not stored: the project states cannot be read ({err})") from None
+    for project in {normalize(request.forms.get("name") or ""), project_of(name)} - {""}:
+        state = states.get(project, {})
+        if state.get("status") in policy.LOCKED:
+            reason = f" ({state['reason']})" if state.get("reason") else ""
+            raise refused(
+                403,
+                name,
+                f"{name} was not stored: {project} is {state['status']} on this index{reason}, and takes no "
+                f"uploads; an admin can change that with: pypi-appliance project-status {project} active",
+            )
+
+
 def write_file(fh, destination):
     """pypiserver.backend.write_file, made atomic, with a clear answer for a full disk."""
     destination = str(destination)
     directory, name = os.path.split(destination)
+    check_locked(name)
     tmp = os.path.join(directory, f"{UPLOAD_PREFIX}{os.getpid()}-{id(fh)}-{name}")
     offset = fh.tell()
     try:
@@ -58,12 +85,13 @@ def write_file(fh, destination):
         # link, not rename: a file that appeared meanwhile is never replaced.
         os.link(tmp, destination)
     except FileExistsError:
-        raise HTTPError(409, f"Package '{name}' already exists!") from None
+        raise refused(409, name, f"Package '{name}' already exists!") from None
     except OSError as err:
         if err.errno in (28, 122):  # ENOSPC, EDQUOT
             log.error("refused %s: no space left on the data dir", name)
-            raise HTTPError(
+            raise refused(
                 507,
+                name,
                 f"{name} was not stored: no space left on the appliance's data dir. "
                 "Nothing was kept; free space there and upload again.",
             ) from None
@@ -79,12 +107,13 @@ def write_file(fh, destination):
         os.unlink(destination)
         refresh()
         if invalid is None:
-            raise HTTPError(
+            raise refused(
                 503,
+                name,
                 f"{name} was not stored: the index did not check it within {REFRESH_SECONDS} s. "
                 "Nothing was kept; upload it again (pypi-appliance status shows the indexer).",
             )
-        raise HTTPError(400, f"{name} was not stored: {invalid[rel]}")
+        raise refused(400, name, f"{name} was not stored: {invalid[rel]}")
     audit.record("upload", **who(), file=rel, size=os.path.getsize(destination))
 
 
@@ -112,6 +141,7 @@ def exists(self, filename):
     The same bytes again (a CI job run twice: twine 6.2 has no --skip-existing
     for other indexes) answer 200 and change nothing, as pypi.org does; other
     bytes under the name are refused as before."""
+    check_locked(filename)  # before a clash: a locked name says so first
     path = next((p for p in (os.path.join(str(root), filename) for root in self.roots) if os.path.lexists(p)), None)
     if path is None:
         return False
@@ -127,6 +157,7 @@ def exists(self, filename):
                 status=200,
                 headers={"Content-Type": "text/plain; charset=utf-8"},
             )
+    audit.record("upload-refused", **who(), file=filename, status=409, why="exists with other contents")
     return True
 
 

@@ -51,7 +51,7 @@ from datetime import datetime, timezone
 
 from pypi_appliance.core import httpd, policy
 from pypi_appliance.core.names import normalize, version_key, version_of
-from pypi_appliance.core.simple import API_VERSION, render_page
+from pypi_appliance.core.simple import API_VERSION, project_status, render_page
 
 ACCEPT = "application/vnd.pypi.simple.v1+json, application/vnd.pypi.simple.v1+html;q=0.2, text/html;q=0.1"
 # Every wait on the upstream: a name never fetched fails within 10 s, not pip's 15 s x 5 retries.
@@ -171,15 +171,22 @@ def host_key(url: str) -> str | None:
     return parts.hostname if port is None else f"{parts.hostname}:{port}"
 
 
-def appliance_page(project: str, files: list[dict]) -> dict:
-    """The page the appliance answers: the upstream's files at its own URLs."""
+def appliance_page(project: str, files: list[dict], status: dict | None = None) -> dict:
+    """The page the appliance answers: the upstream's files at its own URLs,
+    and the project's PEP 792 state when an admin set one."""
     out = []
     for entry in files:
         item = {key: value for key, value in entry.items() if key != "url"}
         item["url"] = f"../../upstream/{project}/{file_key(entry)}/{urllib.parse.quote(entry['filename'])}"
         out.append(item)
     versions = sorted({v for v in (version_of(project, e["filename"]) for e in files) if v}, key=version_key)
-    return {"meta": {"api-version": API_VERSION}, "name": project, "versions": versions, "files": out}
+    return {
+        "meta": {"api-version": API_VERSION},
+        "name": project,
+        "versions": versions,
+        "files": out,
+        "project-status": project_status(status),
+    }
 
 
 def _redirects(upstream):
@@ -200,34 +207,35 @@ def _redirects(upstream):
 
 
 class Rules:
-    """The policy of the settings with the rules file's rules, read again when the file changes."""
+    """The policy of the settings with the rules and project states on disk,
+    each read again when the helper replaces it."""
 
-    def __init__(self, base: policy.Policy, path: str = ""):
-        self.base, self.path = base, path
-        self.seen: tuple | None = None
+    def __init__(self, base: policy.Policy, data_dir: str = ""):
+        self.base = base
+        self.files = (
+            (
+                policy.Watched(policy.rules_path(data_dir), policy.read_rules),
+                policy.Watched(policy.status_path(data_dir), policy.read_statuses),
+            )
+            if data_dir
+            else ()
+        )
         self.current = base
         self.lock = threading.Lock()
 
     def policy(self) -> policy.Policy:
-        """The policy now; Refused (503) while the rules file cannot be read: nothing is offered
+        """The policy now; Refused (503) while a file of it cannot be read: nothing is offered
         by rules nobody can check (fail-closed)."""
-        if not self.path:
+        if not self.files:
             return self.base
-        try:
-            st = os.stat(self.path)
-            stamp = (st.st_mtime_ns, st.st_size, st.st_ino)
-        except FileNotFoundError:
-            stamp = None
+        rules, statuses = self.files
         with self.lock:
-            if stamp != self.seen:
-                try:
-                    rules = policy.read_rules(self.path)
-                except (OSError, ValueError, KeyError, TypeError) as err:
-                    raise Refused(
-                        503, f"the upstream rules {self.path} cannot be read ({err}); nothing is offered"
-                    ) from None
-                self.current = policy.Policy(self.base.min_age, self.base.not_after, self.base.only_listed, rules)
-                self.seen = stamp
+            try:
+                now = (rules.get(), statuses.get())
+            except (OSError, ValueError, KeyError, TypeError, AttributeError) as err:
+                raise Refused(503, f"the upstream rules cannot be read ({err}); nothing is offered") from None
+            if now != (self.current.rules, self.current.statuses):
+                self.current = policy.Policy(self.base.min_age, self.base.not_after, self.base.only_listed, *now)
             return self.current
 
 
@@ -468,8 +476,12 @@ def handler(upstream: Upstream) -> type[httpd.Handler]:
 
         def page(self, project: str):
             rules = upstream.rules.policy()
-            if decided := rules.name(project):
+            status = rules.status(project)
+            decided = rules.name(project)
+            if decided and decided.state != "quarantined":
                 raise Refused(decided.status, decided.why)  # never fetched
+            if decided:
+                return self.send_page(project, [], status)  # listed as such, nothing offered
             try:
                 files = upstream.files(project, fresh=True)
             except Refused as refused:
@@ -480,7 +492,10 @@ def handler(upstream: Upstream) -> type[httpd.Handler]:
                 ) from None
             now = datetime.now(timezone.utc)
             files = [e for e in files if rules.file(project, e["filename"], e.get("upload-time"), now).offered]
-            html_page, json_page = render_page(appliance_page(project, files))
+            self.send_page(project, files, status)
+
+        def send_page(self, project: str, files: list[dict], status: dict | None):
+            html_page, json_page = render_page(appliance_page(project, files, status))
             as_json = self.headers.get("X-Appliance-Format") == "json"
             self.answer(
                 200,
@@ -538,7 +553,7 @@ def serve(port: int) -> None:
         credentials,
         int(os.environ.get("PYPI_UPSTREAM_PAGE_SECONDS", "300")),
         os.environ.get("PYPI_UPSTREAM_FILE_HOSTS", ""),
-        Rules(base, policy.rules_path("/data")),  # compose.yaml mounts DATA_DIR/policy there
+        Rules(base, "/data"),  # compose.yaml mounts DATA_DIR/policy there
     )
     server = httpd.server(handler(upstream), port)
     print(f"upstream {shown(url)} on port {port}" if url else f"no upstream set; idle on port {port}", flush=True)
