@@ -470,49 +470,66 @@ UPSTREAM_ROUNDS = 3
 
 
 def upstream_case(system: System, nginx_ref: str, scratch: Path) -> dict:
-    """pip download of 20 projects only the upstream has (256 KiB wheels):
-    through the appliance cold (cache just cleared), warm (all cached), and
-    straight from the upstream, in turns; medians."""
+    """pip download of 20 projects only the upstream has (256 KiB wheels, each
+    with a PEP 700 upload time a month old): through the appliance cold (cache
+    just cleared) and warm (all cached), without and with a cooldown
+    (PYPI_UPSTREAM_MIN_AGE=7d: every page and file decided by its upload time),
+    and straight from the upstream, in turns; medians."""
     names = [f"up-bench-{n:02d}" for n in range(PIP_PROJECTS)]
+    month_ago = time.strftime("%Y-%m-%dT%H:%M:%S.000000Z", time.gmtime(time.time() - 30 * 86400))
     tree: dict[str, bytes] = {}
     for name in names:
         wheel = make_wheel(scratch, "1.0", project=name, payload=UPSTREAM_WHEEL_BYTES)
-        fake.add_project(tree, name, {wheel.name: wheel.read_bytes()})
+        fake.add_project(tree, name, {wheel.name: wheel.read_bytes()}, uploaded={wheel.name: month_ago})
     fake.start(system, tree, nginx_ref)
-    fake.restarting(
-        system,
-        lambda: system.sh(
-            f"pypi-appliance write-config PYPI_UPSTREAM={fake.INDEX} "
-            f"PYPI_UPSTREAM_FILE_HOSTS={fake.FILE_HOST} && "
-            "systemctl restart pypi-appliance"
-        ),
-    )
-    system.wait_http("/simple/", 200, timeout=120, user=USER, password=PASSWORD)
+
+    def configure(min_age: str) -> None:
+        fake.restarting(
+            system,
+            lambda: system.sh(
+                f"pypi-appliance write-config PYPI_UPSTREAM={fake.INDEX} PYPI_UPSTREAM_MIN_AGE={min_age} "
+                f"PYPI_UPSTREAM_FILE_HOSTS={fake.FILE_HOST} && "
+                "systemctl restart pypi-appliance"
+            ),
+        )
+        system.wait_http("/simple/", 200, timeout=120, user=USER, password=PASSWORD)
+
+    configure("0")
     # The system itself reaches the upstream on its own network (the direct runs).
     address = system.sh(
         f"docker inspect -f '{{{{(index .NetworkSettings.Networks \"{fake.NAME}\").IPAddress}}}}' {fake.NAME}"
     ).stdout.strip()
     system.sh(f"cp /etc/hosts /root/hosts.orig && echo '{address} {' '.join(fake.HOSTS)}' >> /etc/hosts")
-    rows = {"cold": [], "warm": [], "direct": []}
+    rows: dict[str, list[float]] = {"cold": [], "warm": [], "direct": [], "cooldown_cold": [], "cooldown_warm": []}
     try:
-        for _ in range(UPSTREAM_ROUNDS):
-            system.sh("pypi-appliance cache clear")
-            proxy = container_pid(system, "pypi-appliance-proxy-1")
-            rows["cold"].append(pip_download(system, proxy, PLAIN, True, names))
-            rows["warm"].append(pip_download(system, proxy, PLAIN, True, names))
-            rows["direct"].append(
-                pip_download(system, None, "http://index.upstream.test", False, names, trusted=fake.HOSTS)
-            )
+        for min_age, prefix in (("0", ""), ("7d", "cooldown_")):
+            if min_age != "0":
+                configure(min_age)
+            for _ in range(UPSTREAM_ROUNDS):
+                system.sh("pypi-appliance cache clear")
+                proxy = container_pid(system, "pypi-appliance-proxy-1")
+                rows[f"{prefix}cold"].append(pip_download(system, proxy, PLAIN, True, names))
+                rows[f"{prefix}warm"].append(pip_download(system, proxy, PLAIN, True, names))
+                if not prefix:
+                    rows["direct"].append(
+                        pip_download(system, None, "http://index.upstream.test", False, names, trusted=fake.HOSTS)
+                    )
     finally:
         system.sh("cp /root/hosts.orig /etc/hosts")
         fake.restarting(
-            system, lambda: system.sh("pypi-appliance write-config PYPI_UPSTREAM= && systemctl restart pypi-appliance")
+            system,
+            lambda: system.sh(
+                "pypi-appliance write-config PYPI_UPSTREAM= PYPI_UPSTREAM_MIN_AGE=0 && systemctl restart pypi-appliance"
+            ),
         )
         fake.stop(system)
         system.wait_http("/simple/", 200, timeout=120, user=USER, password=PASSWORD)
     out = {key: statistics.median(values) for key, values in rows.items()}
     out["runs"] = rows
-    log(f"  upstream: cold {out['cold']:.2f} s, warm {out['warm']:.2f} s, direct {out['direct']:.2f} s")
+    log(
+        f"  upstream: cold {out['cold']:.2f} s, warm {out['warm']:.2f} s, direct {out['direct']:.2f} s; "
+        f"with a cooldown cold {out['cooldown_cold']:.2f} s, warm {out['cooldown_warm']:.2f} s"
+    )
     return out
 
 
@@ -600,6 +617,11 @@ def report(results: dict) -> None:
             f"warm {u['warm']:.2f} s; straight from the upstream {u['direct']:.2f} s"
         )
         print(f"upstream: cold/direct {u['cold'] / u['direct']:.2f}, warm/direct {u['warm'] / u['direct']:.2f}")
+        print(
+            f"upstream with a cooldown (PYPI_UPSTREAM_MIN_AGE=7d): cold {u['cooldown_cold']:.2f} s, "
+            f"warm {u['cooldown_warm']:.2f} s; against none: cold {u['cooldown_cold'] / u['cold']:.2f}, "
+            f"warm {u['cooldown_warm'] / u['warm']:.2f}"
+        )
     for row in results.get("resolution", []):
         print(
             f"resolution: {row['where']:<28} {row['tool']:<44} {row['seconds']:6.2f} s {row['bytes'] / 2**20:8.1f} MiB"

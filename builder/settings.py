@@ -189,11 +189,12 @@ SETTINGS = (
     ),
     Setting(
         "PYPI_UPSTREAM_MIN_AGE",
-        None,
+        "upstream-min-age",
         "0",
         "the cooldown: an upstream file is offered only once the upstream's own upload time is this old "
         "(such as 7d, 36h; 0: off); files without an upload time are not offered while it is on",
         kind="duration",
+        priority="medium",
         env=("upstream",),
     ),
     Setting(
@@ -229,6 +230,10 @@ COUNTS = tuple(s.key for s in SETTINGS if s.kind == "count")
 # would land in debconf's database and the logs). The config script and the
 # helper check the same (a parity test feeds both).
 UPSTREAM_PATTERN = r"https?://[A-Za-z0-9.-]+(:[0-9]{1,5})?(/[A-Za-z0-9._~%+/-]*)?"
+# A cooldown (PYPI_UPSTREAM_MIN_AGE), checked by the config script; the
+# upstream service and the helper parse it with pypi_appliance.core.policy's
+# DURATION (a parity test feeds both the same values).
+DURATION_PATTERN = r"0|([0-9]+[wdhms])+"
 # nginx's size syntax.
 SIZE_PATTERN = r"[0-9]+[kKmMgG]?"
 BY_KEY = {s.key: s for s in SETTINGS}

@@ -23,7 +23,15 @@ from builder.config import (
 )
 from builder.images import GAVE_UP_STATUS, IMAGES_DIR, IMAGES_PACKAGE, LIST, LOADED
 from builder.services import BY_NAME, FRONT_PORT, MODULES, SERVICES
-from builder.settings import ACCESS_MODES, COUNTS, SETTINGS, SIZE_PATTERN, TLS_LISTENERS, UPSTREAM_PATTERN
+from builder.settings import (
+    ACCESS_MODES,
+    COUNTS,
+    DURATION_PATTERN,
+    SETTINGS,
+    SIZE_PATTERN,
+    TLS_LISTENERS,
+    UPSTREAM_PATTERN,
+)
 
 SUFFIX = ".j2"
 # The product's Python package, installed as it is (never rendered).
@@ -68,6 +76,7 @@ def context(config: Config) -> dict:
         "bcrypt_max_bytes": BCRYPT_MAX_BYTES,
         "audit_log": AUDIT_LOG,
         "upstream_pattern": UPSTREAM_PATTERN,
+        "duration_pattern": DURATION_PATTERN,
         "images": images,
         "services": BY_NAME,
         "front_port": FRONT_PORT,

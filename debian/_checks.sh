@@ -147,3 +147,10 @@ check_tls_key() {
         return 1
     fi
 }
+
+check_duration() {
+    if ! printf '%s\n' "$1" | grep -Eqx '{{ duration_pattern }}'; then
+        echo "'$1' is not a duration such as 7d, 36h, 1d12h, 90m or 0 (off)"
+        return 1
+    fi
+}

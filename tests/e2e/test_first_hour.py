@@ -255,12 +255,14 @@ def test_install_output_names_the_url_and_the_next_step(installed):
     assert "pypi-appliance client-config" in installed
 
 
-def reconfigure(system, port: int = 8080, access: str = "private", upstream: str = "") -> str:
+def reconfigure(system, port: int = 8080, access: str = "private", upstream: str = "", min_age: str = "") -> str:
     """dpkg-reconfigure as an admin does it: user, empty passwords (keep), port,
-    TLS mode, access, upstream, data dir; its output with the terminal's wrapping undone."""
+    TLS mode, access, upstream (and its cooldown when one is given: empty keeps
+    it), data dir; its output with the terminal's wrapping undone."""
+    cooldown = [min_age] if upstream not in ("", "none") else []
     code, out = system.interact(
         "DEBIAN_FRONTEND=teletype dpkg-reconfigure pypi-appliance",
-        [USER, "", "", str(port), "self-signed", access, upstream, "/srv/pypi"],
+        [USER, "", "", str(port), "self-signed", access, upstream, *cooldown, "/srv/pypi"],
         timeout=180,
     )
     assert code == 0, out

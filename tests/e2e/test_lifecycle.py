@@ -367,6 +367,11 @@ BAD_ANSWERS = [
         "pypi-appliance/tls select provided\npypi-appliance pypi-appliance/tls-cert string /root/none.crt",
         "certificate '/root/none.crt' does not exist or cannot be read",
     ),
+    (
+        "pypi-appliance/upstream string http://up.example/simple/\n"
+        "pypi-appliance pypi-appliance/upstream-min-age string 7",
+        "'7' is not a duration such as 7d, 36h",
+    ),
     # Refused without repeating it, and gone from debconf's database (world-readable).
     (
         f"pypi-appliance/upstream string https://mirror:{UPSTREAM_SECRET}@up.example/simple/",
@@ -397,6 +402,7 @@ def test_bad_preseeded_answers_change_nothing(system, leaves_installed):
                     "pypi-appliance pypi-appliance/data-dir string /srv/pypi\n"
                     "pypi-appliance pypi-appliance/tls select self-signed\n"
                     "pypi-appliance pypi-appliance/upstream string\n"
+                    "pypi-appliance pypi-appliance/upstream-min-age string 0\n"
                 ),
             )
     finally:
@@ -489,14 +495,17 @@ def test_enter_takes_the_shown_default_on_line_frontends(system, leaves_installe
     values = conf_values(system)
     assert (values["PYPI_ADMIN_USER"], values["PYPI_PORT"], values["PYPI_TLS"]) == ("admin", "8080", "self-signed")
     serving(system, "line pw")
-    # A reconfigure: username, passwords (empty keeps), port, TLS, access, upstream, data dir.
-    system.sh("pypi-appliance write-config PYPI_UPSTREAM=http://host.docker.internal:9/simple/")
+    # A reconfigure: username, passwords (empty keeps), port, TLS, access, upstream, its cooldown, data dir.
+    system.sh(
+        "pypi-appliance write-config PYPI_UPSTREAM=http://host.docker.internal:9/simple/ PYPI_UPSTREAM_MIN_AGE=7d"
+    )
     before = conf_values(system)
-    code, out = system.interact(f"DEBIAN_FRONTEND={frontend} dpkg-reconfigure pypi-appliance", [""] * 8, timeout=180)
+    code, out = system.interact(f"DEBIAN_FRONTEND={frontend} dpkg-reconfigure pypi-appliance", [""] * 9, timeout=180)
     assert code == 0, out
     for prompt in [
         "Access for listing and downloading (private, public-read) [private]:",
         "Upstream index for the names this one does not hold [http://host.docker.internal:9/simple/]:",
+        "Cooldown for the upstream's files [7d]:",
         "Directory for packages and passwords [/srv/pypi]:",
     ]:
         assert prompt in out, (prompt, out)

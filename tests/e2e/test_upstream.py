@@ -1,17 +1,20 @@
 """The upstream on the installed package: switched on and off with
 dpkg-reconfigure, a private upstream's credentials (never in the journal),
-an upstream on the Docker host across restarts. The rest of the upstream
+an upstream on the Docker host across restarts, the incident of the first-hour
+trial replayed (who got it, blocked, locked, a cooldown). The rest of the upstream
 (caching, held names, hostile pages, every pip): tests/stack/test_upstream.py."""
 
 from __future__ import annotations
 
 import json
+import re
+import time
 
 import pytest
 
 from tests.e2e.test_first_hour import reconfigure
 from tests.support import fake_upstream as fake
-from tests.support.client import PASSWORD, USER, twine_upload
+from tests.support.client import PASSWORD, USER, pip_install, twine_upload
 from tests.support.dists import make_wheel
 
 pytestmark = pytest.mark.e2e
@@ -34,9 +37,10 @@ def upstream(system, installed, tmp_path_factory):
         switch(system, fake.INDEX)
         yield tree
     finally:
+        system.sh("rm -f /srv/pypi/policy/upstream-rules.json /srv/pypi/policy/project-status.json")
         system.sh(
             "pypi-appliance write-config PYPI_UPSTREAM_PAGE_SECONDS=300 PYPI_UPSTREAM_CACHE_MAX=10g "
-            "PYPI_UPSTREAM_CREDENTIALS= PYPI_UPSTREAM_FILE_HOSTS=files.pythonhosted.org"
+            "PYPI_UPSTREAM_CREDENTIALS= PYPI_UPSTREAM_FILE_HOSTS=files.pythonhosted.org PYPI_UPSTREAM_MIN_AGE=0"
         )
         if "PYPI_UPSTREAM=\n" not in system.sh(f"cat {CONF}").stdout:
             switch(system, "none")
@@ -133,6 +137,58 @@ def test_an_upstream_on_the_docker_host_keeps_its_address_across_restarts(system
     finally:
         system.sh("systemctl stop host-upstream", check=False)
         system.sh(f"pypi-appliance write-config PYPI_UPSTREAM={fake.INDEX}")
+        fake.restart(system)
+
+
+def test_the_incident_replayed(system, upstream, tmp_path):
+    """The first-hour trial's incident (../shared/docs/first-hour-trial.md): "the newest
+    release of a package we take from upstream was compromised an hour ago" (cooled 3.0
+    here). Who got it, blocked (cached too), the name locked against a publish account,
+    every step in the audit log; then a cooldown keeps the next fresh release out
+    (cooled 2.0, a minute old), and break-glass lets it in with a reason."""
+    ci = "ci-incident"
+    ci_password, _ = system.add_generated(ci, "publish")
+    bad = fake.file_path(system, "cooled", "cooled-3.0-py3-none-any.whl")
+    fresh = fake.file_path(system, "cooled", "cooled-2.0-py3-none-any.whl")
+    assert pip_install(system, tmp_path / "before", ci_password, user=ci, project="cooled") == "3.0"
+    system.sh("pypi-appliance audit note 'incident 7: cooled 3.0 reported compromised upstream'")
+    system.sh("pypi-appliance cache clear")
+    # Who got it, when, from where: after the clear too (the record lags a second at most).
+    deadline = time.monotonic() + 10
+    while f" {ci} " not in (out := system.sh("pypi-appliance downloads cooled==3.0").stdout):
+        assert time.monotonic() < deadline, out
+        time.sleep(0.25)
+    [line] = [line for line in out.splitlines() if f" {ci} " in line]
+    assert re.match(rf"\d{{4}}-\d\d-\d\dT\S+ +{ci} +\d+\.\d+\.\d+\.\d+ +cooled +3\.0 +cooled-3\.0-py3", line), line
+    # Blocked, for the file the cache held and a lock file names: 404 with the reason; pip gets 2.0.
+    system.sh("pypi-appliance upstream deny cooled==3.0 --reason 'compromised, incident 7'")
+    status, body, _ = system.fetch_all(bad, user=ci, password=ci_password)
+    assert status == 404 and b"cooled==3.0 is denied by the rule 'deny cooled==3.0 (compromised, incident 7)'" in body
+    assert pip_install(system, tmp_path / "blocked", ci_password, user=ci, project="cooled") == "2.0"
+    # The name locked: nobody publishes a release of their own under it (the trial's workaround went wrong there).
+    system.sh("pypi-appliance project-status cooled archived --reason 'incident 7: from upstream only'")
+    uploaded = twine_upload(system, make_wheel(tmp_path, "3.1", project="cooled"), PASSWORD)
+    assert uploaded.returncode != 0, uploaded.stdout
+    assert system.http("/simple/cooled/", user=USER, password=PASSWORD) == 200  # still the upstream's, archived
+    assert pip_install(system, tmp_path / "locked", ci_password, user=ci, project="cooled") == "2.0"
+    events = [line.split()[1] for line in system.audit_lines()]
+    for event in ("note", "cache-clear", "upstream-deny", "project-status", "upload-refused"):
+        assert event in events, event
+    # Next time: a cooldown, through the installed compose file. The fresh release is held, said, then let in.
+    system.sh("pypi-appliance write-config PYPI_UPSTREAM_MIN_AGE=7d")
+    try:
+        fake.restart(system)
+        assert pip_install(system, tmp_path / "cooled", ci_password, user=ci, project="cooled") == "1.0"
+        held = system.sh("pypi-appliance upstream held cooled").stdout
+        assert "cooled==2.0  held until " in held and "cooled==3.0  not offered (denied)" in held, held
+        status, body, _ = system.fetch_all(fresh, user=ci, password=ci_password)
+        assert status == 403 and b"holds it until" in body
+        system.sh("pypi-appliance upstream allow cooled==2.0 --reason 'vendor confirmed clean'")
+        assert pip_install(system, tmp_path / "allowed", ci_password, user=ci, project="cooled") == "2.0"
+        assert 'reason="vendor confirmed clean"' in system.audit_lines("upstream-allow")[-1]
+    finally:
+        system.sh("rm -f /srv/pypi/policy/upstream-rules.json /srv/pypi/policy/project-status.json")
+        system.sh("pypi-appliance write-config PYPI_UPSTREAM_MIN_AGE=0")
         fake.restart(system)
 
 

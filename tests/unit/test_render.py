@@ -14,12 +14,13 @@ from builder.cli import TREE
 from builder.config import USERNAME_PATTERN, Config, ConfigError, check_data_dir, check_port
 from builder.docs import leaves
 from builder.services import BY_NAME, FRONT_PORT, SERVICES
-from builder.settings import ACCESS_MODES, SETTINGS, TLS_LISTENERS, markdown_table
+from builder.settings import ACCESS_MODES, DURATION_PATTERN, SETTINGS, TLS_LISTENERS, markdown_table
 from builder.stage import render, stage
 from pypi_appliance.admin import compose as compose_module
 from pypi_appliance.admin.cli import parser
 from pypi_appliance.admin.settings import KEYS, USERNAME, Fail, Settings, read_conf, upstream_refusal
 from pypi_appliance.admin.users import check_password
+from pypi_appliance.core import policy
 
 
 @pytest.fixture
@@ -530,3 +531,23 @@ def test_the_config_script_asks_in_the_models_order_and_priorities():
     model = [s for s in SETTINGS if s.question]
     assert [q for _, q in asked] == [s.question for s in model]
     assert [p for p, _ in asked] == [s.priority for s in model]
+
+
+def test_the_cooldown_rule_is_the_same_in_shell_and_python(tmp_path):
+    """PYPI_UPSTREAM_MIN_AGE: the config script's check_duration and the helper's and
+    upstream service's parse (core.policy), one pattern, one message."""
+    assert DURATION_PATTERN == policy.DURATION.pattern
+    checks = tmp_path / "_checks.sh"
+    checks.write_text(render(Config(version="1.0"), TREE / "debian", "_checks.sh"))
+    for value in ["0", "7d", "36h", "1d12h", "90m", "2w", "7", "7 d", " 7d", "-1d", "1.5d", "", "d", "7d;", "0d"]:
+        shell = subprocess.run(
+            ["sh", "-c", '. "$1"; check_duration "$2"', "sh", str(checks), value], capture_output=True, text=True
+        )
+        try:
+            policy.parse_duration(value)
+            python = None
+        except ValueError as err:
+            python = str(err)
+        assert (shell.returncode == 0) == (python is None), (value, shell.stdout, python)
+        if python:
+            assert shell.stdout.strip() == python, (value, shell.stdout, python)

@@ -396,7 +396,7 @@ allow-list that PYPI_UPSTREAM_ONLY_LISTED=yes uses.""",
         "upstream:cmd_upstream",
         "never take a name, a glob of names or one release from the upstream",
         """\
-NAME or a glob of normalized names (*-nightly, reqeusts): the upstream does
+NAME or a glob of normalized names (*-nightly, leftpadx): the upstream does
 not answer for it (404 with the reason), nothing of it is fetched, and files
 of it already cached are refused too. NAME==VERSION: that release only; the
 others stay.""",

@@ -36,7 +36,8 @@ STATUSES = ("active", "archived", "deprecated", "quarantined")
 # and quarantined; a name not held yet is reserved by them).
 LOCKED = ("archived", "quarantined")
 UNITS = {"w": 7 * 86400, "d": 86400, "h": 3600, "m": 60, "s": 1}
-DURATION = re.compile(r"0|(?:[0-9]+[wdhms])+")
+# POSIX ERE too: the config script checks the debconf answer with it (debian/_checks.sh).
+DURATION = re.compile(r"0|([0-9]+[wdhms])+")
 # A normalized name, or a glob of them (* and ?); other spellings are normalized first.
 GLOB = re.compile(r"[A-Za-z0-9*?](?:[A-Za-z0-9._*?-]*[A-Za-z0-9*?])?")
 # PEP 440 versions (and the legacy ones on old pages): no spaces, no separators of ours.
@@ -46,7 +47,7 @@ KINDS = ("allow", "deny")
 
 def parse_duration(text: str) -> int:
     """Seconds of a duration such as 7d, 36h, 1d12h or 0."""
-    if not DURATION.fullmatch(text.strip()):
+    if not DURATION.fullmatch(text):
         raise ValueError(f"'{text}' is not a duration such as 7d, 36h, 1d12h, 90m or 0 (off)")
     return sum(int(n) * UNITS[unit] for n, unit in re.findall(r"([0-9]+)([wdhms])", text))
 
