@@ -195,6 +195,9 @@ def test_backup_purge_reinstall_restore(system, installed, tmp_path):
     ca = system.sh("cat /etc/pypi-appliance/tls/ca.crt").stdout
     # A setting of the site's (the fresh install below has the default, 300).
     system.sh("pypi-appliance write-config PYPI_UPSTREAM_PAGE_SECONDS=120")
+    # The site's decisions: a project's state and an upstream rule.
+    system.sh("pypi-appliance project-status team-probe deprecated --reason 'use team-probe-ng'")
+    system.sh("pypi-appliance upstream deny 'bad-*' --reason 'not from upstream'")
     system.sh("pypi-appliance backup --with-ca /root/site.tar.gz")
     system.sh("apt-get purge -y pypi-appliance && rm -rf /srv/pypi")
     assert system.sh("test -e /srv/pypi", check=False).returncode != 0
@@ -244,6 +247,14 @@ def test_backup_purge_reinstall_restore(system, installed, tmp_path):
     log = system.sh("cat /var/log/pypi-appliance/audit.log").stdout
     assert f'yank by=root release={PROJECT}==2.4 reason="too old"' in log
     assert log.index("yank by=root") < log.index(" restore by=root"), log
+    # The state and the rule came back, and the page says the state.
+    assert "team-probe  deprecated: use team-probe-ng" in system.sh("pypi-appliance project-status team-probe").stdout
+    assert "deny   bad-*" in system.sh("pypi-appliance upstream rules").stdout
+    status, body = system.fetch(
+        "/simple/team-probe/", user=USER, password=PASSWORD, headers={"Accept": "application/vnd.pypi.simple.v1+json"}
+    )
+    assert status == 200 and json.loads(body)["project-status"]["status"] == "deprecated", body
+    system.sh("pypi-appliance project-status team-probe active && pypi-appliance upstream deny 'bad-*' --remove")
     system.sh("pypi-appliance write-config PYPI_UPSTREAM_PAGE_SECONDS=300")
 
 

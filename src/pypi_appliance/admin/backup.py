@@ -84,8 +84,9 @@ def cmd_backup(args, conf: Settings):
     ]
     for name in (f"{PACKAGE}.conf", "compose.yaml", "nginx.conf"):
         sources.append((os.path.join(os.path.dirname(CONF), name), f"config/{name}"))
-    if os.path.isfile(policy.rules_path(data)):
-        sources.append((policy.rules_path(data), RULES))
+    for name in POLICY:
+        if os.path.isfile(os.path.join(data, name)):
+            sources.append((os.path.join(data, name), name))
     if args.with_ca:
         missing = [src for src, _ in ca_sources() if not os.path.isfile(src)]
         if missing:
@@ -190,7 +191,11 @@ def merge_audit_log(scratch) -> int:
 # What restore puts back; config/ in an archive is for reference only. Of the
 # index, only the records: the indexer makes the pages from them and the files.
 RESTORED = ("packages", "auth", "tls", "index", "log", "policy")
-RULES = f"policy/{policy.RULES_FILE}"  # the upstream's allow and deny rules
+# The upstream's allow and deny rules, and the projects' states.
+POLICY = {
+    f"policy/{policy.RULES_FILE}": "the upstream's allow and deny rules",
+    f"policy/{policy.STATUS_FILE}": "the projects' states (archived, quarantined, ...)",
+}
 BACKUP_CONF = f"config/{PACKAGE}.conf"
 # Settings that belong to the host, not to the index: a restore never offers them.
 HOST_SETTINGS = ("PYPI_DATA_DIR", "PYPI_BIND_ADDRESS", "PYPI_TLS_CERT", "PYPI_TLS_KEY", "PYPI_TLS_NAMES")
@@ -293,11 +298,12 @@ def replaced_by(conf: Settings, members):
             with open(live, "rb") as f:
                 if sha256(f) != members.get(f"auth/{name}"):
                     losses.append((live, f"auth/{name}", why))
-    live = policy.rules_path(data)
-    if os.path.isfile(live):
-        with open(live, "rb") as f:
-            if sha256(f) != members.get(RULES):
-                losses.append((live, RULES, "the upstream's allow and deny rules"))
+    for name, what in POLICY.items():
+        live = os.path.join(data, name)
+        if os.path.isfile(live):
+            with open(live, "rb") as f:
+                if sha256(f) != members.get(name):
+                    losses.append((live, name, what))
     (crt, crt_arc), (key, key_arc) = ca_sources()
     if crt_arc in members and os.path.isfile(crt):
         with open(crt, "rb") as f:
@@ -357,7 +363,8 @@ def cmd_restore(args, conf: Settings):
         losses = replaced_by(conf, members)
         print(
             f"{args.file}: {count} package files, the password file and roles, the index's records (upload "
-            f"times, yanks, held names), the upstream rules{' and a CA' if with_ca else ''}; its audit lines "
+            f"times, yanks, held names), the upstream rules and project states{' and a CA' if with_ca else ''}; "
+            "its audit lines "
             "are added to this host's. Not restored: settings (below), the upstream's cache (fetched again).",
             file=sys.stderr,
         )
@@ -404,7 +411,7 @@ def cmd_restore(args, conf: Settings):
         for name in ("htpasswd", "roles"):
             os.chown(os.path.join(new_auth, name), 0, SERVER_GID)
             os.chmod(os.path.join(new_auth, name), 0o640)
-        new_policy = os.path.join(scratch, "policy")  # root's, read by the upstream service
+        new_policy = os.path.join(scratch, "policy")  # root's, read by the containers
         os.makedirs(new_policy, exist_ok=True)
         os.chmod(new_policy, 0o755)
         for name in os.listdir(new_policy):
