@@ -25,7 +25,7 @@ def rules_file(conf: Settings) -> str:
 def current(conf: Settings) -> list[policy.Rule]:
     try:
         return list(policy.read_rules(rules_file(conf)))
-    except (ValueError, KeyError, TypeError) as err:
+    except (ValueError, KeyError, TypeError, AttributeError) as err:
         raise Fail(f"{rules_file(conf)} is not a rules file ({err}); restore it from a backup") from None
 
 

@@ -269,6 +269,11 @@ def status_path(data_dir: str) -> str:
     return os.path.join(data_dir, "policy", STATUS_FILE)
 
 
+# What reading a rules or states file that is there but broken raises: the
+# readers fail closed on it (nothing offered, no upload taken).
+UNREADABLE = (OSError, ValueError, KeyError, TypeError, AttributeError)
+
+
 class Watched:
     """A file read again only when it changes (stat per use): the rules and
     states, which the helper replaces whole."""

@@ -110,7 +110,7 @@ class Index:
         (no file offered by states nobody can check)."""
         try:
             return self.states.get().get(project)
-        except (OSError, ValueError, KeyError, TypeError, AttributeError) as err:
+        except policy.UNREADABLE as err:
             return {"status": "quarantined", "reason": f"the project states cannot be read: {err}"}
 
     def withhold(self, project: str, record: dict, status: dict | None) -> None:

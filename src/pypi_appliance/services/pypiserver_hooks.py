@@ -55,7 +55,7 @@ def check_locked(name: str) -> None:
     """An archived or quarantined name (PEP 792), or one reserved so, takes no upload, whoever sends it."""
     try:
         states = STATES.get()
-    except (OSError, ValueError, KeyError, TypeError, AttributeError) as err:
+    except policy.UNREADABLE as err:
         raise refused(503, name, f"{name} was not stored: the project states cannot be read ({err})") from None
     for project in {normalize(request.forms.get("name") or ""), project_of(name)} - {""}:
         state = states.get(project, {})

@@ -232,7 +232,7 @@ class Rules:
         with self.lock:
             try:
                 now = (rules.get(), statuses.get())
-            except (OSError, ValueError, KeyError, TypeError, AttributeError) as err:
+            except policy.UNREADABLE as err:
                 raise Refused(503, f"the upstream rules cannot be read ({err}); nothing is offered") from None
             if now != (self.current.rules, self.current.statuses):
                 self.current = policy.Policy(self.base.min_age, self.base.not_after, self.base.only_listed, *now)
@@ -366,42 +366,36 @@ class Upstream:
         except (urllib.error.URLError, OSError) as err:
             return False, f"{shown(self.url)} is unreachable ({getattr(err, 'reason', err)})"
 
-    def listed(self, project: str, key: str, filename: str) -> dict | None:
-        """The page's entry of a file (its .metadata's too), from any page kept
-        (no upstream request for a file asked for again), else a fresh one."""
+    def listed(self, project: str, key: str, filename: str) -> dict:
+        """The page's entry of a file (its .metadata's too): from any page kept
+        (a file's hash and upload time never change, so one asked for again
+        costs the upstream nothing), else from one fetched within page_seconds
+        (a URL no page lists costs no fetch until that expires)."""
         want = filename.removesuffix(".metadata")
         for stale in (True, False):
             for entry in self.files(project, stale=stale):
                 if entry["filename"] == want and file_key(entry) == key.lower():
                     return entry
-        return None
+        raise Refused(404, f"the upstream lists no {filename} with that hash for {project}")
 
     def decide(self, project: str, key: str, filename: str) -> policy.Decision:
         """The policy's word on a file URL: by name, then by release and upload time."""
         rules = self.rules.policy()
         if decided := rules.name(project):
             return decided
-        want = filename.removesuffix(".metadata")
         if not rules.timed and not any(rule.version for rule in rules.rules):
             return policy.OFFERED  # nothing to look up: cached files are served while the upstream is down
         entry = self.listed(project, key, filename)
-        if entry is None:
-            raise Refused(404, f"the upstream lists no {filename} with that hash for {project}")
-        return rules.file(project, want, entry.get("upload-time"), datetime.now(timezone.utc))
+        return rules.file(project, entry["filename"], entry.get("upload-time"), datetime.now(timezone.utc))
 
     def entry(self, project: str, key: str, filename: str) -> tuple[str, str]:
         """The upstream URL and the sha256 the page gives for a file (or its .metadata)."""
-        # The page every served URL came from (the same fetch filled both
-        # caches): a URL it does not list costs no fetch until it expires.
-        want = filename.removesuffix(".metadata")
-        for entry in self.files(project):
-            if entry["filename"] != want or file_key(entry) != key.lower():
-                continue
-            if want == filename:
-                return entry["url"], file_key(entry)
-            if entry["core-metadata"]:
-                return entry["url"] + ".metadata", (sha256_of(entry["core-metadata"]) or "").lower()
-        raise Refused(404, f"the upstream lists no {filename} with that hash for {project}")
+        entry = self.listed(project, key, filename)
+        if filename == entry["filename"]:  # the file itself, not its .metadata
+            return entry["url"], file_key(entry)
+        if entry["core-metadata"]:
+            return entry["url"] + ".metadata", (sha256_of(entry["core-metadata"]) or "").lower()
+        raise Refused(404, f"the upstream lists no {filename} for {project}")
 
 
 def handler(upstream: Upstream) -> type[httpd.Handler]:
@@ -452,8 +446,9 @@ def handler(upstream: Upstream) -> type[httpd.Handler]:
             """Every file the upstream lists for project, and whether it is offered, for the helper."""
             rules = upstream.rules.policy()
             now = datetime.now(timezone.utc)
+            name = rules.name(project)
             try:
-                files = [] if rules.name(project) else upstream.files(project, fresh=True)
+                files = [] if name else upstream.files(project, fresh=True)
             except Refused as refused:
                 if refused.status != 404:
                     raise
@@ -471,7 +466,6 @@ def handler(upstream: Upstream) -> type[httpd.Handler]:
                         "until": policy.shown_time(decided.until) if decided.until else None,
                     }
                 )
-            name = rules.name(project)
             self.answer_json(200, {"project": project, "name": name.why if name else None, "files": out})
 
         def page(self, project: str):
