@@ -269,6 +269,9 @@ def test_project_states_of_a_name_held_here(stack, tmp_path):
             listed["project-status"] == {"status": value, "reason": reason} and listed["meta"]["api-version"] == "1.4"
         )
         assert pip_install(stack, tmp_path / value, PASSWORD, project="state-probe") == "1.0"
+        done = install(stack, tmp_path / value, "state-probe", "uv")
+        assert done.returncode == 0, done.stderr
+        assert (tmp_path / value / "uv-state-probe" / "state_probe" / "__init__.py").read_text() == 'VERSION = "1.0"\n'
     # Archived: a new upload is refused, with why, and the refusal is in the audit log.
     status, said = post(stack, make_wheel(tmp_path, "2.0", project="state-probe"))
     assert status == 403 and "state-probe is archived on this index (finished), and takes no uploads" in said
