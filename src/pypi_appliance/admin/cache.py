@@ -69,8 +69,14 @@ def _write(conf: Settings, name: str, text: str) -> None:
 
 
 def use_policy(conf: Settings) -> None:
-    """The front door told of a change of the upstream rules (at its reload)."""
-    _use(conf, generation(conf))
+    """Tell the front door of a change of the upstream rules or project states:
+    the pages it kept under the old ones are not served. Before the first
+    start there is nothing to tell: the start writes it."""
+    from pypi_appliance.admin.users import reload_front_door
+
+    if os.path.isdir(root(conf)):
+        _use(conf, generation(conf))
+        reload_front_door()
 
 
 def _use(conf: Settings, n: int) -> None:

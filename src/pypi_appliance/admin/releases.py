@@ -217,11 +217,8 @@ def cmd_project_status(args, conf: Settings) -> None:
     logged(f"{project} is {args.state}: {STATE_SAID[args.state]}")
     # The upstream's pages kept by the front door are keyed by the states; this index's are written again.
     from pypi_appliance.admin import cache
-    from pypi_appliance.admin.users import reload_front_door
 
-    if os.path.isdir(cache.root(conf)):
-        cache.use_policy(conf)
-        reload_front_door()
+    cache.use_policy(conf)
     index = open_index(conf)
     with index.lock():
         record = index.load(project)

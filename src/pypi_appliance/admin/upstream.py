@@ -32,11 +32,7 @@ def current(conf: Settings) -> list[policy.Rule]:
 def save(conf: Settings, rules: list[policy.Rule]) -> None:
     os.makedirs(os.path.dirname(rules_file(conf)), mode=0o755, exist_ok=True)
     write_atomic(rules_file(conf), policy.rules_json(rules), mode=0o644, durable=True)
-    if os.path.isdir(cache.root(conf)):  # not yet started: the start writes it
-        cache.use_policy(conf)
-        from pypi_appliance.admin.users import reload_front_door
-
-        reload_front_door()
+    cache.use_policy(conf)
 
 
 def target(text: str) -> tuple[str, str | None]:
