@@ -13,7 +13,7 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 HOST_PACKAGES := python3-venv debhelper dpkg-dev
 # What the fast tier runs besides the venv: the helper on Debian's own Python
 # (with its passlib), shellcheck, and the njs CLI for the front door's module.
-CHECK_PACKAGES := shellcheck njs python3-passlib python3-bcrypt python3-jinja2 python3-click python3-shtab
+CHECK_PACKAGES := shellcheck njs python3-passlib python3-bcrypt python3-jwt python3-cryptography python3-jinja2 python3-click python3-shtab
 
 .PHONY: deb check test test-stack test-package test-system bench builder-deb clean
 

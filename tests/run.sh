@@ -6,7 +6,7 @@ cd "$(dirname "$0")/.."
 
 tests/host-packages.sh docker.io debootstrap lintian shellcheck systemd dpkg-dev \
     python3-stdeb python3-all dh-python python3-setuptools python3-jinja2 python3-click python3-shtab \
-    python3-passlib python3-bcrypt piuparts po-debconf gettext man-db
+    python3-passlib python3-bcrypt python3-jwt python3-cryptography piuparts po-debconf gettext man-db
 
 dockerd_pid=
 stop_dockerd() {

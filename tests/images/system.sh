@@ -16,7 +16,7 @@ trap 'rm -rf "$root"' EXIT
 # Debian) and a zh_TW.UTF-8 locale for the translated questions.
 debootstrap --variant=minbase \
     --keyring=/usr/share/keyrings/debian-archive-keyring.gpg \
-    --include=systemd,systemd-sysv,dbus,docker.io,docker-cli,docker-compose,iptables,iproute2,procps,ca-certificates,debconf-utils,debconf-i18n,locales,python3,python3-passlib,python3-bcrypt,curl,wrk,python3-pip,logrotate,fail2ban,zstd,perl \
+    --include=systemd,systemd-sysv,dbus,docker.io,docker-cli,docker-compose,iptables,iproute2,procps,ca-certificates,debconf-utils,debconf-i18n,locales,python3,python3-passlib,python3-bcrypt,python3-jwt,python3-cryptography,curl,wrk,python3-pip,logrotate,fail2ban,zstd,perl \
     trixie "$root" "$mirror" >/dev/null
 
 echo "zh_TW.UTF-8 UTF-8" >"$root/etc/locale.gen"

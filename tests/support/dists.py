@@ -70,3 +70,39 @@ def make_sdist(directory: Path, name: str, version: str, pkg_info: bool = True) 
             info.size = len(data)
             archive.addfile(info, io.BytesIO(data))
     return path
+
+
+def make_attestation(dist: Path, predicate: str = "https://docs.pypi.org/attestations/publish/v1", **subject) -> Path:
+    """A PEP 740 attestation file for dist, where twine --attestations finds it
+    (DIST.publish.attestation): an in-toto statement naming the file and its
+    sha256. Its certificate and signature are placeholders: the index checks
+    what the statement says of the file, a client verifies the signature."""
+    import base64
+    import hashlib
+    import json
+
+    statement = {
+        "_type": "https://in-toto.io/Statement/v1",
+        "subject": [
+            {
+                "name": subject.get("name", dist.name),
+                "digest": {"sha256": subject.get("sha256", hashlib.sha256(dist.read_bytes()).hexdigest())},
+            }
+        ],
+        "predicateType": predicate,
+        "predicate": None,
+    }
+    attestation = {
+        "version": 1,
+        "verification_material": {
+            "certificate": base64.b64encode(b"test certificate").decode(),
+            "transparency_entries": [{}],
+        },
+        "envelope": {
+            "statement": base64.b64encode(json.dumps(statement).encode()).decode(),
+            "signature": base64.b64encode(b"test signature").decode(),
+        },
+    }
+    path = dist.parent / f"{dist.name}.publish.attestation"
+    path.write_text(json.dumps(attestation))
+    return path

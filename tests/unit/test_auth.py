@@ -17,7 +17,7 @@ import yaml
 from passlib.apache import HtpasswdFile
 from passlib.hash import bcrypt
 
-from pypi_appliance.core import audit
+from pypi_appliance.core import audit, credentials
 from pypi_appliance.services import auth
 from tests.support.serving import serving
 
@@ -272,3 +272,84 @@ def test_the_checker_reads_the_settings_compose_passes(shipped_tree):
     passed = {k: v for k, v in doc["services"]["auth"]["environment"].items() if k.startswith("PYPI_AUTH_")}
     assert sorted(passed) == sorted(auth.SETTINGS)
     assert passed["PYPI_AUTH_MAX_FAILURES"] == "${PYPI_AUTH_MAX_FAILURES:-10}"
+
+
+def test_publish_scopes_are_named_to_the_upload_hook(checker):
+    (checker.auth_dir / "roles").write_text("admin publish\nci publish team-a-*,Shared_Utils\nbroken publish !!\n")
+    status, headers = checker(basic("admin", "right"), need="publish")
+    assert status == 200 and headers["X-Appliance-Projects"] == "*"  # a line from before scopes: every project
+    status, headers = checker(basic("ci", "ci-pw"), need="publish")
+    assert status == 200 and headers["X-Appliance-Projects"] == "team-a-*,shared-utils"
+
+
+def make_token(auth_dir, name, role="publish", projects=("*",), expires_in=3600, **extra):
+    """A token as 'token create' keeps it: the secret, its record in tokens.json."""
+    key_file = auth_dir / "token-key"
+    if not key_file.exists():
+        key_file.write_text("k" * 64 + "\n")
+    secret = credentials.new_token()
+    path = auth_dir / "tokens.json"
+    tokens = credentials.read_tokens(str(path))
+    now = int(time.time())
+    tokens[name] = {
+        "digest": credentials.digest(credentials.read_key(str(key_file)), secret),
+        "role": role,
+        "projects": list(projects),
+        "created": now,
+        "expires": now + expires_in,
+        **extra,
+    }
+    path.write_bytes(credentials.tokens_json(tokens))
+    return secret
+
+
+def test_tokens_cost_no_bcrypt_and_end_at_once(checker, monkeypatch):
+    secret = make_token(checker.auth_dir, "ci-team-a", projects=("team-a-*",), expires_in=120)
+    monkeypatch.setattr(auth.Checker, "_bcrypt", lambda *a: pytest.fail("a token ran bcrypt"))
+    status, headers = checker(basic("__token__", secret), need="publish")
+    assert status == 200
+    assert headers["X-Appliance-User"] == "token:ci-team-a" and headers["X-Appliance-Projects"] == "team-a-*"
+    # Cached by the front door no longer than it lives.
+    assert 115 <= int(headers["X-Accel-Expires"]) <= 120
+    assert "ci-team-a" in checker.check.used
+    read = make_token(checker.auth_dir, "reader", role="read")
+    status, headers = checker(basic("__token__", read), need="publish")
+    assert status == 403 and headers["X-Appliance-Projects"] == ""
+    # Wrong, expired and revoked tokens: 401, nothing throttled, the audit log says why (never the token).
+    assert checker(basic("__token__", credentials.new_token()))[0] == 401
+    expired = make_token(checker.auth_dir, "old", expires_in=-1)
+    assert checker(basic("__token__", expired))[0] == 401
+    tokens = credentials.read_tokens(str(checker.auth_dir / "tokens.json"))
+    tokens["ci-team-a"]["revoked"] = int(time.time())
+    (checker.auth_dir / "tokens.json").write_bytes(credentials.tokens_json(tokens))
+    assert checker(basic("__token__", secret))[0] == 401
+    log = checker.audit.read_text()
+    assert 'account=__token__ why="unknown token"' in log
+    assert 'account=token:old why="token expired"' in log and 'account=token:ci-team-a why="token revoked"' in log
+    assert secret not in log and expired not in log
+    assert checker.check.throttle.state(time.monotonic()) == []
+
+
+def test_minted_tokens_and_a_broken_tokens_file(checker):
+    (checker.auth_dir / "oidc").mkdir()
+    key = "k" * 64
+    (checker.auth_dir / "token-key").write_text(key + "\n")
+    secret = credentials.new_token()
+    minted = {
+        "oidc-gl-abc123": {
+            "digest": credentials.digest(key.encode(), secret),
+            "role": "publish",
+            "projects": ["team-a-*"],
+            "created": int(time.time()),
+            "expires": int(time.time()) + 900,
+        }
+    }
+    (checker.auth_dir / "oidc" / "minted.json").write_bytes(credentials.tokens_json(minted))
+    status, headers = checker(basic("__token__", secret), need="publish")
+    assert status == 200 and headers["X-Appliance-User"] == "token:oidc-gl-abc123"
+    # The helper's file broken: its tokens are refused, the minted ones still work.
+    other = make_token(checker.auth_dir, "helper-made")
+    assert checker(basic("__token__", other))[0] == 200
+    (checker.auth_dir / "tokens.json").write_text("{not json")
+    assert checker(basic("__token__", other))[0] == 401
+    assert checker(basic("__token__", secret))[0] == 200

@@ -117,7 +117,7 @@ def test_user_lifecycle(helper):
         helper("user", "add", "--role", "publish", "--password-stdin", "admin", stdin=PASSWORD + "\n").returncode == 0
     )
     assert helper("user", "add", "--password-stdin", "ci", stdin="other\n").returncode == 0
-    assert helper("user", "list").stdout.splitlines() == ["admin publish", "ci read"]
+    assert helper("user", "list").stdout.splitlines() == ["admin publish *", "ci read"]
     assert helper("user", "list", "--names").stdout.splitlines() == ["admin", "ci"]
 
     users = HtpasswdFile(str(helper.htpasswd))
@@ -133,7 +133,7 @@ def test_user_lifecycle(helper):
     assert users.check_password("admin", "new secret") and not users.check_password("admin", PASSWORD)
 
     assert helper("user", "role", "ci", "publish").returncode == 0
-    assert helper("user", "list").stdout.splitlines() == ["admin publish", "ci publish"]
+    assert helper("user", "list").stdout.splitlines() == ["admin publish *", "ci publish *"]
     assert helper("user", "role", "ci", "admin", "read").returncode == 0
     assert helper("user", "list").stdout.splitlines() == ["admin read", "ci read"]
     assert helper("user", "remove", "ci").returncode == 0
@@ -145,7 +145,7 @@ def test_user_lifecycle(helper):
 
     events = [line.split()[1:] for line in helper.audit.read_text().splitlines()]
     assert events == [
-        ["user-add", "by=alice", "account=admin", "role=publish"],
+        ["user-add", "by=alice", "account=admin", "role=publish", "projects=*"],
         ["user-add", "by=alice", "account=ci", "role=read"],
         ["user-passwd", "by=alice", "account=admin"],
         ["user-role", "by=alice", "account=ci", "role=publish"],
@@ -564,7 +564,7 @@ def test_restore_names_what_it_replaces_and_keeps_it(populated, tmp_path):
     assert result.returncode == 0, result.stderr
     assert sorted(p.name for p in packages.iterdir()) == ["probe-1.0-py3-none-any.whl", "probe-2.0-py3-none-any.whl"]
     assert HtpasswdFile(str(populated.htpasswd)).check_password("admin", PASSWORD)
-    assert populated("user", "list").stdout == "admin publish\n"
+    assert populated("user", "list").stdout == "admin publish *\n"
     assert packages.stat().st_uid == 9898
     assert stat.S_IMODE(populated.htpasswd.stat().st_mode) == 0o640
     assert not [p for p in populated.data.iterdir() if p.name.startswith(".")]
@@ -617,7 +617,7 @@ def test_restore_of_a_backup_from_before_roles_keeps_publishing(populated, tmp_p
     assert "pypi-appliance-backup/auth/roles" not in tarfile.open(archive).getnames()
     populated("user", "role", "admin", "ci", "read")
     assert populated("restore", "--yes", str(archive)).returncode == 0
-    assert populated("user", "list").stdout == "admin publish\nci publish\n"
+    assert populated("user", "list").stdout == "admin publish *\nci publish *\n"
     roles = populated.data / "auth" / "roles"
     assert stat.S_IMODE(roles.stat().st_mode) == 0o640 and roles.stat().st_gid == 9898
 

@@ -84,7 +84,7 @@ def test_the_config_writer_keeps_other_lines_and_any_value(tmp_path, audit_log):
     write_conf({"PYPI_PORT": "9443", "PYPI_TLS_KEY": TRICKY["PYPI_TLS_KEY"]}, str(conf), why="test")  # unchanged
     events = [line.split()[1:] for line in audit_log.read_text().splitlines()]
     assert events == [
-        ["settings", "by=root", 'keys="PYPI_TLS_CERT,PYPI_TLS_KEY,PYPI_PORT"', "why=test"],
+        ["settings", "by=root", "keys=PYPI_TLS_CERT,PYPI_TLS_KEY,PYPI_PORT", "why=test"],
         ["settings", "by=root", "keys=PYPI_PORT", "why=test"],
     ]
 

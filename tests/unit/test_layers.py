@@ -1,7 +1,7 @@
 """The product package's layers (src/pypi_appliance/__init__.py says why):
 core/ runs everywhere, so it is the standard library alone; services/ run on
 the pypiserver image's Python, which has core, passlib, bcrypt and pypiserver
-and nothing else; admin/ runs on the host with python3-passlib."""
+and nothing else; admin/ runs on the host with python3-passlib and python3-jwt."""
 
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ PACKAGE = "pypi_appliance"
 ALLOWED = {
     "core": (f"{PACKAGE}.core",),
     "services": (f"{PACKAGE}.core", f"{PACKAGE}.services", "passlib", "bcrypt", "pypiserver"),
-    "admin": (f"{PACKAGE}.core", f"{PACKAGE}.services", f"{PACKAGE}.admin", "passlib"),
+    "admin": (f"{PACKAGE}.core", f"{PACKAGE}.services", f"{PACKAGE}.admin", "passlib", "jwt"),
     # The package's own __init__ and __main__: the helper's entry point.
     "": (f"{PACKAGE}.admin",),
 }

@@ -46,14 +46,16 @@ def test_compose_file_defaults(staged):
     assert "ports" not in server, "pypiserver is reached only through the proxy"
     command = server["command"]
     assert command[0] == "run" and "--server=gunicorn" in command
-    assert "--authenticate=update" in command and "--backend=simple-dir" in command
-    assert "--passwords=/data/auth/htpasswd" in command
+    # The front door checks every credential; pypiserver takes the account it names.
+    assert "--authenticate=." in command and "--backend=simple-dir" in command
+    assert "--passwords=." in command
     assert "--disable-fallback" in command
     assert command[-1] == "/data/packages"
     assert "/health" in " ".join(server["healthcheck"]["test"])
     assert "curl" not in " ".join(server["healthcheck"]["test"])
     assert "${PYPI_DATA_DIR:-/srv/pypi}/packages:/data/packages" in server["volumes"]
-    assert "${PYPI_DATA_DIR:-/srv/pypi}/auth:/data/auth:ro" in server["volumes"]
+    assert not any("/auth:" in v for v in server["volumes"]), "pypiserver reads no credentials"
+    assert "/run/pypi-appliance/oidc:/run/oidc:ro" in doc["services"]["proxy"]["volumes"]
     proxy = doc["services"]["proxy"]
     assert proxy["ports"] == [{"target": 8080, "published": "${PYPI_PORT:-8080}", "host_ip": "${PYPI_BIND_ADDRESS:-}"}]
     assert doc["services"]["upstream"]["extra_hosts"] == ["host.docker.internal:host-gateway"]
@@ -65,7 +67,7 @@ def test_builder_options_reach_the_compose_file(staged):
     server = doc["services"]["pypiserver"]
     assert server["image"] == "registry.local/pypiserver:v9"
     assert doc["services"]["upstream"]["image"] == "registry.local/pypiserver:v9"
-    assert "--authenticate=update" in server["command"]
+    assert "--authenticate=." in server["command"]
     assert "${PYPI_DATA_DIR:-/data/pypi}/packages:/data/packages" in server["volumes"]
     assert doc["services"]["proxy"]["ports"][0]["published"] == "${PYPI_PORT:-9000}"
 
@@ -403,6 +405,8 @@ NGINX_0_3 = "location = /_auth { proxy_pass http://auth/check; }\n"
 NGINX_0_6 = NGINX_0_3 + "include /data/upstream/settings.conf;\n"
 # An edited 0.7.0 one: the key, but upstream files served without the rules.
 NGINX_0_7 = NGINX_0_6 + "include /etc/nginx/internal-key.conf;\n"
+# An edited 0.8.0 one: the rules, but pypiserver is not told the uploader's scope.
+NGINX_0_8 = NGINX_0_7 + "proxy_pass http://upstream_index/gate/$uproject;\n"
 
 
 @pytest.mark.parametrize(
@@ -427,7 +431,12 @@ NGINX_0_7 = NGINX_0_6 + "include /etc/nginx/internal-key.conf;\n"
         (
             "proxy\nauth\nupstream\nindexer\npypiserver\n",
             NGINX_0_7,
-            r"nginx.conf does not apply the upstream rules to files \(cooldown, deny\): it is",
+            r"nginx.conf does not apply the upstream rules to files \(cooldown, deny\) and does not tell",
+        ),
+        (
+            "proxy\nauth\nupstream\nindexer\npypiserver\n",
+            NGINX_0_8,
+            r"nginx.conf does not tell pypiserver the uploader's scope: it is",
         ),
         ("proxy\nauth\nupstream\nindexer\npypiserver\n", None, None),
     ],
@@ -478,7 +487,8 @@ def test_up_refuses_a_compose_file_from_before_the_services_moved(staged, tmp_pa
         compose_module.check_conffiles(read_conf("/nonexistent"))
     assert str(refused.value) == (
         f"{old} runs the services' code by its names from before 0.8.0 and does not tell pypiserver where the "
-        f"indexer is and does not give the upstream service its rules: it is an edited copy from an older version, "
+        f"indexer is and does not give the upstream service its rules and has pypiserver check passwords itself "
+        f"(since 0.9.0 the front door names the account): it is an edited copy from an older version, "
         f"which dpkg kept. Merge {old}.dpkg-dist into it "
         "(or replace it with that), then systemctl restart pypi-appliance"
     )

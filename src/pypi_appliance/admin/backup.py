@@ -30,7 +30,7 @@ from pypi_appliance.admin.settings import (
 from pypi_appliance.admin.tls import ensure_certificate, tls_paths
 from pypi_appliance.core import audit, policy
 from pypi_appliance.core.fsutil import atomic_file
-from pypi_appliance.core.roles import ROLES, format_roles
+from pypi_appliance.core.roles import ROLES, Grant, format_roles
 from pypi_appliance.services.index import Index
 
 BACKUP_ROOT = f"{PACKAGE}-backup"
@@ -73,13 +73,25 @@ def ca_sources():
     return [(paths[name], f"tls/{name}") for name in ("ca.crt", "ca.key")]
 
 
+# What a backup keeps of DATA_DIR/auth (the htpasswd file always), and what
+# each is, for the warning of what a restore would lose. Tokens minted for CI
+# (auth/oidc/) live 15 minutes: not kept.
+AUTH = {
+    "htpasswd": "the password file (accounts and passwords)",
+    "roles": "the accounts' roles and publish scopes",
+    "tokens.json": "the tokens (token create, revoke)",
+    "token-key": "the key of the tokens' hashes",
+    "trusts.json": "the trusted publishers (trust add)",
+}
+
+
 def cmd_backup(args, conf: Settings):
     """Packages, htpasswd and config (and the CA with --with-ca), with a checksum manifest."""
     target = args.file or time.strftime(f"{PACKAGE}-backup-%Y%m%d-%H%M%S.tar.gz")
     data = conf.data_dir
     sources = [
         (os.path.join(data, "auth", name), f"auth/{name}")
-        for name in ("htpasswd", "roles")
+        for name in AUTH
         if name == "htpasswd" or os.path.isfile(os.path.join(data, "auth", name))
     ]
     for name in (f"{PACKAGE}.conf", "compose.yaml", "nginx.conf"):
@@ -292,7 +304,7 @@ def replaced_by(conf: Settings, members):
             with open(live, "rb") as f:
                 if sha256(f) != digest:
                     losses.append((live, f"packages/{name}", f"{name} (differs from the backup's)"))
-    for name, why in (("htpasswd", "the password file (accounts and passwords)"), ("roles", "the accounts' roles")):
+    for name, why in AUTH.items():
         live = os.path.join(data, "auth", name)
         if os.path.isfile(live):
             with open(live, "rb") as f:
@@ -407,10 +419,11 @@ def cmd_restore(args, conf: Settings):
             with open(os.path.join(new_auth, "htpasswd"), encoding="utf-8") as f:
                 names = [line.split(":", 1)[0] for line in f if ":" in line]
             with open(roles, "wb") as f:
-                f.write(format_roles({name: ROLES[-1] for name in names}))
-        for name in ("htpasswd", "roles"):
-            os.chown(os.path.join(new_auth, name), 0, SERVER_GID)
-            os.chmod(os.path.join(new_auth, name), 0o640)
+                f.write(format_roles({name: Grant(ROLES[-1]) for name in names}))
+        for name in AUTH:
+            if os.path.exists(os.path.join(new_auth, name)):
+                os.chown(os.path.join(new_auth, name), 0, SERVER_GID)
+                os.chmod(os.path.join(new_auth, name), 0o640)
         new_policy = os.path.join(scratch, "policy")  # root's, read by the containers
         os.makedirs(new_policy, exist_ok=True)
         os.chmod(new_policy, 0o755)

@@ -10,6 +10,7 @@ import textwrap
 
 import pypi_appliance.admin
 from pypi_appliance.admin.settings import BUILD, CLIENT_BUNDLE, KEYS, PACKAGE, Fail, NeedsRoot, read_conf
+from pypi_appliance.core import credentials
 from pypi_appliance.core.policy import STATUSES
 from pypi_appliance.core.roles import ROLES
 
@@ -457,6 +458,12 @@ credentials the front door has already checked.""",
     a.add_argument("name")
     a.add_argument("--role", choices=ROLES, default=ROLES[0], help=f"what it may do (default {ROLES[0]})")
     a.add_argument(
+        "--projects",
+        metavar="PATTERNS",
+        help="with --role publish: the projects it may upload, names or globs, comma-separated, such as "
+        "'team-a-*,shared-utils' (default: every project); a new name too must be covered",
+    )
+    a.add_argument(
         "--generate",
         action="store_true",
         help="make a long random password, print it once with the shell lines that set up pip, uv and "
@@ -490,15 +497,148 @@ credentials the front door has already checked.""",
         root=True,
     )
     ro.add_argument("names_role", nargs="+", metavar="NAME... ROLE").complete = USERS
+    sc = command(
+        usub,
+        "scope",
+        "users:cmd_user_scope",
+        "set the projects a publish account may upload",
+        """\
+Set the projects a publish account may upload: names or globs, comma-separated
+(team-a-*,shared-utils), or * for every project. An upload of another project,
+a new name included, is refused with 403 naming the account's scope. Takes
+effect at once.""",
+        root=True,
+    )
+    sc.add_argument("name").complete = USERS
+    sc.add_argument("projects", metavar="PATTERNS")
     rm = command(usub, "remove", "users:cmd_user_remove", "remove an account", "Remove an account.", root=True)
     rm.add_argument("name").complete = USERS
+
+    tokens = command(
+        sub,
+        "token",
+        None,
+        "tokens for CI that expire: create, list, revoke",
+        f"""\
+Tokens: long random passwords of the user {credentials.TOKEN_USER} (as on PyPI), made for a
+CI job or a machine, each with a role, for publish the projects it may upload,
+and an expiry. A token is printed once and kept only as a keyed hash; checking
+one costs no bcrypt. An expired or revoked token is refused at once, also where
+the front door had cached it.""",
+    )
+    tsub = tokens.add_subparsers(dest="token_command", metavar="ACTION", required=True)
+    tc = command(
+        tsub,
+        "create",
+        "tokens:cmd_token_create",
+        "make a token and print it once",
+        "Make a token and print it once, on standard output.",
+        root=True,
+    )
+    tc.add_argument("--role", choices=ROLES, default=ROLES[0], help=f"what it may do (default {ROLES[0]})")
+    tc.add_argument(
+        "--projects",
+        metavar="PATTERNS",
+        help="with --role publish: the projects it may upload (default: every project)",
+    )
+    tc.add_argument(
+        "--expires",
+        default="90d",
+        metavar="DURATION",
+        help="how long it works, such as 90d, 12h, 2w (default 90d; at most 366d)",
+    )
+    tc.add_argument("--name", help="what list, revoke and the audit log call it (default: token-XXXXXX)")
+    command(
+        tsub,
+        "list",
+        "tokens:cmd_token_list",
+        "list tokens",
+        "List the tokens, those minted for trusted publishers too: name, role, projects, created, expires, "
+        "last used (to within 5 minutes), state, and who made it. Never the token.",
+        root=True,
+    )
+    tr = command(
+        tsub,
+        "revoke",
+        "tokens:cmd_token_revoke",
+        "revoke tokens",
+        "Revoke tokens by name; they stop working at once.",
+        root=True,
+    )
+    tr.add_argument("names", nargs="+", metavar="NAME")
+
+    trusts = command(
+        sub,
+        "trust",
+        None,
+        "trusted publishing: CI identities that may publish without a stored secret",
+        """\
+Trusted publishing (OIDC): a CI job trades the ID token its CI signs for it
+(GitLab CI id_tokens:, GitHub Actions id-token: write) for a publish token of
+15 minutes, limited to the projects its trust names. The index answers PEP 807's
+discovery (/.well-known/pytp/) and PyPI's exchange routes (/_/oidc/audience,
+/_/oidc/mint-token). Every exchange, minted or refused, is in the audit log.""",
+    )
+    rsub = trusts.add_subparsers(dest="trust_command", metavar="ACTION", required=True)
+    ta = command(
+        rsub,
+        "add",
+        "trust:cmd_trust_add",
+        "register a CI identity",
+        """\
+Register a CI identity: ID tokens from --issuer whose claims match --claims
+(NAME=VALUE, comma-separated; a VALUE may be a glob; true and false as JSON
+spells them) may be traded for a publish token of --projects. The issuer's
+OpenID configuration is fetched now, over HTTPS, to check it answers.""",
+        root=True,
+    )
+    ta.add_argument(
+        "--issuer",
+        required=True,
+        metavar="URL",
+        help="the OIDC issuer: https://gitlab.example.com, https://token.actions.githubusercontent.com",
+    )
+    ta.add_argument(
+        "--claims",
+        required=True,
+        metavar="NAME=VALUE,...",
+        help="the claims that name the CI job, such as project_path=group/repo,ref_protected=true",
+    )
+    ta.add_argument(
+        "--projects",
+        required=True,
+        metavar="PATTERNS",
+        help="the projects its tokens may upload: names or globs, comma-separated",
+    )
+    ta.add_argument(
+        "--audience", help="the aud the ID token must carry (default: this index's URL, which /_/oidc/audience answers)"
+    )
+    ta.add_argument("--lifetime", metavar="DURATION", help="how long a minted token works, 15m to 6h (default 15m)")
+    ta.add_argument("--name", help="what list, remove and the audit log call it (default: ci-XXXXXX)")
+    ta.add_argument("--no-check", action="store_true", help="add it without fetching the issuer's configuration now")
+    command(rsub, "list", "trust:cmd_trust_list", "list trusted publishers", "List the trusted publishers.", root=True)
+    tm = command(
+        rsub,
+        "remove",
+        "trust:cmd_trust_remove",
+        "remove a trusted publisher",
+        "Remove a trusted publisher; the tokens it minted stop working at once.",
+        root=True,
+    )
+    tm.add_argument("name")
     return p
 
 
 def main(argv=None):
     args = parser().parse_args(argv)
     name = " ".join(
-        filter(None, (args.command, getattr(args, "user_command", None), getattr(args, "upstream_command", None)))
+        filter(
+            None,
+            (
+                args.command,
+                *(getattr(args, f"{group}_command", None) for group in ("user", "upstream", "token", "trust")),
+            ),
+        )
     )
     try:
         if getattr(args, "root", False) and os.geteuid() != 0:

@@ -12,7 +12,7 @@ from pypi_appliance.admin import images
 from pypi_appliance.admin.cache import write_settings
 from pypi_appliance.admin.settings import BUILD, CONF, PACKAGE, ROOT, RUN_DIR, SERVER_GID, Fail, Settings, check_choices
 from pypi_appliance.admin.users import ensure_version
-from pypi_appliance.core import audit
+from pypi_appliance.core import audit, credentials
 from pypi_appliance.core.fsutil import write_atomic
 
 COMPOSE_FILE = f"{ROOT}/etc/{PACKAGE}/compose.yaml"
@@ -24,13 +24,16 @@ NEEDED = {
     "include /data/upstream/settings.conf;": "does not serve the upstream",
     "include /etc/nginx/internal-key.conf;": "does not send the containers' key",
     "proxy_pass http://upstream_index/gate/": "does not apply the upstream rules to files (cooldown, deny)",
+    "proxy_set_header X-Appliance-Projects $auth_projects;": "does not tell pypiserver the uploader's scope",
 }
 # What compose.yaml says since the services' code moved to pypi_appliance.services
-# and pypiserver's hook learnt the indexer's address from it (0.8.0).
+# and pypiserver's hook learnt the indexer's address from it (0.8.0), and since
+# the front door names the uploader and its scope (0.9.0).
 COMPOSE_NEEDED = {
     "pypi_appliance.services.": "runs the services' code by its names from before 0.8.0",
     "PYPI_INDEXER:": "does not tell pypiserver where the indexer is",
     "/policy:/data/policy:ro": "does not give the upstream service its rules",
+    "--authenticate=.": "has pypiserver check passwords itself (since 0.9.0 the front door names the account)",
 }
 
 
@@ -173,6 +176,38 @@ def write_internal_key() -> None:
         write_atomic(path, text, mode=mode, owner=(0, gid))
 
 
+EXCHANGE_DIR = f"{RUN_DIR}/oidc"  # compose.yaml mounts it into the front door
+
+
+def start_exchange(conf: Settings) -> subprocess.Popen:
+    """Trusted publishing's token exchange (pypi_appliance.admin.oidc), as the
+    containers' user: it reads the trusts and the token key, and writes only
+    the tokens it mints (DATA_DIR/auth/oidc, which the checker reads)."""
+    from pypi_appliance.admin.tokens import ensure_key
+
+    ensure_key(conf)
+    minted = os.path.dirname(credentials.minted_path(conf.data_dir))
+    for path, mode in ((EXCHANGE_DIR, 0o755), (minted, 0o750)):
+        os.makedirs(path, mode=mode, exist_ok=True)
+        os.chown(path, SERVER_GID, SERVER_GID)
+        os.chmod(path, mode)
+    env = {
+        "PATH": "/usr/bin:/bin",
+        "PYTHONPATH": os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))),
+        "PYTHONDONTWRITEBYTECODE": "1",
+        "PYPI_INTERNAL_KEY_FILE": INTERNAL_KEY,
+        "PYPI_AUDIT_LOG": audit.LOG,
+    }
+    return subprocess.Popen(
+        [sys.executable, "-m", "pypi_appliance.admin.oidc", "serve", conf.data_dir, EXCHANGE_DIR],
+        env=env,
+        user=SERVER_GID,
+        group=SERVER_GID,
+        extra_groups=[],
+        stdin=subprocess.DEVNULL,
+    )
+
+
 def cmd_up(args, conf: Settings):
     check_choices(conf)
     check_conffiles(conf)
@@ -186,8 +221,17 @@ def cmd_up(args, conf: Settings):
     except images.ImagesMissing as err:
         print(f"{PACKAGE}: {err}", file=sys.stderr, flush=True)
         return images.IMAGES["gave_up_status"]
-    # In the foreground: if a container dies, compose exits and systemd starts it all again.
-    return plain(compose(conf, "up", "--pull", "never", "--remove-orphans", "--abort-on-container-exit"))
+    exchange = start_exchange(conf)
+    try:
+        # In the foreground: if a container dies, compose exits and systemd starts it all again
+        # (the exchange too: it ends with this).
+        return plain(compose(conf, "up", "--pull", "never", "--remove-orphans", "--abort-on-container-exit"))
+    finally:
+        exchange.terminate()
+        try:
+            exchange.wait(5)
+        except subprocess.TimeoutExpired:
+            exchange.kill()
 
 
 def cmd_down(args, conf: Settings):

@@ -11,7 +11,7 @@ import syslog
 import time
 
 from pypi_appliance.admin.settings import PACKAGE, SERVER_GID, Fail, Settings
-from pypi_appliance.core import audit, policy
+from pypi_appliance.core import attestations, audit, policy
 from pypi_appliance.core.fsutil import write_atomic
 from pypi_appliance.core.names import normalize, parse_release
 from pypi_appliance.services.index import Index, Syncer
@@ -123,6 +123,9 @@ def cmd_remove(args, conf: Settings) -> None:
             os.unlink(os.path.join(index.packages, name))
     syncer = Syncer(index, log=lambda text: None)
     syncer.sync()
+    for name in names:  # unlisted now: their provenance (PEP 740) goes too
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(os.path.join(index.packages, name + attestations.SUFFIX))
     with index.lock():  # its yank goes; its files' hashes stay, so other bytes cannot take their names
         record = index.load(project)
         record.get("yanked", {}).pop(version, None)

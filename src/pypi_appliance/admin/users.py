@@ -12,9 +12,9 @@ import time
 
 from pypi_appliance.admin.host import container, run
 from pypi_appliance.admin.settings import BCRYPT_MAX_BYTES, CONF, PACKAGE, SERVER_GID, USERNAME, Fail, Settings
-from pypi_appliance.core import audit
+from pypi_appliance.core import audit, credentials
 from pypi_appliance.core.fsutil import write_atomic
-from pypi_appliance.core.roles import ROLES, format_roles, read_roles
+from pypi_appliance.core.roles import READ, ROLES, Grant, format_roles, read_roles
 
 # The front door's compose service.
 PROXY = "proxy"
@@ -130,7 +130,7 @@ def reload_front_door() -> None:
     )
 
 
-def save_users(conf: Settings, users, roles: dict[str, str]):
+def save_users(conf: Settings, users, roles: dict[str, Grant]):
     """Replace the htpasswd and roles files atomically (the credential checker
     and pypiserver read them again when they change), then the front door's
     version of them: credentials it has cached are checked again."""
@@ -167,10 +167,26 @@ def account(users, name):
     return name
 
 
+def describe(grant: Grant) -> str:
+    """ROLE, and for publish the projects it covers."""
+    if grant.role != "publish":
+        return grant.role
+    return f"{grant.role} {credentials.format_scope(grant.projects) or '(no project)'}"
+
+
+def scope_option(role: str, projects: str | None) -> tuple[str, ...]:
+    if projects is not None and role != "publish":
+        raise Fail("--projects limits what an account may publish: it goes with --role publish")
+    try:
+        return credentials.parse_scope(projects or "*")
+    except ValueError as err:
+        raise Fail(f"--projects: {err}") from None
+
+
 def cmd_user_list(args, conf: Settings):
     roles = read_roles(roles_path(conf))
     for name in sorted(load_users(conf).users()):
-        print(name if args.names else f"{name} {roles.get(name, ROLES[0])}")
+        print(name if args.names else f"{name} {describe(roles.get(name, READ))}")
 
 
 def cmd_user_add(args, conf: Settings):
@@ -186,13 +202,15 @@ def cmd_user_add(args, conf: Settings):
         from pypi_appliance.admin.clients import base_url
 
         base_url(conf, args.host, args.url)  # a bad --url is refused before the account exists
+    projects = scope_option(args.role, args.projects)
     password = secrets.token_urlsafe(30) if args.generate else read_password(args)
     users.set_password(name, password)
     roles = read_roles(roles_path(conf))
-    roles[name] = args.role
+    roles[name] = grant = Grant(args.role, projects)
     save_users(conf, users, roles)
-    audit.record("user-add", by=audit.actor(), account=name, role=args.role)
-    print(f"added user {name!r} ({args.role})", file=sys.stderr)
+    scope = {"projects": credentials.format_scope(projects)} if args.role == "publish" else {}
+    audit.record("user-add", by=audit.actor(), account=name, role=args.role, **scope)
+    print(f"added user {name!r} ({describe(grant)})", file=sys.stderr)
     if args.generate:
         from pypi_appliance.admin.clients import machine_snippet
 
@@ -216,11 +234,28 @@ def cmd_user_role(args, conf: Settings):
     users = load_users(conf)
     roles = read_roles(roles_path(conf))
     for name in names:
-        roles[account(users, name)] = role
+        roles[account(users, name)] = Grant(role, roles.get(name, READ).projects)
     save_users(conf, users, roles)
     for name in names:
         audit.record("user-role", by=audit.actor(), account=name, role=role)
     print(f"{', '.join(repr(n) for n in names)} may now {role}", file=sys.stderr)
+
+
+def cmd_user_scope(args, conf: Settings):
+    users = load_users(conf)
+    name = account(users, args.name)
+    try:
+        projects = credentials.parse_scope(args.projects)
+    except ValueError as err:
+        raise Fail(f"'user scope {name} {args.projects}': {err}") from None
+    roles = read_roles(roles_path(conf))
+    grant = roles.get(name, READ)
+    if grant.role != "publish":
+        raise Fail(f"{name!r} may only read: a scope limits publishing (user role {name} publish, then the scope)")
+    roles[name] = Grant(grant.role, projects)
+    save_users(conf, users, roles)
+    audit.record("user-scope", by=audit.actor(), account=name, projects=credentials.format_scope(projects))
+    print(f"{name!r} may now publish {credentials.format_scope(projects)}", file=sys.stderr)
 
 
 def cmd_user_remove(args, conf: Settings):

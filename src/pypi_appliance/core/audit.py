@@ -24,7 +24,7 @@ def _log() -> str:
 
 
 LOG = _log()
-PLAIN = re.compile(r"[\w.@+:/=-]+")
+PLAIN = re.compile(r"[\w.@+:/=*?,-]+")
 
 
 def actor() -> str:

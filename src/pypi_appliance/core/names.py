@@ -17,6 +17,11 @@ def normalize(name: str) -> str:
     return re.sub(r"[-_.]+", "-", name).lower()
 
 
+def normalize_pattern(pattern: str) -> str:
+    """A glob of names normalized as names are, its wildcards (* ?) kept."""
+    return "".join(part if part in "*?" else normalize(part) for part in re.split(r"([*?])", pattern))
+
+
 def now() -> str:
     """PEP 700's upload-time format (UTC)."""
     return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")

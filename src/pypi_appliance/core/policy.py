@@ -25,7 +25,8 @@ import re
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta, timezone
 
-from pypi_appliance.core.names import normalize, version_of
+from pypi_appliance.core.credentials import PATTERN
+from pypi_appliance.core.names import normalize_pattern, version_of
 
 RULES_FILE = "upstream-rules.json"
 # PEP 792's project states, for names held here and upstream ones alike
@@ -39,7 +40,7 @@ UNITS = {"w": 7 * 86400, "d": 86400, "h": 3600, "m": 60, "s": 1}
 # POSIX ERE too: the config script checks the debconf answer with it (debian/_checks.sh).
 DURATION = re.compile(r"0|([0-9]+[wdhms])+")
 # A normalized name, or a glob of them (* and ?); other spellings are normalized first.
-GLOB = re.compile(r"[A-Za-z0-9*?](?:[A-Za-z0-9._*?-]*[A-Za-z0-9*?])?")
+GLOB = PATTERN  # a name or a glob of names (core.credentials)
 # PEP 440 versions (and the legacy ones on old pages): no spaces, no separators of ours.
 VERSION = re.compile(r"[A-Za-z0-9][A-Za-z0-9.+!_-]*")
 KINDS = ("allow", "deny")
@@ -101,8 +102,7 @@ def parse_target(text: str) -> tuple[str, str | None]:
         raise ValueError(f"'{text.strip()}': '{version}' is not a version such as 2.0.0")
     if sep and ("*" in name or "?" in name):
         raise ValueError(f"'{text.strip()}': a release is one project's, not a glob's")
-    pattern = "".join(part if part in "*?" else normalize(part) for part in re.split(r"([*?])", name))
-    return pattern, (version if sep else None)
+    return normalize_pattern(name), (version if sep else None)
 
 
 @dataclass(frozen=True)

@@ -1,6 +1,7 @@
 """The simple repository API's pages: PEP 503 HTML and PEP 691 JSON, rendered
 from one PEP 691 dict (as warehouse does), with PEP 700's fields, PEP 714's
-metadata names and PEP 792's project status (API version 1.4). The indexer writes them; the upstream service renders the
+metadata names, PEP 740's provenance URLs and PEP 792's project status (API
+version 1.4). The indexer writes them; the upstream service renders the
 upstream's pages through the same code. Standard library only."""
 
 from __future__ import annotations
@@ -29,6 +30,8 @@ def _file_json(name: str, entry: dict, yanked) -> dict:
     # PEP 714: JSON carries core-metadata only. The old name there crashes
     # pip 22.3-23.1 (Debian 12's 23.0.1 among them: pypa/pip#12042).
     item["core-metadata"] = {"sha256": entry["metadata-sha256"]} if entry.get("metadata-sha256") else False
+    if entry.get("provenance"):  # PEP 740: beside the file
+        item["provenance"] = f"../../packages/{quote(name)}.provenance"
     return item
 
 
@@ -76,6 +79,8 @@ def render_page(page: dict) -> tuple[bytes, bytes]:
         if meta:  # PEP 714 keeps the old attribute name in HTML, for pips before 23.2
             meta = "true" if meta is True else "".join(f"{k}={v}" for k, v in sorted(meta.items())[:1])
             attrs += [f'data-dist-info-metadata="{html.escape(meta)}"', f'data-core-metadata="{html.escape(meta)}"']
+        if item.get("provenance"):
+            attrs.append(f'data-provenance="{html.escape(item["provenance"])}"')
         yanked = item.get("yanked", False)
         if yanked is not False:
             attrs.append(f'data-yanked="{html.escape(yanked if yanked is not True else "")}"')

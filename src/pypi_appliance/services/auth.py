@@ -7,9 +7,13 @@ address is throttled there (429 with Retry-After at the front door) without
 any bcrypt work.
 
 Run as a compose service: python -m pypi_appliance.services.auth serve /data PORT
-Answers to GET /check: 200 (empty, cacheable) with X-Appliance-User and X-Appliance-Role; 403 when
-the account may not do what X-Appliance-Need asks; 401 with X-Appliance-Refusal
-(wrong, or throttled with Retry-After). GET /throttled lists what is throttled."""
+Answers to GET /check: 200 (empty, cacheable) with X-Appliance-User,
+X-Appliance-Role and X-Appliance-Projects (the publish scope, core.credentials;
+pypiserver's upload hook applies it); 403 when the account may not do what
+X-Appliance-Need asks; 401 with X-Appliance-Refusal (wrong, or throttled with
+Retry-After). Tokens (user __token__) cost a keyed hash, no bcrypt; their
+answers are cached until they expire at most (X-Accel-Expires). GET /throttled
+lists what is throttled, GET /tokens/used when each token was last checked."""
 
 from __future__ import annotations
 
@@ -18,6 +22,7 @@ import binascii
 import collections
 import hashlib
 import itertools
+import json
 import logging
 import os
 import secrets
@@ -25,8 +30,10 @@ import sys
 import threading
 import time
 
-from pypi_appliance.core import audit, httpd
-from pypi_appliance.core.roles import ROLES, may, read_roles
+from pypi_appliance.core import audit, credentials, httpd
+from pypi_appliance.core.fsutil import write_atomic
+from pypi_appliance.core.policy import UNREADABLE, Watched
+from pypi_appliance.core.roles import READ, may, read_roles
 
 # The config file's settings for it (builder/settings.py), which compose.yaml
 # passes with their defaults.
@@ -41,15 +48,50 @@ DUMMY_HASH = None
 
 
 class Accounts:
-    """The htpasswd and roles files, read again when either changes."""
+    """The htpasswd and roles files, read again when either changes; the
+    tokens (made by the helper, and minted for CI), likewise."""
 
     def __init__(self, auth_dir: str):
         self.htpasswd = os.path.join(auth_dir, "htpasswd")
         self.roles_file = os.path.join(auth_dir, "roles")
         self.version = None
         self.users = None
-        self.roles: dict[str, str] = {}
+        self.roles: dict[str, tuple] = {}
         self.lock = threading.Lock()
+        data = os.path.dirname(auth_dir)
+        self.key = Watched(credentials.key_path(data), credentials.read_key)
+        self.token_files = [
+            Watched(credentials.tokens_path(data), credentials.read_tokens),
+            Watched(credentials.minted_path(data), credentials.read_tokens),
+        ]
+        self.token_index: tuple = (None, {})
+        self.broken: dict[str, str] = {}
+
+    def tokens(self) -> dict[str, tuple[str, dict]]:
+        """digest -> (name, record) of every token file; a file that cannot be
+        read adds nothing (its tokens are refused, and say why in the log)."""
+        with self.lock:
+            seen = []
+            for watched in (self.key, *self.token_files):
+                try:
+                    watched.get()
+                    seen.append(watched.seen)
+                except UNREADABLE as err:
+                    if self.broken.get(watched.path) != str(err):
+                        logging.error("%s cannot be read (%s): its tokens are refused", watched.path, err)
+                    self.broken[watched.path] = str(err)
+                    seen.append(None)
+                else:
+                    self.broken.pop(watched.path, None)
+            if seen != self.token_index[0]:
+                index = {}
+                for watched in self.token_files:
+                    try:
+                        index.update({r["digest"]: (n, r) for n, r in watched.get().items()})
+                    except UNREADABLE:
+                        pass
+                self.token_index = (seen, index)
+            return self.token_index[1]
 
     def _stamp(self):
         stamps = []
@@ -230,6 +272,7 @@ class Checker:
         self.succeeded: dict[str, float] = {}  # address -> when a check from it last succeeded
         self.lock = threading.Lock()
         self.ready = threading.Condition(self.lock)
+        self.used: dict[str, int] = {}  # token name -> when last checked (not answered from a cache)
         # Good answers, by a salted hash of the header: a throttled address
         # keeps using credentials already known to be good.
         self.salt = secrets.token_bytes(16)
@@ -273,6 +316,30 @@ class Checker:
         except (ValueError, TypeError):
             pass
         return False
+
+    def check_token(self, token: str, client: str):
+        """A token's (status, account, reason, retry_after, grant, seconds left):
+        a keyed hash and a lookup, no bcrypt and no throttle (a token cannot be
+        guessed, and a wrong one costs nothing to check)."""
+        index = self.accounts.tokens()
+        try:
+            key = self.accounts.key.get()
+        except UNREADABLE:
+            key = b""
+        found = index.get(credentials.digest(key, token)) if key else None
+        now = time.time()
+        if found is None:
+            audit.record("login-failed", client=client, account=credentials.TOKEN_USER, why="unknown token")
+            return 401, None, "wrong", 0, None, 0
+        name, record = found
+        account = credentials.ACCOUNT_PREFIX + name
+        ended = credentials.state(record, now)
+        if ended != "active":
+            audit.record("login-failed", client=client, account=account, why=f"token {ended}")
+            return 401, account, "wrong", 0, None, 0
+        with self.lock:
+            self.used[name] = int(now)
+        return 200, account, "", 0, (record["role"], tuple(record["projects"])), int(record["expires"] - now)
 
     def check(self, header: str, client: str):
         """(status, name, reason, retry_after): 200 with the account's name,
@@ -336,6 +403,42 @@ class Checker:
         return 401, name, "wrong", 0
 
 
+USED_SECONDS = 60
+
+
+def used_path() -> str:
+    """When each token was last checked: beside the audit log, the checker's
+    one writable place (its auth dir is read-only)."""
+    return os.path.join(os.path.dirname(audit.LOG), "token-use.json")
+
+
+def keep_used(checker: Checker) -> None:
+    """Loaded at the start, written each minute when it changed (a token
+    answered from the front door's cache is not checked: to within 5 minutes)."""
+    path = used_path()
+    try:
+        with open(path, encoding="utf-8") as f:
+            checker.used.update({str(k): int(v) for k, v in json.load(f).items()})
+    except (OSError, ValueError, AttributeError):
+        pass
+    written: dict = dict(checker.used)
+
+    def loop():
+        nonlocal written
+        while True:
+            time.sleep(USED_SECONDS)
+            with checker.lock:
+                now = dict(checker.used)
+            if now != written:
+                try:
+                    write_atomic(path, json.dumps(now, sort_keys=True).encode(), mode=0o640)
+                    written = now
+                except OSError as err:
+                    logging.warning("%s not written (%s)", path, err)
+
+    threading.Thread(target=loop, daemon=True).start()
+
+
 def split_basic(header: str):
     """(name, password) of a Basic header, or (None, None)."""
     scheme, _, token = (header or "").strip().partition(" ")
@@ -355,18 +458,33 @@ def handler(checker: Checker) -> type[httpd.Handler]:
                 return self.answer(200, b"ok")
             if self.path == "/throttled":
                 return self.answer_json(200, checker.throttle.state(time.monotonic()))
+            if self.path == "/tokens/used":
+                with checker.lock:
+                    return self.answer_json(200, dict(checker.used))
             if self.path != "/check":
                 return self.answer(404)
             client = self.headers.get("X-Real-IP", self.client_address[0])
-            status, name, reason, retry = checker.check(self.headers.get("Authorization", ""), client)
+            header = self.headers.get("Authorization", "")
+            name, password = split_basic(header)
+            headers = []
+            if name == credentials.TOKEN_USER:
+                status, account, reason, retry, grant, left = checker.check_token(password, client)
+                # Cached no longer than the token lives (nginx: X-Accel-Expires).
+                headers.append(("X-Accel-Expires", str(max(0, min(left, 300)))))
+            else:
+                status, account, reason, retry = checker.check(header, client)
+                grant = checker.accounts.current()[2].get(account, READ)
             if status != 200:
                 # No name: it is the client's, any bytes at all.
                 return self.answer(401, headers=[("X-Appliance-Refusal", reason), ("Retry-After", str(retry))])
-            role = checker.accounts.current()[2].get(name, ROLES[0])
-            need = self.headers.get("X-Appliance-Need", ROLES[0])
-            self.answer(
-                200 if may(role, need) else 403, headers=[("X-Appliance-User", name), ("X-Appliance-Role", role)]
-            )
+            role, projects = grant
+            need = self.headers.get("X-Appliance-Need", READ.role)
+            headers += [
+                ("X-Appliance-User", account),
+                ("X-Appliance-Role", role),
+                ("X-Appliance-Projects", credentials.format_scope(projects) if role != READ.role else ""),
+            ]
+            self.answer(200 if may(role, need) else 403, headers=headers)
 
     return Handler
 
@@ -377,6 +495,7 @@ def serve(data: str, port: int) -> None:
         env["PYPI_AUTH_MAX_FAILURES"], env["PYPI_AUTH_THROTTLE_SECONDS"], env["PYPI_AUTH_THROTTLE_MAX_SECONDS"]
     )
     checker = Checker(Accounts(os.path.join(data, "auth")), throttle, env["PYPI_AUTH_WORKERS"])
+    keep_used(checker)
     # Listening first: a login that comes during the warm-up waits for it
     # instead of being refused.
     server = httpd.server(handler(checker), port)

@@ -26,7 +26,7 @@ import shutil
 import sys
 import threading
 
-from pypi_appliance.core import httpd, policy
+from pypi_appliance.core import attestations, httpd, policy
 from pypi_appliance.core.archives import Inspector, Invalid
 from pypi_appliance.core.fsutil import walk_packages, write_atomic
 from pypi_appliance.core.names import now
@@ -119,12 +119,13 @@ class Index:
         if (status or {}).get("status") == "quarantined":
             text = f"pypi-appliance: {policy.quarantined(project, status)}\n"
         for name in list(record["files"]) + list(record.get("gone", {})):
-            marker = os.path.join(self.withheld, "packages", name)
-            if text is not None and name in record["files"]:
-                write_atomic(marker, text.encode())
-            else:
-                with contextlib.suppress(FileNotFoundError):
-                    os.unlink(marker)
+            for served in (name, name + attestations.SUFFIX):
+                marker = os.path.join(self.withheld, "packages", served)
+                if text is not None and name in record["files"]:
+                    write_atomic(marker, text.encode())
+                else:
+                    with contextlib.suppress(FileNotFoundError):
+                        os.unlink(marker)
 
     def publish_root(self) -> None:
         listed = [p for p in self.projects() if os.path.isdir(os.path.join(self.simple, p))]
@@ -174,6 +175,9 @@ class Index:
         old = previous.get(name) or tombstone
         info["upload-time"] = old["upload-time"] if old.get("sha256") == info["sha256"] else now()
         info["inode"], _, info["mtime_ns"] = stat
+        # PEP 740: the upload hook put the attestations beside the file before it.
+        if os.path.exists(os.path.join(self.packages, name + attestations.SUFFIX)):
+            info["provenance"] = True
         record["files"][name] = info
 
     def forget(self, name: str, record: dict) -> dict:
@@ -256,6 +260,8 @@ class Syncer:
                     self.log(f"pages written again in this version's shape ({PAGES_SHAPE})")
             files, self.dirs = index.walk()
             todo = {}
+            for name in [n for n in files if n.endswith(attestations.SUFFIX)]:
+                del files[name]  # a file's provenance (PEP 740), not a file to list
             for name, inode in files.items():
                 entry, bad = self.listed.get(name), self.invalid.get(name)
                 # A listed file is the same file while its inode is: uploads,
