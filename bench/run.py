@@ -465,6 +465,65 @@ def flood_case(system: System) -> dict:
     return result
 
 
+# 16 CI clients at once, each with a credential of its own: its first request
+# (not cached by the front door: a check by the checker) and then repeated
+# ones for a few seconds (cached), over plain HTTP on the published port.
+CI_CLIENT = r"""
+import base64, http.client, json, sys, threading, time
+target, seconds, creds = sys.argv[1], float(sys.argv[2]), json.load(sys.stdin)
+first, counts, start = [], [], threading.Barrier(len(creds))
+def client(user, password):
+    header = {"Authorization": "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()}
+    c = http.client.HTTPConnection(target, 8080, timeout=60)
+    start.wait()
+    t = time.monotonic()
+    c.request("GET", "/simple/bench-p00000/", headers=header); r = c.getresponse(); r.read()
+    assert r.status == 200, r.status
+    first.append(time.monotonic() - t)
+    n, end = 0, time.monotonic() + seconds
+    while time.monotonic() < end:
+        c.request("GET", "/simple/bench-p00000/", headers=header); r = c.getresponse(); r.read(); n += 1
+    counts.append(n)
+threads = [threading.Thread(target=client, args=pair) for pair in creds]
+for t in threads: t.start()
+for t in threads: t.join()
+print(json.dumps({"first_s": sorted(first), "repeated_per_s": sum(counts) / seconds}))
+"""
+CI_CLIENTS = 16
+
+
+def token_case(system: System) -> dict:
+    """The CI cell: 16 clients with passwords (bcrypt once each) against 16 with tokens (a keyed hash)."""
+    target = system.sh("ip -4 -o addr show eth0 | awk '{print $4}' | cut -d/ -f1 | head -1").stdout.strip()
+    system.put("/root/ci-client.py", CI_CLIENT.encode())
+    passwords = []
+    for n in range(CI_CLIENTS):
+        system.sh(f"pypi-appliance user add --password-stdin ci{n:02d} 2>/dev/null", input=f"ci-password-{n}\n")
+        passwords.append([f"ci{n:02d}", f"ci-password-{n}"])
+    tokens = [
+        [
+            "__token__",
+            system.sh(f"pypi-appliance token create --expires 1h --name ci-token-{n:02d} 2>/dev/null").stdout.strip(),
+        ]
+        for n in range(CI_CLIENTS)
+    ]
+    result = {}
+    for kind, creds in (("password", passwords), ("token", tokens)):
+        out = json.loads(
+            system.sh(f"python3 /root/ci-client.py {target} 5", input=json.dumps(creds), timeout=300).stdout
+        )
+        result[kind] = {
+            "first_p50_s": percentile(out["first_s"], 0.5),
+            "first_max_s": max(out["first_s"]),
+            "repeated_per_s": out["repeated_per_s"],
+        }
+    for n in range(CI_CLIENTS):
+        system.sh(f"pypi-appliance user remove ci{n:02d} 2>/dev/null", check=False)
+    system.sh("pypi-appliance token revoke " + " ".join(f"ci-token-{n:02d}" for n in range(CI_CLIENTS)), check=False)
+    log(f"  ci credentials: {result}")
+    return result
+
+
 UPSTREAM_WHEEL_BYTES = 256 * 1024
 UPSTREAM_ROUNDS = 3
 
@@ -607,6 +666,13 @@ def report(results: dict) -> None:
                 f"one address, 16 connections: {f['single_address_checked_per_s']:.2f} guesses/s checked, "
                 f"{f['single_address_answered_per_s']:.0f}/s answered in all (429 after the 10th) {f['single_counts']}"
             )
+        if scale.get("ci"):
+            print(f"{CI_CLIENTS} CI clients at once{'first request p50 / max (s)':>36}{'repeated req/s':>18}")
+            for kind, row in scale["ci"].items():
+                print(
+                    f"{'with ' + kind + 's':<30}{row['first_p50_s']:>19.3f} / {row['first_max_s']:<8.3f}"
+                    f"{row['repeated_per_s']:>18.0f}"
+                )
         for name, value in scale["ratios"].items():
             print(f"{name}: {value:.2f}")
     if results.get("upstream"):
@@ -704,6 +770,7 @@ def scale_run(system: System, projects: int, nginx_ref: str, pypiserver_ref: str
     turns = take_turns(system, container_pid(system, proxy), container_pid(system, "static"), projects)
     fresh = freshness(system, container_pid(system, proxy))
     flood = flood_case(system) if full else None
+    ci = token_case(system) if full else None
     if full:
         system.sh(
             "sed -i 's/^PYPI_ACCESS=.*/PYPI_ACCESS=public-read/' /etc/pypi-appliance/pypi-appliance.conf && "
@@ -738,6 +805,7 @@ def scale_run(system: System, projects: int, nginx_ref: str, pypiserver_ref: str
         "turns": turns,
         "freshness": fresh,
         "flood": flood,
+        "ci": ci,
         "ratios": ratios(by, turns),
     }
 

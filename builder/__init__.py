@@ -1,3 +1,3 @@
 """Build the pypi-appliance Debian package from templates/ and debian/."""
 
-__version__ = "0.8.0"
+__version__ = "0.9.0"

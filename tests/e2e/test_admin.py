@@ -30,7 +30,7 @@ def started_at(system) -> str:
 def test_users_change_without_a_restart(system, installed):
     before = started_at(system)
     system.sh("pypi-appliance user add --password-stdin ci-bot", input="ci secret ü\n")
-    assert system.sh("pypi-appliance user list").stdout.splitlines() == sorted([f"{USER} publish", "ci-bot read"])
+    assert system.sh("pypi-appliance user list").stdout.splitlines() == sorted([f"{USER} publish *", "ci-bot read"])
     assert system.http("/simple/", user="ci-bot", password="ci secret ü") == 200
 
     system.sh("pypi-appliance user passwd --password-stdin ci-bot", input="rotated\n")
@@ -53,7 +53,7 @@ def test_user_commands_refuse_bad_input(system, installed):
     ]:
         result = system.sh(script, input=stdin, check=False)
         assert result.returncode == 1 and message in result.stderr, (script, result.stderr)
-    assert system.sh("pypi-appliance user list").stdout.splitlines() == [f"{USER} publish"]
+    assert system.sh("pypi-appliance user list").stdout.splitlines() == [f"{USER} publish *"]
     assert system.http("/simple/", user=USER, password=PASSWORD) == 200
 
 

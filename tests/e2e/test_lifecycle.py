@@ -125,7 +125,7 @@ def test_upgrade_from_the_released_version_asks_only_the_new_question(system, le
     # 0.6 and older made the data and log dirs 0755: no other user's now.
     assert system.sh("stat -c '%g %a' /srv/pypi /var/log/pypi-appliance").stdout.splitlines() == ["9898 750"] * 2
     # Accounts made before roles existed keep publishing (NEWS); new ones only read.
-    assert system.sh("pypi-appliance user list").stdout.splitlines() == [f"{USER} publish", "old-ci publish"]
+    assert system.sh("pypi-appliance user list").stdout.splitlines() == [f"{USER} publish *", "old-ci publish *"]
     body, content_type = upload_form(make_wheel(tmp_path, "1.0", project="old-ci-probe"))
     status, text, _ = system.fetch_all(
         "/", user="old-ci", password="old ci pw", method="POST", data=body, headers={"Content-Type": content_type}
@@ -335,7 +335,7 @@ def test_unattended_install_generates_a_password(system, leaves_installed):
     out = system.sh(f"DEBIAN_FRONTEND=noninteractive apt-get install -y --reinstall {DEB} 2>&1").stdout
     assert "Setting up pypi-appliance" in out, out
     assert "a random one is in" not in out, out
-    assert system.sh("pypi-appliance user list").stdout.splitlines() == ["keeper publish"]
+    assert system.sh("pypi-appliance user list").stdout.splitlines() == ["keeper publish *"]
     system.sh("test ! -e /etc/pypi-appliance/initial-admin-password")
 
 

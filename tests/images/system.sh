@@ -9,14 +9,15 @@ mirror=${DEBIAN_MIRROR:-http://deb.debian.org/debian}
 root=$(mktemp -d /var/tmp/pypi-appliance-system.XXXXXX)
 trap 'rm -rf "$root"' EXIT
 
-# What the appliance's Depends (and the images package's zstd) pull in is preinstalled so installs need no network;
+# What the appliance's Depends (and the images package's zstd) pull in is preinstalled so installs need no network
+# (python3-cffi-backend by name: debootstrap does not resolve the virtual package python3-cryptography needs);
 # wrk and pip are for the benchmark; logrotate and fail2ban (its service
 # masked: there is no sshd for its default jail) for the audit log's rotation
 # and filter; perl (Term::ReadLine, for debconf's readline frontend); debconf-i18n (installed by default on
 # Debian) and a zh_TW.UTF-8 locale for the translated questions.
 debootstrap --variant=minbase \
     --keyring=/usr/share/keyrings/debian-archive-keyring.gpg \
-    --include=systemd,systemd-sysv,dbus,docker.io,docker-cli,docker-compose,iptables,iproute2,procps,ca-certificates,debconf-utils,debconf-i18n,locales,python3,python3-passlib,python3-bcrypt,python3-jwt,python3-cryptography,curl,wrk,python3-pip,logrotate,fail2ban,zstd,perl \
+    --include=systemd,systemd-sysv,dbus,docker.io,docker-cli,docker-compose,iptables,iproute2,procps,ca-certificates,debconf-utils,debconf-i18n,locales,python3,python3-passlib,python3-bcrypt,python3-jwt,python3-cryptography,python3-cffi-backend,curl,wrk,python3-pip,logrotate,fail2ban,zstd,perl \
     trixie "$root" "$mirror" >/dev/null
 
 echo "zh_TW.UTF-8 UTF-8" >"$root/etc/locale.gen"

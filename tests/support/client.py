@@ -64,7 +64,9 @@ def tls_args(system) -> list[str]:
     return ["--cert", system.ca_file] if system.scheme == "https" else []
 
 
-def twine_upload(system, wheel: Path, password: str) -> subprocess.CompletedProcess:
+def twine_upload(
+    system, wheel: Path, password: str, user: str = USER, attestations: tuple[Path, ...] = ()
+) -> subprocess.CompletedProcess:
     # Credentials through the environment, as a CI job would: never in argv.
     return subprocess.run(
         [
@@ -74,15 +76,17 @@ def twine_upload(system, wheel: Path, password: str) -> subprocess.CompletedProc
             "upload",
             "--non-interactive",
             "--disable-progress-bar",
+            *(["--attestations"] if attestations else []),
             "--repository-url",
             system.url("/"),
             *tls_args(system),
             str(wheel),
+            *map(str, attestations),
         ],
         capture_output=True,
         text=True,
         timeout=120,
-        env=client_env(TWINE_USERNAME=USER, TWINE_PASSWORD=password),
+        env=client_env(TWINE_USERNAME=user, TWINE_PASSWORD=password),
     )
 
 

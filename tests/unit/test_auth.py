@@ -331,7 +331,7 @@ def test_tokens_cost_no_bcrypt_and_end_at_once(checker, monkeypatch):
 
 
 def test_minted_tokens_and_a_broken_tokens_file(checker):
-    (checker.auth_dir / "oidc").mkdir()
+    (checker.auth_dir / "state").mkdir()
     key = "k" * 64
     (checker.auth_dir / "token-key").write_text(key + "\n")
     secret = credentials.new_token()
@@ -344,7 +344,7 @@ def test_minted_tokens_and_a_broken_tokens_file(checker):
             "expires": int(time.time()) + 900,
         }
     }
-    (checker.auth_dir / "oidc" / "minted.json").write_bytes(credentials.tokens_json(minted))
+    (checker.auth_dir / "state" / "minted.json").write_bytes(credentials.tokens_json(minted))
     status, headers = checker(basic("__token__", secret), need="publish")
     assert status == 200 and headers["X-Appliance-User"] == "token:oidc-gl-abc123"
     # The helper's file broken: its tokens are refused, the minted ones still work.

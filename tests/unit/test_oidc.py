@@ -33,7 +33,7 @@ def issuer(tmp_path):
 def exchange(tmp_path, issuer, monkeypatch):
     monkeypatch.setattr(audit, "LOG", str(tmp_path / "audit.log"))
     data = tmp_path / "data"
-    (data / "auth" / "oidc").mkdir(parents=True)
+    (data / "auth" / "state").mkdir(parents=True)
     (data / "auth" / "token-key").write_text("k" * 64 + "\n")
     trusts = {
         "audience": AUDIENCE,
@@ -68,7 +68,7 @@ def test_a_good_token_mints_a_scoped_short_lived_publish_token(exchange, issuer)
     answer = exchange.mint(issuer.token(), "10.0.0.9")
     assert answer["success"] is True and credentials.TOKEN.fullmatch(answer["token"])
     assert 895 <= answer["expires"] - time.time() <= 900  # PEP 807: 15 minutes at least
-    minted = credentials.read_tokens(str(exchange.data / "auth" / "oidc" / "minted.json"))
+    minted = credentials.read_tokens(str(exchange.data / "auth" / "state" / "minted.json"))
     ((name, record),) = minted.items()
     key = credentials.read_key(str(exchange.data / "auth" / "token-key"))
     assert record["digest"] == credentials.digest(key, answer["token"]) and record["role"] == "publish"
@@ -98,7 +98,7 @@ def test_refusals_say_why_in_the_audit_log(exchange, issuer, make, code, why):
         exchange.mint(make(issuer), "10.0.0.9")
     assert refused.value.code == code and why in refused.value.description
     assert "oidc-refused client=10.0.0.9" in exchange.audit.read_text()
-    assert not (exchange.data / "auth" / "oidc" / "minted.json").exists()
+    assert not (exchange.data / "auth" / "state" / "minted.json").exists()
 
 
 def test_a_token_is_traded_once(exchange, issuer):

@@ -28,7 +28,7 @@ from pypi_appliance.admin.settings import (
     write_conf,
 )
 from pypi_appliance.admin.tls import ensure_certificate, tls_paths
-from pypi_appliance.core import audit, policy
+from pypi_appliance.core import attestations, audit, policy
 from pypi_appliance.core.fsutil import atomic_file
 from pypi_appliance.core.roles import ROLES, Grant, format_roles
 from pypi_appliance.services.index import Index
@@ -75,7 +75,7 @@ def ca_sources():
 
 # What a backup keeps of DATA_DIR/auth (the htpasswd file always), and what
 # each is, for the warning of what a restore would lose. Tokens minted for CI
-# (auth/oidc/) live 15 minutes: not kept.
+# (auth/state/) live 15 minutes: not kept.
 AUTH = {
     "htpasswd": "the password file (accounts and passwords)",
     "roles": "the accounts' roles and publish scopes",
@@ -132,7 +132,13 @@ def cmd_backup(args, conf: Settings):
                     continue
             staged.append((copy, f"packages/{name}"))
             digests[f"packages/{name}"] = digest
-        unlisted = sorted(set(index.walk()[0]) - set(listed))
+            # Its PEP 740 attestations, kept beside it by the upload.
+            provenance = os.path.join(packages, name + attestations.SUFFIX)
+            if os.path.isfile(provenance):
+                shutil.copy2(provenance, copy + attestations.SUFFIX)
+                staged.append((copy + attestations.SUFFIX, f"packages/{name}{attestations.SUFFIX}"))
+        kept = {n + attestations.SUFFIX for n in listed}
+        unlisted = sorted(set(index.walk()[0]) - set(listed) - kept)
         staged += [(src, arc) for src, arc in sources if os.path.isfile(src)]
         # Upload times, yanks, held names and the hashes of removed files:
         # what the files themselves cannot say.

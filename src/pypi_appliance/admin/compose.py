@@ -182,12 +182,12 @@ EXCHANGE_DIR = f"{RUN_DIR}/oidc"  # compose.yaml mounts it into the front door
 def start_exchange(conf: Settings) -> subprocess.Popen:
     """Trusted publishing's token exchange (pypi_appliance.admin.oidc), as the
     containers' user: it reads the trusts and the token key, and writes only
-    the tokens it mints (DATA_DIR/auth/oidc, which the checker reads)."""
+    the tokens it mints (DATA_DIR/auth/state, which the checker reads, and
+    writes when each token was last used)."""
     from pypi_appliance.admin.tokens import ensure_key
 
     ensure_key(conf)
-    minted = os.path.dirname(credentials.minted_path(conf.data_dir))
-    for path, mode in ((EXCHANGE_DIR, 0o755), (minted, 0o750)):
+    for path, mode in ((EXCHANGE_DIR, 0o755), (credentials.state_dir(conf.data_dir), 0o750)):
         os.makedirs(path, mode=mode, exist_ok=True)
         os.chown(path, SERVER_GID, SERVER_GID)
         os.chmod(path, mode)

@@ -25,7 +25,7 @@ with the issuer, subject and why):
   6. the token was not used before (its jti, else its hash, kept until it expires);
 then a token is minted: publish, the matching trusts' projects, 15 minutes
 (or the trust's --lifetime, up to 6 hours as PEP 807 allows), kept hashed in
-DATA_DIR/auth/oidc/minted.json, which the credential checker reads."""
+DATA_DIR/auth/state/minted.json, which the credential checker reads."""
 
 from __future__ import annotations
 

@@ -111,7 +111,7 @@ def last_used(conf: Settings) -> dict[str, int]:
     """When the checker last checked each token: its record on disk, and what it knows since it wrote that."""
     used: dict[str, int] = {}
     try:
-        with open(os.path.join(os.path.dirname(audit.LOG), "token-use.json"), encoding="utf-8") as f:
+        with open(credentials.used_path(conf.data_dir), encoding="utf-8") as f:
             used.update(json.load(f))
     except (OSError, ValueError):
         pass

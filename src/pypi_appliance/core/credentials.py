@@ -9,7 +9,7 @@ name __token__ (as on PyPI). Only a keyed hash of it is kept (HMAC-SHA256 with
 DATA_DIR/auth/token-key), so checking one costs a hash and a dict lookup, no
 bcrypt. Tokens made with 'pypi-appliance token create' are in
 DATA_DIR/auth/tokens.json; those minted for CI by trusted publishing (OIDC)
-in DATA_DIR/auth/oidc/minted.json. Both have the same records:
+in DATA_DIR/auth/state/minted.json. Both have the same records:
 {"NAME": {"digest", "role", "projects", "created", "expires", "by", ...}}."""
 
 from __future__ import annotations
@@ -78,8 +78,19 @@ def tokens_path(data_dir: str) -> str:
     return os.path.join(data_dir, "auth", "tokens.json")
 
 
+def state_dir(data_dir: str) -> str:
+    """What the services write beside the credentials (the containers' user's):
+    the tokens minted for CI and the ID tokens seen (the exchange), when each
+    token was last used (the checker)."""
+    return os.path.join(data_dir, "auth", "state")
+
+
 def minted_path(data_dir: str) -> str:
-    return os.path.join(data_dir, "auth", "oidc", "minted.json")
+    return os.path.join(state_dir(data_dir), "minted.json")
+
+
+def used_path(data_dir: str) -> str:
+    return os.path.join(state_dir(data_dir), "token-use.json")
 
 
 def trusts_path(data_dir: str) -> str:

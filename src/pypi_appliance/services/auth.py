@@ -406,16 +406,12 @@ class Checker:
 USED_SECONDS = 60
 
 
-def used_path() -> str:
-    """When each token was last checked: beside the audit log, the checker's
-    one writable place (its auth dir is read-only)."""
-    return os.path.join(os.path.dirname(audit.LOG), "token-use.json")
-
-
-def keep_used(checker: Checker) -> None:
-    """Loaded at the start, written each minute when it changed (a token
-    answered from the front door's cache is not checked: to within 5 minutes)."""
-    path = used_path()
+def keep_used(checker: Checker, data: str) -> None:
+    """When each token was last checked, in DATA_DIR/auth/state (the one
+    place the checker writes: compose.yaml mounts it): loaded at the start,
+    written each minute when it changed (a token answered from the front
+    door's cache is not checked: to within 5 minutes)."""
+    path = credentials.used_path(data)
     try:
         with open(path, encoding="utf-8") as f:
             checker.used.update({str(k): int(v) for k, v in json.load(f).items()})
@@ -495,7 +491,7 @@ def serve(data: str, port: int) -> None:
         env["PYPI_AUTH_MAX_FAILURES"], env["PYPI_AUTH_THROTTLE_SECONDS"], env["PYPI_AUTH_THROTTLE_MAX_SECONDS"]
     )
     checker = Checker(Accounts(os.path.join(data, "auth")), throttle, env["PYPI_AUTH_WORKERS"])
-    keep_used(checker)
+    keep_used(checker, data)
     # Listening first: a login that comes during the warm-up waits for it
     # instead of being refused.
     server = httpd.server(handler(checker), port)
