@@ -42,6 +42,11 @@ def remove(system, *releases: str) -> None:
         system.sh(f"pypi-appliance remove --yes '{release}'", check=False)
 
 
+def said(result) -> str:
+    """What a client printed, its lines unwrapped (twine wraps them to the terminal)."""
+    return " ".join((result.stdout + result.stderr).split())
+
+
 def token_create(system, options: str) -> str:
     result = system.sh(f"pypi-appliance token create {options}")
     assert "shown once" in result.stderr
@@ -61,8 +66,8 @@ def test_a_scoped_publisher_publishes_its_projects_only(system, installed, tmp_p
                 system, make_wheel(tmp_path, "1.0", project=project), "team-a-password", user="team-a"
             )
             assert refused.returncode != 0
-            assert f"team-a may publish only cred-a-*, not {project}" in refused.stdout + refused.stderr
-            assert "pypi-appliance user scope team-a" in refused.stdout + refused.stderr
+            assert f"team-a may publish only cred-a-*, not {project}" in said(refused)
+            assert "pypi-appliance user scope team-a" in said(refused)
             assert not listed(system, project)
             assert (
                 system.sh(f"ls /srv/pypi/packages | grep -c '^{project.replace('-', '_')}-' || true").stdout.strip()
@@ -87,10 +92,10 @@ def test_tokens_work_then_stop_at_once(system, installed, tmp_path):
         ok = twine_upload(system, make_wheel(tmp_path, "1.0", project="cred-t-core"), short, user="__token__")
         assert ok.returncode == 0, ok.stdout + ok.stderr
         outside = twine_upload(system, make_wheel(tmp_path, "1.0", project="cred-u-core"), short, user="__token__")
-        assert "token:ci-short may publish only cred-t-*, not cred-u-core" in outside.stdout + outside.stderr
+        assert "token:ci-short may publish only cred-t-*, not cred-u-core" in said(outside)
         assert pip_install(system, tmp_path, reader, user="__token__", project="cred-t-core") == "1.0"
         denied = twine_upload(system, make_wheel(tmp_path, "1.1", project="cred-t-core"), reader, user="__token__")
-        assert denied.returncode != 0 and "may list and download but not publish" in denied.stdout + denied.stderr
+        assert denied.returncode != 0 and "403 Forbidden" in said(denied)  # the front door's (test_access: its text)
         listing = system.sh("pypi-appliance token list").stdout
         row = next(line for line in listing.splitlines() if line.startswith("ci-short "))
         assert "publish  cred-t-*" in row and "active" in row and row.count("-") > 3
@@ -186,9 +191,7 @@ def test_trusted_publishing(system, installed, issuer, tmp_path):
         ok = twine_upload(system, make_wheel(tmp_path, "1.0", project="cred-o-core"), minted, user="__token__")
         assert ok.returncode == 0, ok.stdout + ok.stderr
         outside = twine_upload(system, make_wheel(tmp_path, "1.0", project="cred-p-core"), minted, user="__token__")
-        assert (
-            outside.returncode != 0 and "may publish only cred-o-*, not cred-p-core" in outside.stdout + outside.stderr
-        )
+        assert outside.returncode != 0 and "may publish only cred-o-*, not cred-p-core" in said(outside)
         assert not listed(system, "cred-p-core")
 
         # Each refusal: 422 with why, nothing minted.
@@ -221,7 +224,7 @@ def test_trusted_publishing(system, installed, issuer, tmp_path):
         assert "claims=project_path=group/team-a,ref_protected=true" in mints[0]
         refusals = [line for line in log.splitlines() if " oidc-refused " in line]
         assert len(refusals) >= 7 and all("iss=" in line for line in refusals)
-        assert minted not in log and answer.get("token", "") not in log
+        assert minted not in log
         listing = system.sh("pypi-appliance token list").stdout
         assert "oidc-gl-team-a-" in listing and "oidc:gl-team-a" in listing
 
@@ -259,7 +262,7 @@ def test_attestations_are_kept_and_served_back(system, installed, tmp_path):
         other = make_wheel(tmp_path, "1.1", project="cred-att")
         wrong = make_attestation(other, sha256="0" * 64)
         refused = twine_upload(system, other, PASSWORD, attestations=(wrong,))
-        assert refused.returncode != 0 and "do not fit the file" in refused.stdout + refused.stderr
+        assert refused.returncode != 0 and "do not fit the file" in said(refused)
         assert system.sh("ls /srv/pypi/packages/ | grep -c '^cred_att-1.1' || true").stdout.strip() == "0"
     finally:
         remove(system, "cred-att==1.0")

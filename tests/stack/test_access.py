@@ -20,7 +20,10 @@ def test_roles_and_generated_credentials(stack, tmp_path):
     password, out = stack.add_generated("reader", "read")
     assert "PIP_INDEX_URL=" in out and "TWINE" not in out
     assert {f"{USER} publish *", "reader read"} <= set(stack.sh("pypi-appliance user list").stdout.splitlines())
-    assert password not in stack.sh(f"find {stack.root}{stack.data_dir}/auth {stack.audit_log} -type f -exec cat {{}} +").stdout
+    assert (
+        password
+        not in stack.sh(f"find {stack.root}{stack.data_dir}/auth {stack.audit_log} -type f -exec cat {{}} +").stdout
+    )
     try:
         wheel = make_wheel(tmp_path, "1.0", project="role-probe")
         # A read account lists and downloads...

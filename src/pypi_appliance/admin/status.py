@@ -266,6 +266,7 @@ def cmd_status(args, conf: Settings):
         "disk_free_bytes": disk.free if disk else None,
         "index": index_state(conf),
         "throttled": throttled(found),
+        "publishing": publishing_state(conf),
         "upstream": conf.upstream or None,
         "upstream_reachable": reach[0] if reach else None,
         "images": images.origins(lambda *a: compose(conf, *a)),
@@ -310,6 +311,7 @@ def cmd_status(args, conf: Settings):
                 else "not made yet (the indexer makes it when the service starts)",
             ),
             ("throttled", describe_throttled(report["throttled"])),
+            ("ci", describe_publishing(report["publishing"])),
             (
                 "images",
                 "\n".ljust(12).join(f"{i['ref']} {i['origin']}" for i in report["images"])
@@ -334,6 +336,51 @@ def cmd_status(args, conf: Settings):
     if isinstance(found, str) and found.startswith("permission denied"):
         raise NeedsRoot(f"cannot see the containers: {found}")
     return EXIT[state]
+
+
+def publishing_state(conf: Settings) -> dict | None:
+    """Tokens that work now, trusted publishers, and whether the token exchange
+    answers (never a token); None when the files are not readable (not root)."""
+    import socket
+    import time
+
+    from pypi_appliance.admin.compose import EXCHANGE_DIR
+    from pypi_appliance.admin.oidc import SOCKET_NAME, read_trusts
+    from pypi_appliance.core import credentials
+    from pypi_appliance.core.policy import UNREADABLE
+
+    try:
+        now = time.time()
+        tokens = [
+            r
+            for path in (credentials.tokens_path(conf.data_dir), credentials.minted_path(conf.data_dir))
+            for r in credentials.read_tokens(path).values()
+            if credentials.state(r, now) == "active"
+        ]
+        trusts = read_trusts(credentials.trusts_path(conf.data_dir))["trusts"]
+    except PermissionError:
+        return None
+    except UNREADABLE as err:
+        return {"error": str(err)}
+    with socket.socket(socket.AF_UNIX) as sock:
+        sock.settimeout(2)
+        try:
+            sock.connect(os.path.join(EXCHANGE_DIR, SOCKET_NAME))
+            answering = True
+        except OSError:
+            answering = False
+    return {"tokens_active": len(tokens), "trusts": len(trusts), "exchange_answering": answering}
+
+
+def describe_publishing(state: dict | None) -> str:
+    if state is None:
+        return "unknown (run as root)"
+    if "error" in state:
+        return f"the tokens or trusts cannot be read: {state['error']}"
+    exchange = "the token exchange answers" if state["exchange_answering"] else "the token exchange is NOT answering"
+    return f"{plural(state['tokens_active'], 'token')} active, {plural(state['trusts'], 'trusted publisher')}" + (
+        f" ({exchange})" if state["trusts"] else ""
+    )
 
 
 def held_text(names: list[str]) -> str:

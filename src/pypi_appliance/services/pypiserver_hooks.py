@@ -54,9 +54,11 @@ def refresh():
 
 
 def refused(status: int, name: str, why: str) -> HTTPError:
-    """A refused upload: in the audit log, and why for the client."""
+    """A refused upload: in the audit log, and why for the client, in the
+    body and, as PyPI does, in the status line's reason, which twine prints."""
     audit.record("upload-refused", **who(), file=name, status=status, why=why)
-    return HTTPError(status, why)
+    reason = "".join(c if " " <= c <= "~" else "?" for c in why)[:400]
+    return HTTPError(f"{status} {reason}", why)
 
 
 # What the front door says of the sender (nginx.conf: proxy_set_header).
