@@ -45,7 +45,7 @@ import urllib.parse
 import urllib.request
 
 from pypi_appliance.core import audit, credentials, internal
-from pypi_appliance.core.fsutil import write_atomic
+from pypi_appliance.core.fsutil import read_json, write_atomic
 from pypi_appliance.core.policy import UNREADABLE, Watched
 
 LEEWAY = 60
@@ -70,11 +70,7 @@ class Refused(Exception):
 
 def read_trusts(path: str) -> dict:
     """{"audience": default, "trusts": {name: {...}}} ({} of each: none yet)."""
-    try:
-        with open(path, encoding="utf-8") as f:
-            data = json.load(f)
-    except FileNotFoundError:
-        return {"audience": "", "trusts": {}}
+    data = read_json(path, {"audience": "", "trusts": {}})
     for name, trust in data["trusts"].items():
         if not isinstance(trust["issuer"], str) or not isinstance(trust["claims"], dict):
             raise ValueError(f"trust {name!r} has no issuer or claims")

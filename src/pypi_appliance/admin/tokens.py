@@ -12,7 +12,7 @@ import time
 from datetime import datetime, timezone
 
 from pypi_appliance.admin.settings import SERVER_GID, Fail, Settings
-from pypi_appliance.admin.users import new_version, reload_front_door
+from pypi_appliance.admin.users import new_version, reload_front_door, scope_option
 from pypi_appliance.core import audit, credentials
 from pypi_appliance.core.fsutil import write_atomic
 from pypi_appliance.core.policy import UNREADABLE, parse_duration
@@ -49,17 +49,8 @@ def check_name(name: str) -> str:
     return name
 
 
-def scope_of(role: str, projects: str | None):
-    if projects is not None and role != "publish":
-        raise Fail("--projects limits what a token may publish: it goes with --role publish")
-    try:
-        return credentials.parse_scope(projects or "*")
-    except ValueError as err:
-        raise Fail(f"--projects: {err}") from None
-
-
 def cmd_token_create(args, conf: Settings):
-    projects = scope_of(args.role, args.projects)
+    projects = scope_option(args.role, args.projects)
     try:
         lifetime = parse_duration(args.expires)
     except ValueError as err:

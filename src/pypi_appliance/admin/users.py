@@ -176,7 +176,7 @@ def describe(grant: Grant) -> str:
 
 def scope_option(role: str, projects: str | None) -> tuple[str, ...]:
     if projects is not None and role != "publish":
-        raise Fail("--projects limits what an account may publish: it goes with --role publish")
+        raise Fail("--projects limits what may be published: it goes with --role publish")
     try:
         return credentials.parse_scope(projects or "*")
     except ValueError as err:

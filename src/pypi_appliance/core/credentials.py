@@ -22,6 +22,7 @@ import os
 import re
 import secrets
 
+from pypi_appliance.core.fsutil import read_json
 from pypi_appliance.core.names import normalize, normalize_pattern
 
 TOKEN_USER = "__token__"
@@ -109,12 +110,7 @@ def read_key(path: str) -> bytes:
 def read_tokens(path: str) -> dict[str, dict]:
     """A tokens file's records ({}: none yet). A file that is there but not
     readable as tokens raises: the caller refuses every token."""
-    try:
-        with open(path, encoding="utf-8") as f:
-            data = json.load(f)
-    except FileNotFoundError:
-        return {}
-    tokens = data["tokens"]
+    tokens = read_json(path, {"tokens": {}})["tokens"]
     for name, record in tokens.items():
         if not isinstance(record.get("digest"), str) or not isinstance(record.get("expires"), int):
             raise ValueError(f"token {name!r} has no digest or expiry")

@@ -4,6 +4,7 @@ Standard library only: the containers and the helper use it."""
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import tempfile
 from collections.abc import Iterator
@@ -47,6 +48,16 @@ def write_atomic(
     """write data to path through atomic_file (str as UTF-8)."""
     with atomic_file(path, mode, owner, durable) as f:
         f.write(data.encode() if isinstance(data, str) else data)
+
+
+def read_json(path: str, missing):
+    """A JSON file the helper writes whole (rules, states, tokens, trusts), or
+    missing when there is none yet; one that is there but unreadable raises."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            return json.load(f)
+    except FileNotFoundError:
+        return missing
 
 
 def walk_packages(packages: str) -> tuple[dict[str, int], dict[str, int]]:

@@ -26,6 +26,7 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta, timezone
 
 from pypi_appliance.core.credentials import PATTERN
+from pypi_appliance.core.fsutil import read_json
 from pypi_appliance.core.names import normalize_pattern, version_of
 
 RULES_FILE = "upstream-rules.json"
@@ -249,12 +250,7 @@ def quarantined(project: str, status: dict | None) -> str:
 def read_statuses(path: str) -> dict:
     """The project states an admin set: {name: {"status", "reason", "by", "at"}}; {} for none yet.
     A file that is there but not readable raises: the caller fails closed."""
-    try:
-        with open(path, encoding="utf-8") as f:
-            data = json.load(f)
-    except FileNotFoundError:
-        return {}
-    projects = data["projects"]
+    projects = read_json(path, {"projects": {}})["projects"]
     for name, item in projects.items():
         if item.get("status") not in STATUSES:
             raise ValueError(f"{path}: {name}: status {item.get('status')!r} is not one of {', '.join(STATUSES)}")
@@ -298,12 +294,7 @@ class Watched:
 def read_rules(path: str) -> tuple[Rule, ...]:
     """The rules file's rules ((): none yet). A file that is there but not
     readable as rules raises: the caller fails closed."""
-    try:
-        with open(path, encoding="utf-8") as f:
-            data = json.load(f)
-    except FileNotFoundError:
-        return ()
-    rules = tuple(Rule(**item) for item in data["rules"])
+    rules = tuple(Rule(**item) for item in read_json(path, {"rules": []})["rules"])
     for rule in rules:
         if rule.kind not in KINDS:
             raise ValueError(f"{path}: rule kind {rule.kind!r} is not allow or deny")
