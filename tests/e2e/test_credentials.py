@@ -220,13 +220,25 @@ def test_trusted_publishing(system, installed, issuer, tmp_path):
 
         log = system.sh(f"cat {AUDIT}").stdout
         mints = [line for line in log.splitlines() if " oidc-mint " in line]
-        assert len(mints) == 3 and all("trust=gl-team-a" in line for line in mints)
+        assert len(mints) == 3 and all("trust=gl-team-a" in line for line in mints)  # before the restart below
         assert "claims=project_path=group/team-a,ref_protected=true" in mints[0]
         refusals = [line for line in log.splitlines() if " oidc-refused " in line]
         assert len(refusals) >= 7 and all("iss=" in line for line in refusals)
         assert minted not in log
         listing = system.sh("pypi-appliance token list").stdout
         assert "oidc-gl-team-a-" in listing and "oidc:gl-team-a" in listing
+
+        # The exchange dies: the service starts it again, status says so meanwhile.
+        held = system.sh("ss -xlpn src /run/pypi-appliance/oidc/exchange.sock").stdout
+        pid = held.split("pid=", 1)[1].split(",", 1)[0]
+        system.sh(f"kill -9 {pid}")
+        assert mint(system, issuer.token(**claims))[0] == 503
+        deadline = time.monotonic() + 30
+        while (status := mint(system, issuer.token(**claims))[0]) != 200 and time.monotonic() < deadline:
+            time.sleep(0.5)
+        assert status == 200
+        assert "the token exchange answers" in system.sh("pypi-appliance status", check=False).stdout
+        assert "the token exchange ended (-9); started again" in system.sh("journalctl -u pypi-appliance -o cat").stdout
 
         # Removing the trust revokes what it minted, at once.
         assert system.http("/simple/", user="__token__", password=minted) == 200

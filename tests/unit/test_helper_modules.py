@@ -3,6 +3,8 @@
 import os
 import re
 import subprocess
+import sys
+import time
 
 import pytest
 
@@ -124,3 +126,31 @@ def test_the_password_version_is_the_file_the_front_door_includes(shipped_tree, 
     assert open(version_path(conf)).read() == first
     new_version(conf)
     assert open(version_path(conf)).read() != first
+
+
+def test_the_service_s_own_processes_are_started_again_until_it_stops(monkeypatch, capsys):
+    from pypi_appliance.admin import compose as compose_module
+
+    monkeypatch.setattr(compose_module.Supervised, "RESTART_SECONDS", 0.05)
+    started = []
+
+    def dies_at_once():
+        started.append(subprocess.Popen([sys.executable, "-c", "raise SystemExit(3)"]))
+        return started[-1]
+
+    supervised = compose_module.Supervised("the probe", dies_at_once)
+    deadline = time.monotonic() + 10
+    while len(started) < 3 and time.monotonic() < deadline:
+        time.sleep(0.02)
+    supervised.stop()
+    count = len(started)
+    assert count >= 3 and "the probe ended (3); started again" in capsys.readouterr().err
+    time.sleep(0.2)
+    assert len(started) == count, "nothing is started once stopped"
+
+    lasting = compose_module.Supervised(
+        "the sleeper", lambda: subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    )
+    began = time.monotonic()
+    lasting.stop()
+    assert lasting.proc.poll() is not None and time.monotonic() - began < 5

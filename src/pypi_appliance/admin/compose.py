@@ -7,6 +7,7 @@ import re
 import secrets
 import subprocess
 import sys
+import threading
 
 from pypi_appliance.admin import images
 from pypi_appliance.admin.cache import write_settings
@@ -179,7 +180,44 @@ def write_internal_key() -> None:
 EXCHANGE_DIR = f"{RUN_DIR}/oidc"  # compose.yaml mounts it into the front door
 
 
-def start_exchange(conf: Settings) -> subprocess.Popen:
+class Supervised:
+    """A process of the service's besides the containers, started again
+    (after RESTART_SECONDS) whenever it ends while the service runs."""
+
+    RESTART_SECONDS = 5
+
+    def __init__(self, name: str, start):
+        self.name, self.start = name, start
+        self.stopping = threading.Event()
+        self.lock = threading.Lock()  # no start once stop() has begun
+        self.proc = start()
+        self.thread = threading.Thread(target=self._watch, daemon=True)
+        self.thread.start()
+
+    def _watch(self):
+        while True:
+            code = self.proc.wait()
+            if self.stopping.wait(self.RESTART_SECONDS):
+                return
+            with self.lock:
+                if self.stopping.is_set():
+                    return
+                print(f"{PACKAGE}: {self.name} ended ({code}); started again", file=sys.stderr, flush=True)
+                self.proc = self.start()
+
+    def stop(self):
+        with self.lock:
+            self.stopping.set()
+            proc = self.proc
+        proc.terminate()
+        try:
+            proc.wait(5)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+        self.thread.join(5)
+
+
+def start_exchange(conf: Settings) -> Supervised:
     """Trusted publishing's token exchange (pypi_appliance.admin.oidc), as the
     containers' user: it reads the trusts and the token key, and writes only
     the tokens it mints (DATA_DIR/auth/state, which the checker reads, and
@@ -198,13 +236,12 @@ def start_exchange(conf: Settings) -> subprocess.Popen:
         "PYPI_INTERNAL_KEY_FILE": INTERNAL_KEY,
         "PYPI_AUDIT_LOG": audit.LOG,
     }
-    return subprocess.Popen(
-        [sys.executable, "-m", "pypi_appliance.admin.oidc", "serve", conf.data_dir, EXCHANGE_DIR],
-        env=env,
-        user=SERVER_GID,
-        group=SERVER_GID,
-        extra_groups=[],
-        stdin=subprocess.DEVNULL,
+    command = [sys.executable, "-m", "pypi_appliance.admin.oidc", "serve", conf.data_dir, EXCHANGE_DIR]
+    return Supervised(
+        "the token exchange",
+        lambda: subprocess.Popen(
+            command, env=env, user=SERVER_GID, group=SERVER_GID, extra_groups=[], stdin=subprocess.DEVNULL
+        ),
     )
 
 
@@ -227,11 +264,7 @@ def cmd_up(args, conf: Settings):
         # (the exchange too: it ends with this).
         return plain(compose(conf, "up", "--pull", "never", "--remove-orphans", "--abort-on-container-exit"))
     finally:
-        exchange.terminate()
-        try:
-            exchange.wait(5)
-        except subprocess.TimeoutExpired:
-            exchange.kill()
+        exchange.stop()
 
 
 def cmd_down(args, conf: Settings):
