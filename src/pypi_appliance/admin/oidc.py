@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import fnmatch
 import hashlib
 import http.server
 import json
@@ -90,8 +91,6 @@ def claim_text(value) -> str:
 
 def unmatched(trust: dict, claims: dict) -> list[str]:
     """The trust's claims this token does not match: NAME=WANTED (got ...)."""
-    import fnmatch
-
     wrong = []
     for name, pattern in sorted(trust["claims"].items()):
         got = claims.get(name)
@@ -169,8 +168,10 @@ class Keys:
 
 
 def find_key(keys, kid):
-    candidates = [k for k in keys.keys if kid is None or k.key_id == kid]
-    return candidates[0] if len(candidates) == 1 or (kid is not None and candidates) else None
+    """The key a token names; without a kid, the issuer's only key."""
+    if kid is None:
+        return keys.keys[0] if len(keys.keys) == 1 else None
+    return next((k for k in keys.keys if k.key_id == kid), None)
 
 
 class Exchange:

@@ -142,7 +142,8 @@ def cmd_token_list(args, conf: Settings):
         print("  ".join(str(v).ljust(w) for v, w in zip(row, widths, strict=True)).rstrip())
 
 
-def revoke(conf: Settings, path: str, names, now: int) -> list[str]:
+def revoke(path: str, names, now: int) -> list[str]:
+    """Revoke the named tokens of one file that are not revoked yet; their names."""
     tokens = read(path)
     hit = [n for n in names if n in tokens and not tokens[n].get("revoked")]
     for name in hit:
@@ -156,9 +157,9 @@ def cmd_token_revoke(args, conf: Settings):
     from pypi_appliance.admin.oidc import minted_lock
 
     now = int(time.time())
-    done = revoke(conf, credentials.tokens_path(conf.data_dir), args.names, now)
+    done = revoke(credentials.tokens_path(conf.data_dir), args.names, now)
     with minted_lock(conf.data_dir) as path:
-        done += revoke(conf, path, args.names, now)
+        done += revoke(path, args.names, now)
     missing = [n for n in args.names if n not in done]
     if done:
         # Answers the front door cached for them are not used again.

@@ -4,7 +4,6 @@ ID tokens the exchange (admin/oidc.py) trades for short-lived publish tokens."""
 from __future__ import annotations
 
 import hashlib
-import os
 import sys
 import time
 
@@ -19,7 +18,7 @@ from pypi_appliance.admin.oidc import (
     trusts_json,
 )
 from pypi_appliance.admin.settings import SERVER_GID, Fail, Settings
-from pypi_appliance.admin.tokens import check_name, ensure_key, read
+from pypi_appliance.admin.tokens import check_name, ensure_key, read, revoke
 from pypi_appliance.admin.users import new_version, reload_front_door
 from pypi_appliance.core import audit, credentials
 from pypi_appliance.core.fsutil import write_atomic
@@ -137,12 +136,9 @@ def cmd_trust_remove(args, conf: Settings):
     # The tokens it minted stop working now, cached answers too.
     now = int(time.time())
     with minted_lock(conf.data_dir) as path:
-        minted = read(path) if os.path.exists(path) else {}
-        ended = [n for n, r in minted.items() if args.name in r.get("by", "").removeprefix("oidc:").split(",")]
-        for n in ended:
-            minted[n]["revoked"] = now
-        if ended:
-            write_atomic(path, credentials.tokens_json(minted), mode=0o640, owner=(0, SERVER_GID), durable=True)
+        minted = read(path)
+        mine = [n for n, r in minted.items() if args.name in r.get("by", "").removeprefix("oidc:").split(",")]
+        ended = revoke(path, mine, now)
     new_version(conf)
     reload_front_door()
     audit.record("trust-remove", by=audit.actor(), trust=args.name, revoked=len(ended))

@@ -31,7 +31,7 @@ def _file_json(name: str, entry: dict, yanked) -> dict:
     # pip 22.3-23.1 (Debian 12's 23.0.1 among them: pypa/pip#12042).
     item["core-metadata"] = {"sha256": entry["metadata-sha256"]} if entry.get("metadata-sha256") else False
     if entry.get("provenance"):  # PEP 740: beside the file
-        item["provenance"] = f"../../packages/{quote(name)}.provenance"
+        item["provenance"] = item["url"] + ".provenance"
     return item
 
 
